@@ -1,0 +1,1 @@
+"""newsflow's configuration: defaults (`config.defaults`) and configuration files."""

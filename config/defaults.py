@@ -1,0 +1,112 @@
+"""Every newsflow setting, its default and why it has that value.
+
+This is the one place defaults live. `workers.settings` is the one module that reads the
+environment: each field below can be overridden by `NEWSFLOW_<FIELD NAME IN UPPER CASE>`
+(for example `NEWSFLOW_FETCH_TIMEOUT_S=5`). Units are part of the names.
+
+This module imports nothing from `workers` or `tasks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where things live -------------------------------------------------------------------
+    # Broker: the four stage queues and their unacked messages.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Shared state (claim-check blobs, ledger, dead letters, ...). Empty means "same as redis_url";
+    # point it at another Redis so page bodies never crowd the queues.
+    state_redis_url: str = ""
+    # Index, private Redis, pid files. Relative paths are taken from the working directory.
+    data_dir: str = "./var"
+    # Prefix of every Redis key newsflow writes in the state Redis.
+    key_prefix: str = "newsflow:"
+
+    # --- fetch ---------------------------------------------------------------------------------
+    # Sent with every request; sites block anonymous clients, so say who we are.
+    user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow)"
+    # Time to open a TCP connection.
+    fetch_connect_timeout_s: float = 5.0
+    # Time between two bytes of the response.
+    fetch_read_timeout_s: float = 15.0
+    # Hard deadline for the whole response, so a server trickling bytes cannot hold a worker.
+    fetch_total_timeout_s: float = 30.0
+    # Bodies larger than this are refused (reason `too_large`); news pages are rarely > 3 MB.
+    fetch_max_bytes: int = 8 * 1024 * 1024
+    # More redirects than this is a loop (reason `too_many_redirects`).
+    fetch_max_redirects: int = 8
+    # Refuse loopback/private/link-local targets (SSRF guard) unless this is true.
+    fetch_allow_private: bool = False
+    # Comma-separated `host[:port]` exempt from the private-address guard (finer than the above).
+    fetch_allow_hosts: str = ""
+
+    # --- clean ---------------------------------------------------------------------------------
+    # Pages larger than this are not parsed at all (reason `too_large`): parsing cost grows with size.
+    clean_max_html_bytes: int = 5 * 1024 * 1024
+    # Extraction slower than this is cut off (reason `extract_timeout`).
+    clean_time_limit_s: float = 20.0
+    # A body shorter than this many characters is not an article (reason `no_article`).
+    clean_min_body_chars: int = 200
+
+    # --- claim check and documents ---------------------------------------------------------------
+    # Raw HTML waits for the clean stage this long at most; it is deleted once cleaned.
+    blob_ttl_s: int = 24 * 3600
+    # Cleaned/enriched article documents wait for the index stage this long at most.
+    doc_ttl_s: int = 7 * 24 * 3600
+    # The article ledger (state, stage, reason per article) is kept this long after its last change.
+    ledger_ttl_s: int = 30 * 24 * 3600
+    # Dead letters are kept at most this many (oldest dropped first).
+    deadletter_max: int = 100_000
+
+    # --- delivery --------------------------------------------------------------------------------
+    # Redis redelivers an unacked message after this long; every time limit and retry countdown
+    # below stays under it, or a slow task would run twice.
+    visibility_timeout_s: int = 3600
+    # Hard per-task time limit (the pool child is killed and the message retried).
+    task_time_limit_s: int = 300
+    # Transient errors retry this many times before the article is dead-lettered.
+    max_retries: int = 5
+    # First retry waits about this long; each next one twice as long (with jitter) ...
+    retry_backoff_base_s: float = 2.0
+    # ... but never longer than this.
+    retry_backoff_max_s: float = 600.0
+
+    # --- index -----------------------------------------------------------------------------------
+    # The single index writer commits after this many documents ...
+    index_batch_size: int = 64
+    # ... or this long after the first uncommitted one, whichever comes first.
+    index_batch_max_wait_s: float = 2.0
+    # Memory tantivy's writer may use for buffering before it flushes a segment.
+    index_writer_heap_bytes: int = 128 * 1024 * 1024
+
+    # --- local deployment (`newsflow up`) ----------------------------------------------------------
+    # Processes for each CPU-bound stage (clean, enrich); 0 means one per core.
+    worker_concurrency: int = 0
+    # Threads of the I/O-bound fetch worker.
+    fetch_concurrency: int = 16
+    # A prefork child is replaced after this many tasks, bounding slow leaks in parsers.
+    worker_max_tasks_per_child: int = 2000
+    # ... or once its resident memory exceeds this many kilobytes.
+    worker_max_memory_per_child_kb: int = 512 * 1024
+    # How long `up` waits for every worker to answer before giving up.
+    startup_timeout_s: float = 60.0
+
+    # --- logs --------------------------------------------------------------------------------------
+    # Minimum level of the JSON log lines on stderr.
+    log_level: str = "INFO"
+
+    # Derived: state Redis URL with the fallback applied.
+    @property
+    def state_url(self) -> str:
+        return self.state_redis_url or self.redis_url
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
+
+
+# Fields that must never appear in logs (they may carry passwords).
+SECRET_FIELDS: frozenset[str] = frozenset({"redis_url", "state_redis_url"})

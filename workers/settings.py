@@ -1,0 +1,72 @@
+"""The one module that reads the environment.
+
+Each field of `config.defaults.Settings` can be set with `NEWSFLOW_<NAME>`; values are parsed by the
+field's type. Nothing else in newsflow looks at `os.environ` for settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+
+from config.defaults import Settings
+
+ENV_PREFIX = "NEWSFLOW_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def _parse(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from defaults, then `NEWSFLOW_*` variables, then keyword overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _parse(f.name, str(f.type), raw)
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return load_settings()
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The `NEWSFLOW_*` variables that reproduce `settings` in a child process."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        out[ENV_PREFIX + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return out
+
+
+def process_env() -> dict[str, str]:
+    """A copy of this process's environment, for starting child processes."""
+    return dict(os.environ)
