@@ -1,16 +1,24 @@
-"""Extraction sequence: trafilatura for the body and metadata, then light cleanup.
+"""The clean stage's pure function: HTML in, an `Article` (main text, metadata, provenance) out.
 
-Each field records the method that produced it in `provenance`.
+Sequence (docs/extraction.md has the numbers):
+1. parse once; drop hidden elements; keep embedded posts (tweets) as quotes;
+2. metadata from JSON-LD, meta tags, the document, the URL and feed hints;
+3. body candidates: trafilatura `fast` and `favor_precision`, each cleaned of repeated headline/standfirst,
+   related-story lists, calls to action and link-only blocks;
+4. keep the precise candidate unless it lost too much of the fast one.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import trafilatura
+from newsflow.extract import body as bodies
+from newsflow.extract.cleanup import Lead, anchor_texts, clean_body
+from newsflow.extract.htmlprep import parse_html, prepare_tree
+from newsflow.extract.metadata import Metadata, extract_metadata
+from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 
 
 @dataclass
@@ -29,42 +37,44 @@ class Article:
         return asdict(self)
 
 
-_WS = re.compile(r"[ \t\u00a0]+")
+def extract_article(
+    html: str,
+    url: str | None = None,
+    hints: Mapping[str, Any] | None = None,
+    options: ExtractOptions = DEFAULT_OPTIONS,
+) -> Article:
+    """Extract the main text and metadata of one page. An empty body means "no article here"."""
+    tree = parse_html(html) if html and html.strip() else None
+    if tree is None:
+        return _from_metadata("", Metadata(), "none:unparseable")
+    meta = extract_metadata(tree, url, hints)
+    lead = Lead(meta.title, meta.description, anchor_texts(tree))
+    prepare_tree(tree, options)
+    text, method = _best_body(tree, url, lead, options)
+    return _from_metadata(text, meta, method)
 
 
-def _tidy(text: str) -> str:
-    lines = [_WS.sub(" ", line).strip() for line in text.splitlines()]
-    return "\n".join(line for line in lines if line)
+def _best_body(tree: Any, url: str | None, lead: Lead, options: ExtractOptions) -> tuple[str, str]:
+    fast = bodies.run_trafilatura(tree, url, bodies.FAST)
+    fast_text = clean_body(fast.body, lead, options)
+    if not options.choose_candidate:
+        return fast_text, bodies.FAST if fast_text else "none"
+    precise = bodies.run_trafilatura(tree, url, bodies.PRECISE)
+    precise_text = clean_body(precise.body, lead, options)
+    method = bodies.choose(fast_text, precise_text)
+    text = precise_text if method == bodies.PRECISE else fast_text
+    return text, method if text else "none"
 
 
-def _drop_leading_title(body: str, title: str | None) -> str:
-    """trafilatura often repeats the headline as the body's first line."""
-    if not title:
-        return body
-    first, _, rest = body.partition("\n")
-    return rest if first.strip() == title.strip() else body
-
-
-def extract_article(html: str, url: str | None = None, hints: Mapping[str, Any] | None = None) -> Article:
-    """Extract the main text and metadata of one page. Returns an empty body when none is found."""
-    doc = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True, deduplicate=False
-    )
-    if doc is None:
-        return Article(body="", provenance={"body": "none"})
-    meta = doc.as_dict()
-    title = meta.get("title") or (hints or {}).get("title")
-    body = _drop_leading_title(_tidy(meta.get("text") or ""), title)
-    prov = {name: "trafilatura" for name in ("body", "title", "author", "published", "site_name", "description") }
-    published = meta.get("date") or (hints or {}).get("published")
+def _from_metadata(text: str, meta: Metadata, body_method: str) -> Article:
     return Article(
-        body=body,
-        title=title,
-        author=meta.get("author"),
-        published=published,
-        site_name=meta.get("sitename"),
-        language=meta.get("language"),
-        canonical_url=meta.get("url"),
-        description=meta.get("description"),
-        provenance=prov,
+        body=text,
+        title=meta.title,
+        author=meta.author,
+        published=meta.published,
+        site_name=meta.site_name,
+        language=meta.language,
+        canonical_url=meta.canonical_url,
+        description=meta.description,
+        provenance={"body": body_method, **meta.provenance},
     )

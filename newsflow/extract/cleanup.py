@@ -1,0 +1,198 @@
+"""Block-level cleanup of an extracted body (trafilatura's XML: p, head, list, quote, table, ref...).
+
+Rules are about what a block *is* (a repeated headline, a link list, a call to action), not about
+particular sites, so they carry over to unseen pages. Each rule only removes whole top-level blocks that
+are short: long prose is never dropped by a pattern match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml.etree import _Element
+from trafilatura.xml import xmltotxt
+
+from newsflow.extract.options import ExtractOptions
+from newsflow.extract.text import collapse, fold, similar, tidy, words
+
+# Headings that introduce lists of other stories; the list that follows is dropped with them.
+_RELATED_HEADING = re.compile(
+    r"^(related( (articles?|stories|posts?|content|coverage|news|reading))?|read more|see more|see also|more on this"
+    r"|don'?t miss|you (may|might) also like|also read|also on [\w.]+|more from [\w .]+|more stories|recommended"
+    r"|most (popular|read)|trending( now)?|further reading|editors'? picks|more news|top stories|what to read next"
+    r"|latest( news)?|watch( now| next)?)\W*$",
+    re.IGNORECASE,
+)
+# Teaser lines ("READ MORE: <headline>") are prefixes followed by a link to another story.
+_TEASER_PREFIX = re.compile(
+    r"^(related|read more|see more|see also|read also|also read|also on [\w.]+|more|don'?t miss|watch|listen"
+    r"|recommended|click here|related post|related article)\s*[:>»|–-]",
+    re.IGNORECASE,
+)
+# Calls to action and site furniture; only short blocks are tested against these.
+_CALL_TO_ACTION = re.compile(
+    r"(sign up (for|to)|subscribe (to|now|for|today)|newsletter|get the latest|delivered (to|right in) your inbox"
+    r"|follow (us|@)|like this story|share (this|it) with|click here|share on (facebook|twitter)|have a tip\?"
+    r"|tell us what you think|\bcomments? (are|is) closed|^\d+ comments?$|^comments?$|leave a (comment|reply)"
+    r"|get .{1,40} on the go|download (our|the) app|all photos?:|^advertisement$|^sponsored|^loading\b"
+    r"|this (audio|article) (is|was) (created|generated) with ai|indicates required|^skip to)",
+    re.IGNORECASE,
+)
+_CTA_MAX_WORDS = 40
+_LINK_BLOCK_MIN_RATIO = 0.8
+_LINK_BLOCK_MAX_WORDS = 60
+_DECORATION = re.compile(r"\[[^\]]{1,20}\]|\([^)]{1,20}\)|^[\W_]+|[\W_]+$")
+_INLINE_JUNK = re.compile(r"\s*Click To Tweet\b", re.IGNORECASE)
+# How many blocks at the top of the body may be a repeated headline/standfirst/byline.
+_LEAD_WINDOW = 4
+
+
+@dataclass(frozen=True)
+class Lead:
+    """What the page says about itself, to recognise furniture in the body.
+
+    title/description spot repeats at the top of the body; anchors (folded texts of the page's links) spot
+    blocks made of links. Links are matched by text because asking trafilatura to keep links changes
+    what it extracts on some layouts.
+    """
+
+    title: str | None = None
+    description: str | None = None
+    anchors: frozenset[str] = frozenset()
+
+
+def anchor_texts(tree: _Element) -> frozenset[str]:
+    """Folded text of every link in the page."""
+    texts = (fold("".join(a.itertext())) for a in tree.iter("a"))
+    return frozenset(t for t in texts if t)
+
+
+def render(body: _Element | None) -> str:
+    """Plain text of an XML body: one block per line."""
+    if body is None:
+        return ""
+    return tidy(_INLINE_JUNK.sub("", xmltotxt(body, include_formatting=False)))
+
+
+def clean_body(body: _Element | None, lead: Lead, options: ExtractOptions) -> str:
+    """Apply the enabled block rules to `body` (in place: each candidate's tree is fresh) and render it."""
+    if body is None:
+        return ""
+    if options.strip_title_and_standfirst:
+        _drop_lead_repeats(body, lead)
+    if options.strip_boilerplate:
+        _drop_boilerplate(body, lead.anchors)
+    if options.strip_link_blocks:
+        _drop_link_blocks(body, lead.anchors)
+    text = render(body)
+    if options.strip_title_and_standfirst:
+        text = drop_title_lines(text, lead.title)
+    return text
+
+
+def block_text(block: _Element) -> str:
+    return collapse("".join(block.itertext()))
+
+
+_LINE_BREAKING = frozenset({"lb", "item", "row", "p", "head", "quote", "list", "table"})
+
+
+def block_lines(block: _Element) -> list[str]:
+    """The visual lines of a block (items of a list, <lb/>-separated lines of a paragraph)."""
+    parts: list[str] = []
+    _collect(block, parts)
+    return [line for line in (collapse(x) for x in "".join(parts).split("\n")) if line]
+
+
+def _collect(el: _Element, parts: list[str]) -> None:
+    if el.tag in _LINE_BREAKING:
+        parts.append("\n")
+    parts.append(el.text or "")
+    for child in el:
+        _collect(child, parts)
+        parts.append(child.tail or "")
+
+
+def link_ratio(block: _Element, anchors: frozenset[str]) -> float:
+    """Share of a block's words on lines that are, whole, the text of a link of the page."""
+    total = linked = 0
+    for line in block_lines(block):
+        n = len(words(line))
+        total += n
+        if _is_anchor(line, anchors):
+            linked += n
+    return linked / total if total else 0.0
+
+
+def _is_anchor(line: str, anchors: frozenset[str]) -> bool:
+    # Teaser lists decorate headlines: "Headline [VIDEO]|", "• Headline", "Headline (3 comments)".
+    key = fold(_DECORATION.sub("", line))
+    return bool(key) and key in anchors
+
+
+def _remove(block: _Element) -> None:
+    parent = block.getparent()
+    if parent is not None:
+        parent.remove(block)
+
+
+def _drop_lead_repeats(body: _Element, lead: Lead) -> None:
+    """Headline, standfirst and h1 repeated at the top of the body are page furniture, not article text."""
+    for block in list(body)[:_LEAD_WINDOW]:
+        text = block_text(block)
+        if not text:
+            continue
+        is_head = block.tag == "head"
+        # A paragraph equal to the description is usually the lede itself (sites copy it into og:description),
+        # so only headings are dropped on a description match.
+        repeats = (lead.title, lead.description) if is_head else (lead.title,)
+        if (is_head and block.get("rend") == "h1") or _matches_any(text, repeats):
+            _remove(block)
+
+
+def _matches_any(text: str, candidates: Iterable[str | None]) -> bool:
+    return any(c and (similar(text, c) or collapse(c).startswith(text.rstrip(".… "))) for c in candidates)
+
+
+def _drop_boilerplate(body: _Element, anchors: frozenset[str]) -> None:
+    blocks = list(body)
+    skipping = False
+    for block in blocks:
+        text = block_text(block)
+        n_words = len(words(text))
+        if _RELATED_HEADING.match(text):
+            _remove(block)
+            skipping = True  # the link list that follows goes too
+            continue
+        if skipping and (link_ratio(block, anchors) >= 0.5 or block.tag == "list"):
+            _remove(block)
+            continue
+        skipping = False
+        if n_words <= _CTA_MAX_WORDS and (_CALL_TO_ACTION.search(text) or _is_teaser(text, anchors)):
+            _remove(block)
+
+
+def _is_teaser(text: str, anchors: frozenset[str]) -> bool:
+    """ "READ MORE: <headline of another story>"."""
+    match = _TEASER_PREFIX.match(text)
+    return match is not None and _is_anchor(text[match.end() :], anchors)
+
+
+def _drop_link_blocks(body: _Element, anchors: frozenset[str]) -> None:
+    """Blocks made of links (headline lists, tag clouds, breadcrumbs) are navigation, not prose."""
+    for block in list(body):
+        n_words = len(words(block_text(block)))
+        if 0 < n_words <= _LINK_BLOCK_MAX_WORDS and link_ratio(block, anchors) >= _LINK_BLOCK_MIN_RATIO:
+            _remove(block)
+
+
+def drop_title_lines(text: str, title: str | None) -> str:
+    """Remove the headline if it is still the first line (extractors often repeat it)."""
+    if not title or not text:
+        return text
+    lines = text.split("\n")
+    while lines and (similar(lines[0], title, 0.9) or collapse(lines[0]) == collapse(title)):
+        lines.pop(0)
+    return "\n".join(lines)

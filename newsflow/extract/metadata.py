@@ -1,0 +1,361 @@
+"""Article metadata from the page's own declarations, strongest evidence first.
+
+Every field is a list of (source, value) candidates tried in order; the first plausible one wins and its
+source name goes to provenance. Nothing is guessed: a field no source declares stays None.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from htmldate import find_date
+from lxml.html import HtmlElement
+
+from newsflow.extract import jsonld
+from newsflow.extract.byline import clean_author
+from newsflow.extract.dates import date_from_url, parse_date
+from newsflow.extract.text import collapse, fold, similar
+
+_TITLE_SEPARATORS = re.compile(r"\s+[|\-–—:·•»]\s+|\s+::\s+")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+_DATE_META = (
+    "article:published_time",
+    "og:published_time",
+    "og:article:published_time",
+    "datepublished",
+    "publishdate",
+    "publish-date",
+    "pubdate",
+    "publication_date",
+    "sailthru.date",
+    "parsely-pub-date",
+    "dc.date.issued",
+    "dcterms.issued",
+    "dc.date",
+    "date",
+    "article.published",
+    "cxenseparse:recs:publishtime",
+)
+_AUTHOR_META = (
+    "author",
+    "article:author",
+    "parsely-author",
+    "sailthru.author",
+    "dc.creator",
+    "byl",
+    "cxenseparse:author",
+)
+
+
+@dataclass
+class Metadata:
+    title: str | None = None
+    author: str | None = None
+    published: str | None = None
+    site_name: str | None = None
+    language: str | None = None
+    canonical_url: str | None = None
+    description: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PageFacts:
+    """Raw declarations gathered in one pass over the head and JSON-LD."""
+
+    meta: dict[str, str]
+    ld_article: dict[str, Any]
+    ld_objects: list[dict[str, Any]]
+    tree: HtmlElement
+    url: str | None
+
+
+def extract_metadata(tree: HtmlElement, url: str | None, hints: Mapping[str, Any] | None) -> Metadata:
+    objects = jsonld.load_objects(tree)
+    facts = PageFacts(_meta_tags(tree), jsonld.article_object(objects) or {}, objects, tree, url)
+    hints = hints or {}
+    result = Metadata()
+    _pick(result, "site_name", _site_name_candidates(facts), _clean_site_name)
+    _pick(result, "title", _title_candidates(facts, hints), lambda v: _clean_title(v, result.site_name, url))
+    _prefer_visible_headline(result, facts)
+    _site_from_title_suffix(result, tree)
+    _pick(result, "author", _author_candidates(facts), lambda v: clean_author(v, _site_keys(result.site_name, url)))
+    _pick(result, "published", _date_candidates(facts, hints), parse_date)
+    _pick(result, "language", _language_candidates(facts, hints), _clean_language)
+    _pick(result, "canonical_url", _canonical_candidates(facts), lambda v: _clean_url(v, url))
+    _pick(result, "description", _description_candidates(facts), _clean_text)
+    return result
+
+
+def _pick(
+    result: Metadata,
+    name: str,
+    candidates: Iterable[tuple[str, Any]],
+    clean: Callable[[Any], str | None],
+) -> None:
+    for source, raw in candidates:
+        value = clean(raw) if raw else None
+        if value:
+            setattr(result, name, value)
+            result.provenance[name] = source
+            return
+
+
+def _meta_tags(tree: HtmlElement) -> dict[str, str]:
+    """First content of each <meta name|property|itemprop>, keys lower-cased."""
+    found: dict[str, str] = {}
+    for meta in tree.iter("meta"):
+        key = meta.get("property") or meta.get("name") or meta.get("itemprop") or meta.get("http-equiv")
+        content = meta.get("content")
+        if key and content and content.strip():
+            found.setdefault(key.strip().lower(), content.strip())
+    return found
+
+
+def _site_name_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:
+    yield "meta:og:site_name", f.meta.get("og:site_name")
+    publisher = jsonld.names(f.ld_article.get("publisher"))
+    yield "jsonld:publisher", publisher[0] if publisher else None
+    yield "jsonld:organization", jsonld.organization_name(f.ld_objects)
+    yield "meta:application-name", f.meta.get("application-name")
+
+
+def _clean_site_name(value: Any) -> str | None:
+    text = _clean_text(value)
+    # A URL is not a name ("og:site_name" = "https://www.example.in" happens); the next source may have one.
+    if not text or len(text) > 80 or re.match(r"^(https?://|www\.)", text, re.IGNORECASE):
+        return None
+    # "LinkNaija | Nigeria's popular news platform": the name comes first, a tagline after it.
+    return re.split(r"\s+[|\-–—:]\s+", text, maxsplit=1)[0]
+
+
+def _title_candidates(f: PageFacts, hints: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    yield "meta:og:title", f.meta.get("og:title")
+    yield "jsonld:headline", jsonld.text_value(f.ld_article.get("headline"))
+    yield "meta:twitter:title", f.meta.get("twitter:title")
+    yield "html:title", _first_text(f.tree, "//title")
+    # Last: the first <h1> is often the site logo on pages without any title declaration.
+    yield "html:h1", _first_text(f.tree, "//h1")
+    yield "hint:title", hints.get("title")
+
+
+def _prefer_visible_headline(result: Metadata, facts: PageFacts) -> None:
+    """Use the page's <h1> when it agrees with a declared title.
+
+    Declared titles differ from the visible headline in both directions (SEO headline in JSON-LD, short
+    social title in og:title, "Opinion | ..." prefixes); an <h1> that matches one of them is the headline
+    the reader sees. An <h1> that matches none is usually the site logo, and is ignored.
+    """
+    cleaned = (_clean_text(v) for source, v in _title_candidates(facts, {}) if v and source != "html:h1")
+    declared = [fold(d) for d in cleaned if d]
+    if not declared:
+        return
+    site_key = fold(result.site_name or "")
+    for h1 in facts.tree.xpath("//h1")[:3]:
+        text = collapse(h1.text_content())
+        key = fold(text)
+        if key and key != site_key and any(_same_headline(key, d) for d in declared):
+            if text != result.title:
+                result.title = text
+                result.provenance["title"] = "html:h1"
+            return
+
+
+def _same_headline(h1_key: str, declared_key: str) -> bool:
+    """Folded texts: similar wording, or the h1 is most of the declared title (which adds a prefix/suffix)."""
+    if similar(h1_key, declared_key, 0.6):
+        return True
+    return h1_key in declared_key and len(h1_key) >= 0.6 * len(declared_key)
+
+
+def _site_from_title_suffix(result: Metadata, tree: HtmlElement) -> None:
+    """<title> is often "<headline> - <site>": when its head is the headline, its tail names the site."""
+    if result.site_name or not result.title:
+        return
+    page_title = _first_text(tree, "//title")
+    if not page_title:
+        return
+    parts = _TITLE_SEPARATORS.split(page_title)
+    if len(parts) < 2:
+        return
+    tail = parts[-1].strip()
+    head = page_title[: page_title.rfind(tail)]
+    if fold(result.title) in fold(head) and 0 < len(tail.split()) <= 5:
+        result.site_name = tail
+        result.provenance["site_name"] = "html:title-suffix"
+
+
+def _first_text(tree: HtmlElement, xpath: str) -> str | None:
+    for el in tree.xpath(xpath):
+        text = collapse(el.text_content())
+        if text:
+            return text
+    return None
+
+
+def _clean_title(value: Any, site_name: str | None, url: str | None) -> str | None:
+    text = _clean_text(value)
+    if not text:
+        return None
+    return strip_site_suffix(text, site_name, url)
+
+
+def strip_site_suffix(title: str, site_name: str | None, url: str | None) -> str:
+    """Drop "| Site Name" (or a leading "Site Name:") when that part names the site or its domain."""
+    parts = _TITLE_SEPARATORS.split(title)
+    if len(parts) < 2:
+        return title
+    site_keys = _site_keys(site_name, url)
+    if site_keys:
+        while len(parts) > 1 and _names_site(parts[-1], site_keys):
+            parts.pop()
+        while len(parts) > 1 and _names_site(parts[0], site_keys):
+            parts.pop(0)
+    if len(parts) == len(_TITLE_SEPARATORS.split(title)):
+        return title
+    # Re-cut the original string so separators inside the kept headline survive.
+    kept_from = title.find(parts[0])
+    kept_to = title.rfind(parts[-1]) + len(parts[-1])
+    return title[kept_from:kept_to].strip() if kept_from >= 0 else title
+
+
+def _site_keys(site_name: str | None, url: str | None) -> set[str]:
+    keys = set()
+    if site_name:
+        keys.add(fold(site_name).replace(" ", ""))
+    host = urlsplit(url).hostname if url else None
+    if host:
+        labels = [label for label in host.lower().split(".") if label not in {"www", "m", "amp", "news", "edition"}]
+        if labels:
+            keys.add(labels[0])
+            keys.add("".join(labels))
+    return {k for k in keys if len(k) >= 2}
+
+
+def _names_site(part: str, site_keys: set[str]) -> bool:
+    key = fold(part).replace(" ", "")
+    if not key:
+        return False
+    return any(key == k or (len(key) >= 3 and (key in k or k in key) and len(key) <= len(k) + 12) for k in site_keys)
+
+
+def _author_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:
+    ld_authors = jsonld.names(f.ld_article.get("author") or f.ld_article.get("creator"))
+    yield "jsonld:author", ", ".join(ld_authors) if ld_authors else None
+    for key in _AUTHOR_META:
+        yield f"meta:{key}", f.meta.get(key)
+    yield "html:byline", _byline_text(f.tree)
+
+
+_BYLINE_XPATHS = (
+    "//*[@rel='author']",
+    "//*[@itemprop='author']//*[@itemprop='name']",
+    "//*[@itemprop='author']",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' byline ')]",
+    "//*[contains(@class, 'author-name') or contains(@class, 'author_name') or contains(@class, 'authorName')]",
+    "//*[contains(@class, 'byline')]",
+)
+
+
+def _byline_text(tree: HtmlElement) -> str | None:
+    for xpath in _BYLINE_XPATHS:
+        for el in tree.xpath(xpath):
+            if el.tag in ("meta", "link", "script", "style"):
+                continue
+            text = collapse(el.text_content())
+            if text and len(text) <= 120:
+                return text
+    return None
+
+
+def _date_candidates(f: PageFacts, hints: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    yield "jsonld:datePublished", jsonld.text_value(f.ld_article.get("datePublished"))
+    for key in _DATE_META:
+        yield f"meta:{key}", f.meta.get(key)
+    for el in f.tree.xpath("//*[@itemprop='datePublished']"):
+        yield "html:itemprop", el.get("content") or el.get("datetime") or collapse(el.text_content())
+    yield "html:time", _article_time(f.tree)
+    yield "url", date_from_url(f.url)
+    yield "hint:published", hints.get("published")
+    yield "jsonld:dateCreated", jsonld.text_value(f.ld_article.get("dateCreated"))
+    yield "html:first-time", _first_time(f.tree)
+    yield "htmldate", _htmldate(f.tree, f.url)
+
+
+def _first_time(tree: HtmlElement) -> str | None:
+    for el in tree.xpath("//time[@datetime]")[:1]:
+        return str(el.get("datetime"))
+    return None
+
+
+def _htmldate(tree: HtmlElement, url: str | None) -> str | None:
+    """Last resort: htmldate's textual heuristics (dates written in bylines, e.g. "18 NOV 2019")."""
+    try:
+        found = find_date(deepcopy(tree), url=url, original_date=True, extensive_search=True)
+    except Exception:  # htmldate raises a variety of parsing errors; a missing date is not fatal
+        return None
+    return str(found) if found else None
+
+
+def _article_time(tree: HtmlElement) -> str | None:
+    """The first <time datetime> inside the article or its header (other <time>s date other stories)."""
+    for xpath in ("//article//time[@datetime]", "//header//time[@datetime]", "//time[@pubdate][@datetime]"):
+        for el in tree.xpath(xpath):
+            value = el.get("datetime")
+            if value:
+                return str(value)
+    return None
+
+
+def _language_candidates(f: PageFacts, hints: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    yield "html:lang", f.tree.get("lang") or f.tree.get("xml:lang")
+    yield "meta:content-language", f.meta.get("content-language") or f.meta.get("language")
+    yield "jsonld:inLanguage", jsonld.text_value(f.ld_article.get("inLanguage"))
+    yield "meta:og:locale", f.meta.get("og:locale")
+    yield "hint:language", hints.get("language")
+
+
+def _clean_language(value: Any) -> str | None:
+    """Primary subtag, lower-case ("en-US" -> "en"); the pipeline works with language, not region."""
+    if not isinstance(value, str):
+        return None
+    primary = re.split(r"[-_,; ]", value.strip().lower(), maxsplit=1)[0]
+    return primary if _LANG.match(primary) else None
+
+
+def _canonical_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:
+    for link in f.tree.iter("link"):
+        if "canonical" in (link.get("rel") or "").lower().split():
+            yield "html:link-canonical", link.get("href")
+    yield "meta:og:url", f.meta.get("og:url")
+    yield "jsonld:mainEntityOfPage", jsonld.text_value(f.ld_article.get("mainEntityOfPage"))
+    yield "jsonld:url", jsonld.text_value(f.ld_article.get("url"))
+    yield "url", f.url
+
+
+def _clean_url(value: Any, base: str | None) -> str | None:
+    if not isinstance(value, str):
+        return None
+    absolute = urljoin(base or "", value.strip())
+    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+
+def _description_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:
+    yield "meta:og:description", f.meta.get("og:description")
+    yield "meta:description", f.meta.get("description")
+    yield "meta:twitter:description", f.meta.get("twitter:description")
+    yield "jsonld:description", jsonld.text_value(f.ld_article.get("description"))
+
+
+def _clean_text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    import html as htmllib
+
+    text = collapse(htmllib.unescape(value))
+    return text or None

@@ -1,0 +1,33 @@
+"""Switches for each step of the extraction sequence.
+
+Production uses the defaults; the ablation bench turns steps off one at a time to show what each buys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    # Turn embedded tweets/quotes into plain blockquotes so the extractor keeps them (news bodies quote them).
+    keep_embedded_posts: bool = True
+    # Drop elements the page itself hides (hidden attribute, display:none) before extraction.
+    drop_hidden: bool = True
+    # Try a precision-oriented trafilatura pass and choose between candidates instead of taking one blindly.
+    choose_candidate: bool = True
+    # Remove a repeated headline / standfirst at the top of the body.
+    strip_title_and_standfirst: bool = True
+    # Remove "related stories", newsletter prompts, share/follow calls and similar blocks.
+    strip_boilerplate: bool = True
+    # Remove link-only blocks (lists of headlines) from the body.
+    strip_link_blocks: bool = True
+
+    def without(self, name: str) -> ExtractOptions:
+        """A copy with one step switched off (for the ablation table)."""
+        if name not in {f.name for f in fields(self)}:
+            raise ValueError(f"unknown extraction step: {name}")
+        return replace(self, **{name: False})
+
+
+DEFAULT_OPTIONS = ExtractOptions()
