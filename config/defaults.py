@@ -104,6 +104,10 @@ class Settings:
         return self.state_redis_url or self.redis_url
 
     @property
+    def index_dir(self) -> str:
+        return f"{self.data_dir.rstrip('/')}/index"
+
+    @property
     def allowed_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
 

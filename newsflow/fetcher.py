@@ -147,7 +147,9 @@ def _check_status(resp: requests.Response) -> None:
     if code == 304:
         raise NotModified()
     if code in (429, 503):
-        raise TransientError(f"http_{code}", "server asked us to slow down", parse_retry_after(resp.headers.get("Retry-After")))
+        raise TransientError(
+            f"http_{code}", "server asked us to slow down", parse_retry_after(resp.headers.get("Retry-After"))
+        )
     if code >= 500 or code in (408, 425):
         raise TransientError(f"http_{code}", resp.reason or "")
     if code >= 400:
@@ -200,7 +202,7 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     """Decode with BOM, then the header's charset, then <meta charset>, then detection."""
     for bom, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if body.startswith(bom):
-            return body[len(bom):].decode(enc, errors="replace"), enc
+            return body[len(bom) :].decode(enc, errors="replace"), enc
     candidates: list[str] = []
     if header_charset:
         candidates.append(header_charset)
@@ -242,7 +244,12 @@ def fetch_page(
 
 
 def _fetch(
-    url: str, settings: Settings, session: requests.Session, policy: NetPolicy, etag: str | None, last_modified: str | None
+    url: str,
+    settings: Settings,
+    session: requests.Session,
+    policy: NetPolicy,
+    etag: str | None,
+    last_modified: str | None,
 ) -> FetchResult:
     deadline = time.monotonic() + settings.fetch_total_timeout_s
     headers: dict[str, str] = {}
@@ -262,7 +269,10 @@ def _fetch(
                 headers=headers,
                 stream=True,
                 allow_redirects=False,
-                timeout=(min(settings.fetch_connect_timeout_s, remaining), min(settings.fetch_read_timeout_s, remaining)),
+                timeout=(
+                    min(settings.fetch_connect_timeout_s, remaining),
+                    min(settings.fetch_read_timeout_s, remaining),
+                ),
             )
         except requests.exceptions.Timeout as exc:
             raise TransientError("timeout", str(exc)[:300]) from None
@@ -274,7 +284,7 @@ def _fetch(
             if resp.is_redirect:
                 target = urljoin(current, resp.headers.get("Location", ""))
                 if target in hops:
-                    raise PermanentError("redirect_loop", " -> ".join(hops[-5:] + [target])[:500])
+                    raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
                 hops.append(target)
                 current = target
                 continue

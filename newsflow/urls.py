@@ -6,15 +6,38 @@ a sitemap or typed by hand maps to one article, whatever the page later redirect
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 # Query parameters that only track where a click came from; they never change the article.
 TRACKING_PARAMS: frozenset[str] = frozenset(
     {
-        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "mc_cid", "mc_eid", "igshid",
-        "yclid", "_ga", "_gl", "ocid", "cmpid", "ncid", "smid", "smtyp", "ref_src", "ref_url",
-        "mkt_tok", "s_cid", "sr_share", "__twitter_impression", "at_medium", "at_campaign",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "igshid",
+        "yclid",
+        "_ga",
+        "_gl",
+        "ocid",
+        "cmpid",
+        "ncid",
+        "smid",
+        "smtyp",
+        "ref_src",
+        "ref_url",
+        "mkt_tok",
+        "s_cid",
+        "sr_share",
+        "__twitter_impression",
+        "at_medium",
+        "at_campaign",
     }
 )
 TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "mtm_", "hsa_", "oly_")
@@ -43,10 +66,9 @@ def normalize_url(url: str) -> str:
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise InvalidURL(f"not an absolute http(s) URL: {raw[:200]!r}")
     host = parts.hostname.lower().rstrip(".")
-    try:
+    # Odd hosts stay as they are; the fetcher refuses what it cannot resolve.
+    with contextlib.suppress(UnicodeError):
         host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass  # leave odd hosts as they are; the fetcher refuses what it cannot resolve
     try:
         port = parts.port
     except ValueError:

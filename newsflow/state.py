@@ -1,0 +1,218 @@
+"""Shared state in Redis: claim-check blobs, article documents, the ledger and dead letters.
+
+Every key lives under the configured prefix (default `newsflow:`) and has a TTL or a bound:
+- `blob:{article_id}`      zlib-compressed raw HTML, TTL `blob_ttl_s`, deleted once cleaned
+- `doc:{article_id}`       JSON article document between clean and index, TTL `doc_ttl_s`
+- `article:{article_id}`   ledger hash: url, state, stage, reason, updated_at; TTL `ledger_ttl_s`
+- `trace:{article_id}`     the article's last 50 transitions (JSON lines), same TTL
+- `dead:{article_id}`      dead-letter record (stage, reason, detail, payload), in the `dead` zset
+- `dead`                   zset of dead article ids by time, capped at `deadletter_max`
+- `stats:{state}:{hour}`   transition counters per hour, kept two days
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config.defaults import Settings
+
+TERMINAL_STATES = frozenset({"indexed", "dead"})
+STATES = ("discovered", "fetched", "cleaned", "enriched", "indexed", "dead")
+TRACE_LEN = 50
+STATS_TTL_S = 2 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    article_id: str
+    url: str
+    state: str
+    stage: str
+    reason: str
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "article_id": self.article_id,
+            "url": self.url,
+            "state": self.state,
+            "stage": self.stage,
+            "reason": self.reason or None,
+            "updated_at": self.updated_at,
+        }
+
+
+def connect(url: str) -> redis.Redis:
+    """A client with timeouts, so a dead Redis shows up as an error instead of a hang."""
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+
+
+class State:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.s = settings
+        self.p = settings.key_prefix
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> State:
+        return cls(connect(settings.state_url), settings)
+
+    def key(self, *parts: str) -> str:
+        return self.p + ":".join(parts)
+
+    # --- claim check ----------------------------------------------------------------------
+    def put_blob(self, article_id: str, data: str) -> str:
+        key = self.key("blob", article_id)
+        self.r.set(key, zlib.compress(data.encode("utf-8"), 6), ex=self.s.blob_ttl_s)
+        return key
+
+    def get_blob(self, key: str) -> str | None:
+        raw = self.r.get(key)
+        return None if raw is None else zlib.decompress(raw).decode("utf-8")  # type: ignore[arg-type]
+
+    def delete_blob(self, key: str) -> None:
+        self.r.delete(key)
+
+    # --- documents --------------------------------------------------------------------------
+    def put_doc(self, article_id: str, doc: Mapping[str, Any]) -> None:
+        raw = zlib.compress(json.dumps(doc, ensure_ascii=False).encode("utf-8"), 3)
+        self.r.set(self.key("doc", article_id), raw, ex=self.s.doc_ttl_s)
+
+    def get_doc(self, article_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("doc", article_id))
+        return None if raw is None else json.loads(zlib.decompress(raw))  # type: ignore[arg-type]
+
+    def get_docs(self, article_ids: list[str]) -> list[dict[str, Any] | None]:
+        raws = self.r.mget([self.key("doc", a) for a in article_ids]) if article_ids else []
+        return [None if raw is None else json.loads(zlib.decompress(raw)) for raw in raws]  # type: ignore[arg-type]
+
+    def delete_docs(self, article_ids: Iterable[str]) -> None:
+        keys = [self.key("doc", a) for a in article_ids]
+        if keys:
+            self.r.delete(*keys)
+
+    # --- ledger -------------------------------------------------------------------------------
+    def record(
+        self,
+        article_id: str,
+        url: str,
+        state: str,
+        stage: str,
+        *,
+        reason: str = "",
+        detail: str = "",
+        worker: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One transition: the ledger's current state, the trace line and the hourly counter."""
+        now = time.time()
+        event = {
+            "t": round(now, 3),
+            "state": state,
+            "stage": stage,
+            "reason": reason,
+            "detail": detail[:300],
+            "worker": worker,
+        }
+        if extra:
+            event.update(extra)
+        akey, tkey = self.key("article", article_id), self.key("trace", article_id)
+        skey = self.key("stats", state, time.strftime("%Y%m%d%H", time.gmtime(now)))
+        pipe = self.r.pipeline(transaction=False)
+        mapping = {"url": url, "state": state, "stage": stage, "reason": reason, "updated_at": now}
+        pipe.hset(akey, mapping=mapping)  # type: ignore[arg-type]
+        pipe.expire(akey, self.s.ledger_ttl_s)
+        pipe.lpush(tkey, json.dumps(event))
+        pipe.ltrim(tkey, 0, TRACE_LEN - 1)
+        pipe.expire(tkey, self.s.ledger_ttl_s)
+        pipe.incr(skey)
+        pipe.expire(skey, STATS_TTL_S)
+        pipe.execute()
+
+    def ledger(self, article_id: str) -> LedgerEntry | None:
+        raw: dict[bytes, bytes] = self.r.hgetall(self.key("article", article_id))  # type: ignore[assignment]
+        if not raw:
+            return None
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        return LedgerEntry(
+            article_id,
+            d.get("url", ""),
+            d.get("state", ""),
+            d.get("stage", ""),
+            d.get("reason", ""),
+            float(d.get("updated_at", 0)),
+        )
+
+    def ledgers(self, article_ids: list[str]) -> list[LedgerEntry | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for a in article_ids:
+            pipe.hgetall(self.key("article", a))
+        out: list[LedgerEntry | None] = []
+        for a, raw in zip(article_ids, pipe.execute(), strict=True):
+            if not raw:
+                out.append(None)
+                continue
+            d = {k.decode(): v.decode() for k, v in raw.items()}
+            out.append(
+                LedgerEntry(
+                    a,
+                    d.get("url", ""),
+                    d.get("state", ""),
+                    d.get("stage", ""),
+                    d.get("reason", ""),
+                    float(d.get("updated_at", 0)),
+                )
+            )
+        return out
+
+    def trace(self, article_id: str) -> list[dict[str, Any]]:
+        raw: list[bytes] = self.r.lrange(self.key("trace", article_id), 0, -1)  # type: ignore[assignment]
+        return [json.loads(x) for x in reversed(raw)]
+
+    # --- dead letters ---------------------------------------------------------------------------
+    def dead_letter(
+        self,
+        article_id: str,
+        url: str,
+        stage: str,
+        reason: str,
+        detail: str,
+        payload: Mapping[str, Any],
+        worker: str = "",
+    ) -> None:
+        now = time.time()
+        record = {
+            "article_id": article_id,
+            "url": url,
+            "stage": stage,
+            "reason": reason,
+            "detail": detail[:1000],
+            "time": now,
+            "payload": payload,
+        }
+        dkey, zkey = self.key("dead", article_id), self.key("dead")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(dkey, json.dumps(record, ensure_ascii=False), ex=self.s.ledger_ttl_s)
+        pipe.zadd(zkey, {article_id: now})
+        # Bound the dead-letter set: drop the oldest beyond the cap.
+        pipe.zremrangebyrank(zkey, 0, -self.s.deadletter_max - 1)
+        pipe.execute()
+        self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        ids: list[bytes] = self.r.zrevrange(self.key("dead"), 0, limit - 1)  # type: ignore[assignment]
+        if not ids:
+            return []
+        raws = self.r.mget([self.key("dead", i.decode()) for i in ids])
+        return [json.loads(x) for x in raws if x is not None]
+
+    def clear_dead(self, article_id: str) -> None:
+        self.r.zrem(self.key("dead"), article_id)
+        self.r.delete(self.key("dead", article_id))

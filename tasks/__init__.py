@@ -1,0 +1,1 @@
+"""Celery tasks: one module per stage, each a thin adapter over a pure function in `newsflow`."""

@@ -1,0 +1,160 @@
+"""What every stage task shares: payload checks, logging, the ledger, and the message's fate.
+
+A stage handler is `handler(ctx, payload) -> next_payload | None`. Its exceptions decide:
+- `TransientError` (and Redis/connection errors): retry with exponential backoff and jitter,
+  capped below the broker's visibility timeout; after `max_retries`, dead-letter.
+- `PermanentError`: dead-letter now with its reason.
+- `SoftTimeLimitExceeded`: dead-letter with reason `time_limit`.
+- anything else: dead-letter with reason `internal_error` (a bug, made visible and replayable).
+One bad article never stops a worker: nothing escapes `run_stage` but Celery's own Retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+from config.defaults import Settings
+from newsflow.errors import PermanentError, TransientError
+from newsflow.state import State
+from tasks import topology
+from workers.logging import get_logger
+from workers.settings import get_settings
+
+log = get_logger("newsflow.stage")
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    stage: str
+    settings: Settings
+    state: State
+    worker: str
+    task_id: str
+
+
+Handler = Callable[[StageContext, Payload], Payload | None]
+
+
+@functools.cache
+def shared_state() -> State:
+    """One Redis client (and its pool) per worker process."""
+    return State.from_settings(get_settings())
+
+
+def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = None) -> float:
+    """Exponential backoff with full jitter, never beyond half the visibility timeout."""
+    cap = min(settings.retry_backoff_max_s, settings.visibility_timeout_s / 2)
+    if retry_after_s is not None:
+        return min(cap, max(0.0, retry_after_s) + random.uniform(0, 1))
+    ceiling = min(cap, settings.retry_backoff_base_s * (2**attempt))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def check_payload(payload: Any) -> Payload:
+    if not isinstance(payload, dict) or payload.get("v") != topology.PAYLOAD_VERSION:
+        version = payload.get("v") if isinstance(payload, dict) else type(payload).__name__
+        raise PermanentError("bad_payload", f"expected payload version {topology.PAYLOAD_VERSION}, got {version!r}")
+    if not isinstance(payload.get("id"), str) or not isinstance(payload.get("url"), str):
+        raise PermanentError("bad_payload", "payload lacks id or url")
+    return payload
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Base class of the four stage tasks."""
+
+    abstract = True
+    stage: str = ""
+    # Celery's own backoff is not used: `backoff_s` decides countdowns.
+    max_retries = None
+
+    def context(self) -> StageContext:
+        return StageContext(
+            stage=self.stage,
+            settings=get_settings(),
+            state=shared_state(),
+            worker=str(self.request.hostname or ""),
+            task_id=str(self.request.id or ""),
+        )
+
+    def run_stage(self, payload: Any, handler: Handler) -> str:
+        started = time.perf_counter()
+        ctx = self.context()
+        raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
+        raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
+        bound = log.bind(article_id=raw_id, url=raw_url, stage=self.stage, task_id=ctx.task_id)
+        try:
+            checked = check_payload(payload)
+            nxt = handler(ctx, checked)
+            if nxt is not None:
+                self.forward(nxt)
+            outcome = "ok" if nxt is not None or self.stage == topology.ORDER[-1] else "skipped"
+            bound.info("stage_done", outcome=outcome, duration_ms=_ms(started))
+            return outcome
+        except Retry:
+            raise
+        except TransientError as exc:
+            return self._transient(ctx, payload, exc, bound, started)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            return self._transient(ctx, payload, TransientError("redis_unavailable", str(exc)), bound, started)
+        except PermanentError as exc:
+            self._dead(ctx, payload, exc.reason, exc.detail)
+            bound.warning("stage_done", outcome="dead", reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
+            return "dead"
+        except SoftTimeLimitExceeded:
+            self._dead(ctx, payload, "time_limit", "the stage ran past its soft time limit")
+            bound.warning("stage_done", outcome="dead", reason="time_limit", duration_ms=_ms(started))
+            return "dead"
+        except Exception as exc:
+            self._dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}")
+            bound.exception("stage_done", outcome="dead", reason="internal_error", duration_ms=_ms(started))
+            return "dead"
+
+    def _transient(self, ctx: StageContext, payload: Any, exc: TransientError, bound: Any, started: float) -> str:
+        attempt = int(self.request.retries or 0)
+        if attempt >= ctx.settings.max_retries:
+            self._dead(ctx, payload, exc.reason, f"gave up after {attempt + 1} attempts: {exc.detail}")
+            bound.warning(
+                "stage_done", outcome="dead", reason=exc.reason, attempts=attempt + 1, duration_ms=_ms(started)
+            )
+            return "dead"
+        countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
+        bound.info(
+            "stage_done",
+            outcome="retry",
+            reason=exc.reason,
+            attempt=attempt + 1,
+            countdown_s=round(countdown, 2),
+            duration_ms=_ms(started),
+        )
+        raise self.retry(args=(payload,), countdown=countdown, max_retries=ctx.settings.max_retries)
+
+    def _dead(self, ctx: StageContext, payload: Any, reason: str, detail: str) -> None:
+        body = payload if isinstance(payload, dict) else {"raw": repr(payload)[:500]}
+        aid = str(body.get("id") or "unknown")
+        try:
+            ctx.state.dead_letter(aid, str(body.get("url") or ""), self.stage, reason, detail, body, worker=ctx.worker)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Without Redis the dead letter cannot be written: retry the message instead of losing it.
+            raise self.retry(
+                args=(payload,), countdown=backoff_s(int(self.request.retries or 0), ctx.settings)
+            ) from exc
+
+    def forward(self, payload: Payload) -> None:
+        nxt = topology.next_stage(self.stage)
+        if nxt is None:
+            return
+        self.app.send_task(topology.task_name(nxt), args=(payload,), queue=topology.queue_of(nxt))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,36 @@
+"""enrich.article: add what is known about the article beyond its text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from newsflow.enrich import assign_cluster, enrich_article, warm_up
+from newsflow.errors import PermanentError
+from tasks.base import Payload, StageContext, StageTask
+from workers.app import app
+
+
+def handle(ctx: StageContext, payload: Payload) -> Payload | None:
+    aid = payload["id"]
+    doc = ctx.state.get_doc(aid)
+    if doc is None:
+        raise PermanentError("doc_missing", "cleaned document expired or was never stored; replay from fetch")
+    doc.update(enrich_article(doc))
+    doc["cluster_id"] = assign_cluster(ctx.state.r, ctx.settings.key_prefix, aid, doc.get("body") or "")
+    ctx.state.put_doc(aid, doc)
+    ctx.state.record(aid, payload["url"], "enriched", ctx.stage, worker=ctx.worker)
+    return payload
+
+
+@app.task(name="enrich.article", base=StageTask, bind=True, stage="enrich")
+def enrich_task(self: StageTask, payload: Any) -> str:
+    return self.run_stage(payload, handle)
+
+
+@signals.celeryd_after_setup.connect
+def _warm_up_models(sender: str, instance: Any, **_: Any) -> None:
+    """Load models once in the enrich worker's main process; prefork children share them."""
+    if "enrich" in instance.app.amqp.queues.consume_from:
+        warm_up()

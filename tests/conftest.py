@@ -1,0 +1,164 @@
+"""Shared test fixtures: a private Redis, a local origin server and a real deployment.
+
+Integration tests run real `celery worker` processes against a real redis-server of their own
+(on a free port, so parallel test runs and a developer's deployment never share queues), and
+fetch over real HTTP from 127.0.0.1. Under CI=true a missing service fails the test; elsewhere it
+skips with the reason.
+
+The environment for the code under test is set here, at import, before any newsflow module reads
+its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures"))
+SEED_HTML = FIXTURES / "seed" / "kyiv-independent-stoltenberg.html"
+SEED_EXPECTED = FIXTURES / "seed" / "kyiv-independent-stoltenberg.expected.json"
+BENCH_DIR = FIXTURES / "extraction-benchmark"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_TMP = Path(tempfile.mkdtemp(prefix="newsflow-tests-"))
+_REDIS_PORT = _free_port()
+TEST_ENV = {
+    "NEWSFLOW_REDIS_URL": os.environ.get("NEWSFLOW_TEST_REDIS_URL", f"redis://127.0.0.1:{_REDIS_PORT}/0"),
+    "NEWSFLOW_DATA_DIR": str(_TMP / "data"),
+    "NEWSFLOW_FETCH_ALLOW_PRIVATE": "1",
+    "NEWSFLOW_INDEX_BATCH_MAX_WAIT_S": "0.3",
+    "NEWSFLOW_INDEX_BATCH_SIZE": "16",
+    "NEWSFLOW_FETCH_CONCURRENCY": "8",
+    "NEWSFLOW_WORKER_CONCURRENCY": "2",
+    "NEWSFLOW_MAX_RETRIES": "2",
+    "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.2",
+    "NEWSFLOW_RETRY_BACKOFF_MAX_S": "1",
+    "NEWSFLOW_LOG_LEVEL": "INFO",
+}
+os.environ.update(TEST_ENV)
+
+
+def need(condition: bool, reason: str) -> None:
+    """Fail under CI, skip elsewhere, when a service a test needs is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required service missing under CI: {reason}")
+    pytest.skip(reason)
+
+
+def fixtures_available() -> bool:
+    return SEED_HTML.exists() and (BENCH_DIR / "ground-truth.json").exists()
+
+
+@pytest.fixture(scope="session")
+def seed_html() -> str:
+    need(SEED_HTML.exists(), f"seed fixture not found at {SEED_HTML}")
+    return SEED_HTML.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def seed_expected() -> dict[str, Any]:
+    need(SEED_EXPECTED.exists(), f"seed fixture not found at {SEED_EXPECTED}")
+    return dict(json.loads(SEED_EXPECTED.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="session")
+def ground_truth() -> dict[str, Any]:
+    path = BENCH_DIR / "ground-truth.json"
+    need(path.exists(), f"benchmark fixtures not found at {path}")
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for this test session: ours on a free port, unless NEWSFLOW_TEST_REDIS_URL is set."""
+    from workers.runtime import DeploymentError, PrivateRedis, redis_answers
+
+    url = TEST_ENV["NEWSFLOW_REDIS_URL"]
+    if "NEWSFLOW_TEST_REDIS_URL" in os.environ:
+        need(redis_answers(url), f"no Redis answers at {url}")
+        yield url
+        return
+    server = PrivateRedis(_REDIS_PORT, _TMP / "redis")
+    try:
+        server.start()
+    except DeploymentError as exc:
+        need(False, f"cannot start a redis-server for the tests: {exc}")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def site_root() -> Path:
+    """The local origin's document root: the seed page, bundled examples and the benchmark pages."""
+    need(fixtures_available(), f"shared fixtures not found under {FIXTURES}")
+    root = _TMP / "site"
+    root.mkdir(exist_ok=True)
+    shutil.copy(SEED_HTML, root / "seed.html")
+    (root / "bench").symlink_to(BENCH_DIR / "html", target_is_directory=True)
+    (root / "empty.html").write_text("<html><head><title>Nothing</title></head><body><nav>Home</nav></body></html>")
+    (root / "image.html").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    return root
+
+
+@pytest.fixture(scope="session")
+def origin(site_root: Path) -> Iterator[Any]:
+    from workers.staticserver import StaticServer
+
+    with StaticServer(site_root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def deployment(redis_url: str) -> Iterator[Any]:
+    """One worker per queue, started exactly as `newsflow up` starts them."""
+    from workers.runtime import Deployment, default_layout
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    assert settings.redis_url == redis_url
+    log_path = _TMP / "workers.log"
+    dep = Deployment(settings, default_layout(settings), log_path=log_path)
+    try:
+        dep.start()
+    except Exception:
+        dep.stop()
+        sys.stderr.write(log_path.read_text(errors="replace")[-5000:] if log_path.exists() else "")
+        raise
+    try:
+        yield dep
+    finally:
+        dep.stop()
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `newsflow` command with the test environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,133 @@
+"""End to end: real workers, real Redis, real HTTP, a real index, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+N_BENCH_PAGES = 24
+
+
+def ingest(*urls: str, timeout: float = 240) -> tuple[int, list[dict[str, Any]]]:
+    proc = run_cli("ingest", *urls, "--wait", "--json", "--timeout", str(timeout), timeout=timeout + 60)
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def search(query: str, limit: int = 10) -> dict[str, Any]:
+    proc = run_cli("search", query, "--json", "--limit", str(limit))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+def show(id_or_url: str) -> dict[str, Any] | None:
+    proc = run_cli("show", id_or_url, "--json")
+    if proc.returncode == 1:
+        return None
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.fixture(scope="module")
+def seed_ingested(deployment: Any, origin: Any) -> dict[str, Any]:
+    code, rows = ingest(f"{origin.base_url}/seed.html")
+    assert code == 0, rows
+    return rows[0]
+
+
+def test_seed_page_becomes_a_search_hit(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
+    assert seed_ingested["state"] == "indexed"
+    result = search("Stoltenberg")
+    assert result["total"] == 1
+    hit = result["hits"][0]
+    assert hit["id"] == seed_ingested["article_id"]
+    assert hit["title"] == seed_expected["title"]
+    assert hit["published"].startswith(seed_expected["published"])
+    assert hit["site_name"] == seed_expected["site_name"]
+    assert "Stoltenberg" in hit["snippet"]
+
+
+def test_show_gives_clean_body_and_metadata(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
+    doc = show(seed_ingested["article_id"])
+    assert doc is not None
+    assert doc["author"] == seed_expected["author"]
+    assert doc["canonical_url"] == seed_expected["canonical_url"]
+    assert doc["final_url"] == seed_ingested["url"]
+    assert doc["fetched_at"]
+    assert doc["word_count"] > 100
+    for text in seed_expected["body_must_contain"]:
+        assert text in doc["body"], text
+    for text in seed_expected["body_must_not_contain"]:
+        assert text not in doc["body"], text
+
+
+def test_lookup_by_canonical_and_requested_url(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
+    by_canonical = show(seed_expected["canonical_url"])
+    by_url = show(seed_ingested["url"] + "?utm_source=newsletter#top")
+    assert by_canonical is not None and by_url is not None
+    assert by_canonical["id"] == by_url["id"] == seed_ingested["article_id"]
+    assert show("https://example.com/never-seen") is None
+
+
+def test_reingest_upserts_without_duplicates(seed_ingested: dict[str, Any]) -> None:
+    code, rows = ingest(seed_ingested["url"], seed_ingested["url"] + "?utm_campaign=x")
+    assert code == 0
+    assert {r["article_id"] for r in rows} == {seed_ingested["article_id"]}
+    assert search("Stoltenberg")["total"] == 1
+    assert search('"pause for regrouping"')["total"] == 1
+
+
+def _phrase(text: str, n_words: int = 6) -> str | None:
+    """A run of plain words from the middle of a text: something only that article says."""
+    words = re.findall(r"[A-Za-z]{4,}", text)
+    if len(words) < 40:
+        return None
+    mid = len(words) // 2
+    return " ".join(words[mid : mid + n_words])
+
+
+def test_benchmark_pages_flow_through(deployment: Any, origin: Any, ground_truth: dict[str, Any]) -> None:
+    ids = sorted(ground_truth)[:N_BENCH_PAGES]
+    urls = [f"{origin.base_url}/bench/{page_id}.html" for page_id in ids]
+    code, rows = ingest(*urls)
+    states = [r["state"] for r in rows]
+    assert states.count("indexed") == len(urls), [r for r in rows if r["state"] != "indexed"]
+    assert code == 0
+    found = 0
+    checked = 0
+    for page_id, row in zip(ids, rows, strict=True):
+        phrase = _phrase(ground_truth[page_id]["articleBody"])
+        if phrase is None:
+            continue
+        checked += 1
+        hits = search(f"{phrase}", limit=5)["hits"]
+        found += any(h["id"] == row["article_id"] for h in hits)
+    # The words of each page's true body find that page (a few bodies may miss one word).
+    assert checked >= 15
+    assert found >= checked - 2, (found, checked)
+
+
+def test_permanent_failures_are_dead_lettered_with_reasons(deployment: Any, origin: Any) -> None:
+    code, rows = ingest(
+        f"{origin.base_url}/missing-page.html",
+        f"{origin.base_url}/image.html",
+        f"{origin.base_url}/empty.html",
+        "ftp://127.0.0.1/file.html",
+    )
+    assert code == 1
+    by_url = {r["url"]: r for r in rows}
+    assert by_url[f"{origin.base_url}/missing-page.html"]["reason"] == "http_404"
+    assert by_url[f"{origin.base_url}/image.html"]["reason"] == "not_html"
+    assert by_url[f"{origin.base_url}/empty.html"]["reason"] == "no_article"
+    assert all(r["state"] == "dead" for r in rows)
+    assert by_url["ftp://127.0.0.1/file.html"]["article_id"] is None
+    # The workers are still there and still work.
+    code, rows = ingest(f"{origin.base_url}/seed.html")
+    assert code == 0 and rows[0]["state"] == "indexed"

@@ -1,0 +1,17 @@
+"""The Celery application: `celery -A workers.app worker -Q fetch` starts a fetch worker."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from tasks.topology import task_modules
+from workers import logging as nf_logging
+from workers.celeryconfig import celery_config
+from workers.settings import get_settings
+
+settings = get_settings()
+app = Celery("newsflow", include=task_modules())
+app.conf.update(celery_config(settings))
+nf_logging.connect_celery_signals(settings.log_level)
+
+__all__ = ["app"]

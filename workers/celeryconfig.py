@@ -1,0 +1,45 @@
+"""Celery settings derived from newsflow's settings (delivery guarantees live here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.defaults import Settings
+from tasks.topology import task_routes
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": s.redis_url,
+        "broker_connection_retry_on_startup": True,
+        # Unacked messages come back after this long; every limit and countdown stays below it.
+        "broker_transport_options": {"visibility_timeout": s.visibility_timeout_s, "socket_timeout": 30},
+        # Results are not used: the ledger in Redis records each article's fate.
+        "result_backend": None,
+        "task_ignore_result": True,
+        # Payloads are small versioned JSON, never pickle.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        # At-least-once: ack after the task ran; a pool child killed mid-task hands its message back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        # One message at a time per process for the CPU-bound stages; the index worker's threads
+        # each hold one, which makes the whole batch.
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": s.task_time_limit_s,
+        "task_routes": task_routes(),
+        "task_default_queue": "fetch",
+        "task_create_missing_queues": True,
+        # Flower and `newsflow status` see every task.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_max_tasks_per_child": s.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": s.worker_max_memory_per_child_kb,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_pool_limit": 32,
+    }

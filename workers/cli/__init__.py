@@ -1,0 +1,30 @@
+"""The `newsflow` command. Results go to stdout (only JSON under --json); logs and progress to stderr."""
+
+from __future__ import annotations
+
+import click
+
+from workers.cli import extract, pipeline, query
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="newsflow")
+def main() -> None:
+    """newsflow: news articles in, search hits out.
+
+    Articles flow fetch -> clean -> enrich -> index through one Celery queue per stage (Redis
+    broker) into a tantivy search index. Every setting comes from a NEWSFLOW_* environment
+    variable (see config/defaults.py); the data dir is NEWSFLOW_DATA_DIR (default ./var).
+
+    \b
+    Typical session:
+      newsflow up &                                 # Redis (started if needed) + one worker per queue
+      newsflow ingest https://example.com/news/1 --wait
+      newsflow search "putin AND nato" --json
+      newsflow demo                                 # all of the above on the bundled example pages
+    """
+
+
+for module in (pipeline, query, extract):
+    for command in module.COMMANDS:
+        main.add_command(command)

@@ -1,0 +1,199 @@
+"""`newsflow up`, `ingest` and `demo`: run the pipeline and put articles through it."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.logging import configure
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES_DIR = REPO_ROOT / "examples"
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Any]:
+    """A progress bar on stderr; `update(done, total)` moves it to `done`."""
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
+        seen = [0]
+
+        def update(done: int, _total: int) -> None:
+            if done > seen[0]:
+                bar.update(done - seen[0])
+                seen[0] = done
+
+        yield update
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes for each CPU-bound stage (clean, enrich). Default: one per core.",
+)
+def up(concurrency: int | None) -> None:
+    """Run a local deployment in the foreground until Ctrl-C.
+
+    Starts one Celery worker per queue (fetch on threads, clean and enrich on prefork, index as the
+    single batching writer) against NEWSFLOW_REDIS_URL. If no Redis answers there and it is a local
+    address, a private redis-server is started under the data dir and stopped on exit.
+    """
+    from workers.runtime import Deployment, DeploymentError, default_layout
+
+    settings = settings_or_exit()
+    configure(settings.log_level)
+    deployment = Deployment(settings, default_layout(settings, concurrency))
+    stop = {"now": False}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        deployment.start()
+    except DeploymentError as exc:
+        deployment.stop()
+        fail(str(exc))
+    where = redact_url(settings.redis_url) + (" (private redis-server)" if deployment.private_redis else "")
+    queues = ", ".join(f"{s.queue}:{s.pool}x{s.concurrency}" for s in deployment.layout)
+    click.echo(f"newsflow: {len(deployment.procs)} workers ready ({queues}) on {where}; Ctrl-C stops", err=True)
+    code = 0
+    while not stop["now"]:
+        if not deployment.alive():
+            click.echo("newsflow: a worker exited; stopping the deployment", err=True)
+            code = 1
+            break
+        time.sleep(0.5)
+    click.echo("newsflow: stopping (running tasks finish, unacked messages return to their queues)", err=True)
+    deployment.stop()
+    raise SystemExit(code)
+
+
+def _read_urls(urls: tuple[str, ...], from_file: str | None) -> list[str]:
+    out = list(urls)
+    if from_file:
+        stream = sys.stdin if from_file == "-" else open(from_file, encoding="utf-8")  # noqa: SIM115
+        with stream:
+            out.extend(line.strip() for line in stream if line.strip() and not line.startswith("#"))
+    return out
+
+
+@click.command()
+@click.argument("urls", nargs=-1)
+@click.option(
+    "--file", "-f", "from_file", metavar="PATH", help="Also read URLs from PATH, one per line ('-' for stdin)."
+)
+@click.option("--wait", is_flag=True, help="Block until each URL is indexed or dead-lettered.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {url, article_id, state, stage, reason}.")
+def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Fetch, clean, enrich and index exactly the URLs given.
+
+    An explicit request always re-fetches and upserts (a crawl skips what it has seen). Needs running
+    workers (`newsflow up`). Exit status with --wait: 0 all indexed, 1 any dead, 2 timed out.
+    """
+    from newsflow.state import State
+    from workers import client
+    from workers.app import app
+
+    settings = settings_or_exit()
+    configure(settings.log_level)
+    todo = _read_urls(urls, from_file)
+    if not todo:
+        fail("no URLs given (pass them as arguments or with --file)", 2)
+    state = State.from_settings(settings)
+    try:
+        submitted, rejected = client.submit(app, state, todo)
+    except Exception as exc:  # broker down: say where we tried, and how to fix it
+        fail(f"cannot enqueue on {redact_url(settings.redis_url)}: {exc}. Is Redis running (`newsflow up`)?")
+        return
+    if not wait:
+        outcomes = [client.Outcome(s.url, s.article_id, "queued", None, None) for s in submitted] + rejected
+        _report(outcomes, as_json)
+        raise SystemExit(1 if rejected else 0)
+    with progress(len(submitted), "indexing") as update:
+        outcomes = client.wait(state, submitted, timeout, update)
+    outcomes += rejected
+    _report(outcomes, as_json)
+    states = {o.state for o in outcomes}
+    raise SystemExit(1 if "dead" in states else 2 if "pending" in states else 0)
+
+
+def _report(outcomes: list[Any], as_json: bool) -> None:
+    if as_json:
+        emit_json([o.to_dict() for o in outcomes])
+        return
+    for o in outcomes:
+        why = f" ({o.stage}: {o.reason})" if o.reason else ""
+        click.echo(f"{o.state:8} {o.article_id or '-':32} {o.url}{why}")
+
+
+@click.command()
+@click.option("--query", "-q", default="Stoltenberg", show_default=True, help="What to search for at the end.")
+@click.option(
+    "--pages",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=EXAMPLES_DIR,
+    show_default=True,
+    help="Folder of .html pages to serve and ingest.",
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True)
+def demo(query: str, pages: Path, timeout: float) -> None:
+    """Run the whole pipeline once on the bundled example pages.
+
+    Starts a temporary deployment (like `up`), serves the pages on 127.0.0.1, ingests them through
+    the real workers, prints a search, and shuts everything down. The index stays in the data dir,
+    so `newsflow search` works afterwards.
+    """
+    from newsflow.state import State
+    from workers import client
+    from workers.app import app
+    from workers.runtime import Deployment, DeploymentError, default_layout
+    from workers.staticserver import StaticServer
+
+    settings = dataclasses.replace(settings_or_exit(), fetch_allow_private=True)
+    configure("WARNING")
+    files = sorted(p.name for p in pages.iterdir() if p.suffix == ".html")
+    if not files:
+        fail(f"no .html pages in {pages}")
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    log_path = Path(settings.data_dir) / "demo-workers.log"
+    click.echo(f"newsflow demo: starting workers (logs: {log_path})", err=True)
+    deployment = Deployment(settings, default_layout(settings), log_path=log_path)
+    try:
+        with deployment, StaticServer(pages) as server:
+            urls = [f"{server.base_url}/{name}" for name in files]
+            state = State.from_settings(settings)
+            started = time.monotonic()
+            submitted, _ = client.submit(app, state, urls)
+            with progress(len(submitted), f"ingesting {len(urls)} pages") as update:
+                outcomes = client.wait(state, submitted, timeout, update)
+            elapsed = time.monotonic() - started
+    except DeploymentError as exc:
+        fail(str(exc))
+        return
+    indexed = sum(o.state == "indexed" for o in outcomes)
+    click.echo(f"\n{indexed}/{len(outcomes)} pages indexed in {elapsed:.1f} s ({indexed / elapsed:.1f} pages/s)")
+    for o in outcomes:
+        if o.state != "indexed":
+            click.echo(f"  {o.state}: {o.url} ({o.stage}: {o.reason})")
+    from workers.cli.query import print_search
+
+    click.echo(f'\nnewsflow search "{query}":')
+    print_search(settings, query, limit=5, as_json=False)
+    raise SystemExit(0 if indexed == len(outcomes) else 1)
+
+
+COMMANDS = [up, ingest, demo]

@@ -1,0 +1,107 @@
+"""Client side of the pipeline: put URLs in, follow them until they are indexed or dead."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from newsflow.state import TERMINAL_STATES, LedgerEntry, State
+from newsflow.urls import InvalidURL, article_id
+from tasks import topology
+
+
+@dataclass
+class Submitted:
+    url: str
+    article_id: str
+    submitted_at: float
+
+
+@dataclass
+class Outcome:
+    url: str
+    article_id: str | None
+    state: str
+    stage: str | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "article_id": self.article_id,
+            "state": self.state,
+            "stage": self.stage,
+            "reason": self.reason,
+        }
+
+
+def make_payload(
+    url: str, aid: str, *, source: str | None = None, hints: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"v": topology.PAYLOAD_VERSION, "id": aid, "url": url}
+    if source:
+        payload["source"] = source
+    if hints:
+        payload["hints"] = dict(hints)
+    return payload
+
+
+def submit(app: Celery, state: State, urls: Iterable[str]) -> tuple[list[Submitted], list[Outcome]]:
+    """Enqueue each URL for the first stage. Invalid URLs come back as dead outcomes."""
+    accepted: list[Submitted] = []
+    rejected: list[Outcome] = []
+    first_task, first_queue = topology.task_name(topology.FIRST_STAGE), topology.queue_of(topology.FIRST_STAGE)
+    sent: set[str] = set()
+    with app.producer_or_acquire() as producer:
+        for url in urls:
+            try:
+                aid = article_id(url)
+            except InvalidURL as exc:
+                rejected.append(Outcome(url, None, "dead", "submit", f"bad_url: {exc}"))
+                continue
+            now = time.time()
+            if aid not in sent:  # two spellings of one URL are one article: fetch it once
+                state.record(aid, url, "discovered", "submit")
+                app.send_task(first_task, args=(make_payload(url, aid),), queue=first_queue, producer=producer)
+                sent.add(aid)
+            accepted.append(Submitted(url, aid, now))
+    return accepted, rejected
+
+
+def wait(
+    state: State,
+    submitted: list[Submitted],
+    timeout_s: float,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll_s: float = 0.2,
+) -> list[Outcome]:
+    """Poll the ledger until every article reached `indexed` or `dead` after it was submitted."""
+    deadline = time.monotonic() + timeout_s
+    # One entry per article: several submitted spellings of a URL share it.
+    first: dict[str, Submitted] = {}
+    for s in submitted:
+        first.setdefault(s.article_id, s)
+    done: dict[str, LedgerEntry] = {}
+    while True:
+        pending = [s for aid, s in first.items() if aid not in done]
+        if pending:
+            entries = state.ledgers([s.article_id for s in pending])
+            for sub, entry in zip(pending, entries, strict=True):
+                if entry and entry.state in TERMINAL_STATES and entry.updated_at >= sub.submitted_at:
+                    done[sub.article_id] = entry
+        if on_progress:
+            on_progress(len(done), len(first))
+        if len(done) == len(first) or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    return [_outcome(s, done.get(s.article_id)) for s in submitted]
+
+
+def _outcome(sub: Submitted, entry: LedgerEntry | None) -> Outcome:
+    if entry is None:
+        return Outcome(sub.url, sub.article_id, "pending", None, None)
+    return Outcome(sub.url, sub.article_id, entry.state, entry.stage, entry.reason or None)

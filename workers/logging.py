@@ -1,0 +1,61 @@
+"""Structured logs: one JSON object per line on stderr, for our events and Celery's alike."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+_configured = False
+
+
+def configure(level: str = "INFO") -> None:
+    """Route structlog and the stdlib (Celery, kombu, requests) through one JSON renderer."""
+    global _configured
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings become JSON lines too
+    for noisy in ("urllib3", "charset_normalizer", "trafilatura", "htmldate", "courlan"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not _configured:
+        structlog.configure(
+            processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+            cache_logger_on_first_use=True,
+        )
+        _configured = True
+
+
+def get_logger(name: str = "newsflow") -> Any:
+    return structlog.stdlib.get_logger(name)
+
+
+def connect_celery_signals(level: str) -> None:
+    """Keep Celery from installing its own text handlers; use ours in every worker process."""
+    from celery import signals
+
+    def _setup(**_: Any) -> None:
+        configure(level)
+
+    signals.setup_logging.connect(_setup, weak=False)
+    signals.worker_process_init.connect(_setup, weak=False)

