@@ -12,6 +12,8 @@ from workers.settings import get_settings
 settings = get_settings()
 app = Celery("newsflow", include=task_modules())
 app.conf.update(celery_config(settings))
+# JSON logs from the first line on (Celery warns before its own logging set-up runs).
+nf_logging.configure(settings.log_level)
 nf_logging.connect_celery_signals(settings.log_level)
 
 __all__ = ["app"]
