@@ -94,9 +94,88 @@ class Settings:
     # How long `up` waits for every worker to answer before giving up.
     startup_timeout_s: float = 60.0
 
+    # --- crawling (docs/crawling.md) ---------------------------------------------------------------
+    # The sources file (TOML): kind, location, schedule and link rules of each source. Empty means
+    # the bundled, commented example `config/sources.toml` (its sources are disabled).
+    crawl_sources_file: str = ""
+    # `newsflow up` runs one `celery beat` when the sources file schedules an enabled source.
+    crawl_beat: bool = True
+    # URLs one run of a source enqueues at most, unless the source sets `max_items`.
+    crawl_max_items: int = 1000
+    # A feed or sitemap larger than this (after gunzip) is refused (reason `too_large`).
+    crawl_max_doc_bytes: int = 20 * 1024 * 1024
+    # Entries one sitemap may list (the sitemap protocol's own limit is 50,000).
+    crawl_max_sitemap_entries: int = 50_000
+    # Child sitemaps one sitemap index may make us fetch per run.
+    crawl_max_child_sitemaps: int = 50
+    # Backpressure: a crawl stops enqueueing while the fetch queue holds more messages than this ...
+    crawl_max_fetch_queue: int = 2000
+    # ... and gives up waiting for it after this long (what is left is found again by the next run).
+    crawl_backpressure_max_wait_s: float = 600.0
+    # One source's crawl lock expires after this long, so a crashed crawl cannot block its source.
+    crawl_lock_ttl_s: int = 1800
+    # Hard time limit of one crawl task (below the visibility timeout).
+    crawl_time_limit_s: int = 1700
+    # A URL a crawl enqueued is skipped by later crawls for this long (unless --refresh) ...
+    crawl_seen_ttl_s: int = 30 * 24 * 3600
+    # ... and the seen-set remembers at most this many URLs (oldest forgotten first).
+    crawl_seen_max: int = 2_000_000
+    # Threads of the crawl worker (each runs one source's crawl at a time).
+    crawl_concurrency: int = 2
+
+    # --- politeness (docs/crawling.md) -------------------------------------------------------------
+    # Requests per second to one host[:port], by every fetch worker on every machine together ...
+    polite_host_rate_per_s: float = 1.0
+    # ... except these: comma-separated `host[:port]=rate`, e.g. `example.com=0.5,cdn.example.com=4`.
+    polite_host_rates: str = ""
+    # A fetch whose slot is further away than this is not booked; it comes back this much later.
+    polite_max_reserve_s: float = 30.0
+    # Obey robots.txt: disallowed URLs are dead-lettered `robots_disallowed` and never fetched.
+    polite_obey_robots: bool = True
+    # robots.txt is fetched once per host and cached this long (RFC 9309: at most 24 h).
+    polite_robots_ttl_s: int = 24 * 3600
+    # A robots.txt that could not be read (5xx, timeout) counts as "disallow all" this long.
+    polite_robots_error_ttl_s: int = 300
+    # Crawl-delay values above this are capped (a robots.txt saying 86400 would stall a host).
+    polite_max_crawl_delay_s: float = 60.0
+    # Pages that say noindex (meta robots, X-Robots-Tag) are dead-lettered `noindex`.
+    polite_obey_noindex: bool = True
+
     # --- logs --------------------------------------------------------------------------------------
     # Minimum level of the JSON log lines on stderr.
     log_level: str = "INFO"
+
+    # --- operations: Flower, Prometheus exporter, status (docs/operations.md) ---------------------
+    # Address `newsflow flower` listens on. Anything but loopback requires flower_basic_auth.
+    flower_address: str = "127.0.0.1"
+    # Port of the Flower dashboard and its REST API.
+    flower_port: int = 5555
+    # Flower's HTTP basic auth as `user:password` (several comma-separated); empty = none (loopback only).
+    flower_basic_auth: str = ""
+    # Address and port of the Prometheus exporter (`newsflow metrics`); 9108 is free in the exporter registry.
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9108
+    # A queue whose oldest message waited longer than this is shown as stale by `newsflow status`.
+    status_stale_queue_s: float = 300.0
+
+    # --- reliability and hostile input (docs/reliability.md) -------------------------------------
+    # Pin host names to addresses, like curl's --resolve: comma-separated `host:port:address`
+    # (IPv6 in brackets). The SSRF guard checks the pinned addresses and connections go to them;
+    # no DNS query is made for a pinned host. Empty: the system resolver answers.
+    fetch_resolve: str = ""
+
+    # --- search API and web page (`newsflow serve`, docs/search.md) ----------------------------------
+    # Where the read-only HTTP API listens; loopback by default, so nothing is exposed by accident.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    # Bearer token required by /search and /articles when non-empty. `serve` refuses a non-loopback
+    # host without one (unless --no-auth), because the index may hold content meant for insiders.
+    api_token: str = ""
+    # Per-client (remote address) token bucket: sustained requests per minute, and the burst allowed.
+    api_rate_limit_per_min: int = 600
+    api_rate_burst: int = 60
+    # Largest page size a client may ask for.
+    api_max_limit: int = 100
 
     # Derived: state Redis URL with the fallback applied.
     @property
@@ -113,4 +192,4 @@ class Settings:
 
 
 # Fields that must never appear in logs (they may carry passwords).
-SECRET_FIELDS: frozenset[str] = frozenset({"redis_url", "state_redis_url"})
+SECRET_FIELDS: frozenset[str] = frozenset({"redis_url", "state_redis_url", "flower_basic_auth", "api_token"})

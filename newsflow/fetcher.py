@@ -8,8 +8,12 @@ followed by hand (each hop checked again, loops and long chains refused) -> stat
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +27,15 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
-from newsflow.netguard import ALLOWED_SCHEMES, NetPolicy, check_connected_socket, current_policy, resolve_and_check
+from newsflow.netguard import (
+    ALLOWED_SCHEMES,
+    NetPolicy,
+    check_connected_socket,
+    current_policy,
+    normalize_allow_entry,
+    parse_resolve,
+    resolve_and_check,
+)
 
 MAX_URL_CHARS = 4096
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -52,26 +64,110 @@ class NotModified(Exception):
     """The server answered 304 to a conditional request: nothing to do."""
 
 
+class Deadline:
+    """A total deadline for one fetch, enforced on the sockets themselves.
+
+    Read timeouts bound the gap between two bytes; a server trickling one byte a second never
+    trips them. When the deadline passes, a timer shuts the fetch's sockets down, which wakes
+    any blocked read at once; `fired` then tells the fetcher why the read failed or stopped.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.fired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._socks.append(sock)
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for TLS sockets: no TLS close_notify dance with a
+    # server that is misbehaving anyway.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+current_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("newsflow_deadline", default=None)
+
+
+def _guarded_new_conn(conn: HTTPConnection, connect: Any, default_port: int) -> Any:
+    """Open the socket to the pinned address if the policy pins this host, then check its peer."""
+    policy = current_policy.get()
+    port = conn.port or default_port
+    pins = policy.pinned(conn.host, port) if policy else None
+    if pins:
+        name = conn._dns_host
+        last: BaseException | None = None
+        sock = None
+        for ip in pins:
+            conn._dns_host = ip  # only the TCP connect uses it; SNI and Host keep the name
+            try:
+                sock = connect()
+                break
+            except Exception as exc:
+                last = exc
+            finally:
+                conn._dns_host = name
+        if sock is None:
+            raise last or OSError(f"no pinned address of {name} answered")
+    else:
+        sock = connect()
+    try:
+        check_connected_socket(sock, conn.host, port)
+    except Exception:
+        sock.close()
+        raise
+    deadline = current_deadline.get()
+    if deadline is not None:
+        deadline.watch(sock)
+    return sock
+
+
 class _GuardedHTTPConnection(HTTPConnection):
     def _new_conn(self) -> Any:
-        sock = super()._new_conn()
-        try:
-            check_connected_socket(sock, self.host, self.port or 80)
-        except Exception:
-            sock.close()
-            raise
-        return sock
+        return _guarded_new_conn(self, super()._new_conn, 80)
+
+    def getresponse(self) -> Any:
+        deadline = current_deadline.get()
+        if deadline is not None:
+            deadline.watch(self.sock)  # a reused connection is watched by this fetch too
+        return super().getresponse()
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> Any:
-        sock = super()._new_conn()
-        try:
-            check_connected_socket(sock, self.host, self.port or 443)
-        except Exception:
-            sock.close()
-            raise
-        return sock
+        return _guarded_new_conn(self, super()._new_conn, 443)
+
+    def getresponse(self) -> Any:
+        deadline = current_deadline.get()
+        if deadline is not None:
+            deadline.watch(self.sock)
+        return super().getresponse()
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
@@ -83,11 +179,28 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 
 
 class GuardedAdapter(HTTPAdapter):
-    """An adapter whose sockets are checked against the SSRF policy once connected."""
+    """An adapter whose sockets are checked against the SSRF policy once connected.
+
+    Requests made through it outside `fetch_page` (robots.txt, feeds) get the session's policy,
+    so no caller of `make_session` can reach a private address by forgetting to set one.
+    """
+
+    def __init__(self, policy: NetPolicy | None = None, **kwargs: Any) -> None:
+        self.policy = policy or NetPolicy()
+        super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if current_policy.get() is not None:
+            return super().send(request, *args, **kwargs)
+        token = current_policy.set(self.policy)
+        try:
+            return super().send(request, *args, **kwargs)
+        finally:
+            current_policy.reset(token)
 
 
 def make_session(settings: Settings) -> requests.Session:
@@ -95,7 +208,7 @@ def make_session(settings: Settings) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # env proxies would route around the SSRF guard
     session.max_redirects = settings.fetch_max_redirects
-    adapter = GuardedAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
+    adapter = GuardedAdapter(policy_from(settings), pool_connections=32, pool_maxsize=32, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update(
@@ -109,16 +222,27 @@ def make_session(settings: Settings) -> requests.Session:
 
 
 def policy_from(settings: Settings) -> NetPolicy:
-    return NetPolicy(allow_private=settings.fetch_allow_private, allowed_hosts=settings.allowed_hosts)
+    try:
+        pins = parse_resolve(settings.fetch_resolve)
+    except ValueError as exc:
+        raise PermanentError("bad_settings", f"NEWSFLOW_FETCH_RESOLVE: {exc}") from None
+    try:
+        allowed = frozenset(normalize_allow_entry(e) for e in settings.allowed_hosts)
+    except PermanentError as exc:
+        raise PermanentError("bad_settings", f"NEWSFLOW_FETCH_ALLOW_HOSTS: {exc.detail}") from None
+    return NetPolicy(allow_private=settings.fetch_allow_private, allowed_hosts=allowed, resolve=pins)
 
 
 def check_url(url: str, policy: NetPolicy) -> None:
+    """Refuse what must never be fetched: odd schemes, credentials, huge URLs, private targets."""
     if len(url) > MAX_URL_CHARS:
         raise PermanentError("bad_url", f"URL is {len(url)} characters long (limit {MAX_URL_CHARS})")
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        raise PermanentError("bad_url", "URL contains whitespace or control characters")
     parts = urlsplit(url)
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise PermanentError("bad_scheme", f"only http and https are fetched, not {parts.scheme or 'none'!r}")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise PermanentError("bad_url", "URLs with credentials are not fetched")
     if not parts.hostname:
         raise PermanentError("bad_url", "URL has no host")
@@ -142,10 +266,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-def _check_status(resp: requests.Response) -> None:
+def _check_status(resp: requests.Response, conditional: bool) -> None:
     code = resp.status_code
     if code == 304:
-        raise NotModified()
+        if conditional:
+            raise NotModified()
+        # A 304 to a request that was not conditional would otherwise mark an article "indexed"
+        # that never was.
+        raise PermanentError("http_304", "not modified, but the request was not conditional")
     if code in (429, 503):
         raise TransientError(
             f"http_{code}", "server asked us to slow down", parse_retry_after(resp.headers.get("Retry-After"))
@@ -158,24 +286,33 @@ def _check_status(resp: requests.Response) -> None:
         raise PermanentError(f"http_{code}", "unexpected status for a page")
 
 
-def _read_body(resp: requests.Response, settings: Settings, deadline: float) -> bytes:
+def _timed_out(deadline: Deadline) -> TransientError:
+    return TransientError("timeout", f"no complete answer within the total deadline of {deadline.seconds} s")
+
+
+def _read_body(resp: requests.Response, settings: Settings, deadline: Deadline) -> bytes:
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > settings.fetch_max_bytes:
         raise PermanentError("too_large", f"Content-Length {declared} > {settings.fetch_max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in resp.iter_content(chunk_size=65536):
+        # Small chunks: each is decompressed under a bound, so a gzip bomb costs a few MB at most.
+        for chunk in resp.iter_content(chunk_size=16384):
             size += len(chunk)
             if size > settings.fetch_max_bytes:
                 raise PermanentError("too_large", f"body exceeds {settings.fetch_max_bytes} bytes")
-            if time.monotonic() > deadline:
-                raise TransientError("timeout", f"body not complete after {settings.fetch_total_timeout_s} s")
+            if deadline.fired or deadline.remaining() <= 0:
+                raise _timed_out(deadline)
             chunks.append(chunk)
     except requests.exceptions.ContentDecodingError as exc:
-        raise PermanentError("bad_encoding", f"cannot decompress body: {exc}") from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        raise PermanentError("bad_encoding", f"cannot decompress body: {str(exc)[:200]}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, OSError) as exc:
+        if deadline.fired:
+            raise _timed_out(deadline) from None
         raise TransientError("connection_error", str(exc)[:300]) from None
+    if deadline.fired:  # the socket was shut down: a read-until-close body is cut short
+        raise _timed_out(deadline)
     return b"".join(chunks)
 
 
@@ -189,13 +326,29 @@ def _content_type(resp: requests.Response) -> tuple[str, str | None]:
     return mime, charset
 
 
-def looks_binary(body: bytes) -> bool:
+def _is_wide(charset: str | None) -> bool:
+    """UTF-16/32 text is full of NUL bytes; it must not be taken for binary."""
+    return charset is not None and charset.lower().replace("_", "-").startswith(("utf-16", "utf-32", "ucs-2", "ucs-4"))
+
+
+def looks_binary(body: bytes, charset: str | None = None) -> bool:
     head = body[:1024]
     if head.startswith(BINARY_MAGIC):
         return True
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return False  # UTF-16 with a BOM: text, decoded below
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _is_wide(charset):
+        return False  # UTF-16 with a BOM or declared: text, decoded below
     return b"\x00" in head
+
+
+def _is_text_codec(name: str) -> bool:
+    """Only real text encodings: `bytes.decode('zlib')`-style codecs must not run on hostile input."""
+    import codecs
+
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return False
+    return bool(getattr(info, "_is_text_encoding", True))
 
 
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
@@ -210,6 +363,8 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     if m:
         candidates.append(m.group(1).decode("ascii", "ignore"))
     for enc in candidates:
+        if not _is_text_codec(enc):
+            continue
         try:
             return body.decode(enc), enc.lower()
         except (LookupError, UnicodeDecodeError):
@@ -236,11 +391,15 @@ def fetch_page(
 ) -> FetchResult:
     """GET one page. Raises PermanentError / TransientError / NotModified."""
     policy = policy_from(settings)
+    deadline = Deadline(settings.fetch_total_timeout_s)
     token = current_policy.set(policy)
+    dtoken = current_deadline.set(deadline)
     try:
-        return _fetch(url, settings, session, policy, etag, last_modified)
+        return _fetch(url, settings, session, policy, deadline, etag, last_modified)
     finally:
+        current_deadline.reset(dtoken)
         current_policy.reset(token)
+        deadline.cancel()
 
 
 def _fetch(
@@ -248,10 +407,10 @@ def _fetch(
     settings: Settings,
     session: requests.Session,
     policy: NetPolicy,
+    deadline: Deadline,
     etag: str | None,
     last_modified: str | None,
 ) -> FetchResult:
-    deadline = time.monotonic() + settings.fetch_total_timeout_s
     headers: dict[str, str] = {}
     if etag:
         headers["If-None-Match"] = etag
@@ -260,9 +419,9 @@ def _fetch(
     current, hops = url, [url]
     for _ in range(settings.fetch_max_redirects + 1):
         check_url(current, policy)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TransientError("timeout", f"no answer within {settings.fetch_total_timeout_s} s")
+        remaining = deadline.remaining()
+        if remaining <= 0 or deadline.fired:
+            raise _timed_out(deadline)
         try:
             resp = session.get(
                 current,
@@ -277,8 +436,10 @@ def _fetch(
         except requests.exceptions.Timeout as exc:
             raise TransientError("timeout", str(exc)[:300]) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if deadline.fired:
+                raise _timed_out(deadline) from None
             raise TransientError("connection_error", str(exc)[:300]) from None
-        except requests.exceptions.InvalidURL as exc:
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, UnicodeError) as exc:
             raise PermanentError("bad_url", str(exc)[:300]) from None
         with resp:
             if resp.is_redirect:
@@ -288,21 +449,27 @@ def _fetch(
                 hops.append(target)
                 current = target
                 continue
-            return _finish(url, current, hops, resp, settings, deadline)
+            return _finish(url, current, hops, resp, settings, deadline, bool(headers))
     raise PermanentError("too_many_redirects", f"more than {settings.fetch_max_redirects} redirects")
 
 
 def _finish(
-    url: str, final: str, hops: list[str], resp: requests.Response, settings: Settings, deadline: float
+    url: str,
+    final: str,
+    hops: list[str],
+    resp: requests.Response,
+    settings: Settings,
+    deadline: Deadline,
+    conditional: bool,
 ) -> FetchResult:
-    _check_status(resp)
+    _check_status(resp, conditional)
     mime, charset = _content_type(resp)
     if mime not in HTML_TYPES and mime not in SNIFF_TYPES:
         raise PermanentError("not_html", f"content type {mime!r}")
     body = _read_body(resp, settings, deadline)
     if not body.strip():
         raise PermanentError("empty_body", "the server sent no content")
-    if looks_binary(body):
+    if looks_binary(body, charset):
         raise PermanentError("not_html", f"binary content served as {mime or 'no type'}")
     html, encoding = decode_html(body, charset)
     if mime in SNIFF_TYPES and "<html" not in html[:5000].lower() and "<body" not in html[:20000].lower():

@@ -1,0 +1,1 @@
+"""Hostile-input fixtures: a misbehaving origin server and the table of cases."""
