@@ -12,27 +12,38 @@ from typing import Any
 
 from newsflow.batcher import Batcher, Item
 from newsflow.errors import PermanentError, TransientError
-from newsflow.searchindex import SearchIndex
+from newsflow.search import SearchIndex
+from newsflow.search.schema import site_of
+from newsflow.search.tombstones import Tombstones, site_of_url
 from tasks.base import Payload, StageContext, StageTask, shared_state
 from workers.app import app
 from workers.settings import get_settings
 
 
 def commit_batch(items: Sequence[Item]) -> None:
-    """Read the documents, upsert them in one commit, then record each article as indexed."""
+    """Read the documents, upsert them in one commit, then record each article as indexed.
+
+    Tombstoned articles (`newsflow purge`, by id or by site) are deleted instead of written and
+    recorded dead with reason `purged`: a takedown outlives any later crawl or redelivery.
+    """
     settings, state = get_settings(), shared_state()
-    docs = state.get_docs([i.article_id for i in items])
+    ids = [i.article_id for i in items]
+    docs = state.get_docs(ids)
+    sites = [site_of(doc) if doc else site_of_url(item.url) for item, doc in zip(items, docs, strict=True)]
+    purged = tombstones().dead_among(ids, sites)
     ready: list[dict[str, Any]] = []
     for item, doc in zip(items, docs, strict=True):
+        if item.article_id in purged:
+            continue
         if doc is None:
             item.error = PermanentError(
                 "doc_missing", "enriched document expired or was never stored; replay from fetch"
             )
         else:
             ready.append(doc)
-    if ready:
+    if ready or purged:
         try:
-            index().upsert_batch(ready, settings.index_writer_heap_bytes)
+            index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged))
         except ValueError as exc:  # tantivy reports lock and I/O trouble as ValueError
             raise TransientError("index_unavailable", str(exc)) from exc
     pipe = state.r.pipeline(transaction=False)
@@ -41,10 +52,20 @@ def commit_batch(items: Sequence[Item]) -> None:
         pipe.expire(state.key("doc", doc["id"]), settings.visibility_timeout_s)
         pipe.zrem(state.key("dead"), doc["id"])
         pipe.delete(state.key("dead", doc["id"]))
+    for aid in purged:
+        pipe.delete(state.key("doc", aid))
     pipe.execute()
     for item in items:
-        if item.error is None:
+        if item.article_id in purged:
+            state.record(item.article_id, item.url, "dead", "index", reason="purged", detail="tombstoned")
+        elif item.error is None:
             state.record(item.article_id, item.url, "indexed", "index")
+
+
+@functools.cache
+def tombstones() -> Tombstones:
+    state = shared_state()
+    return Tombstones(state.r, get_settings().key_prefix)
 
 
 @functools.cache

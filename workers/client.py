@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 
+from newsflow.search.tombstones import Tombstones, site_of_url
 from newsflow.state import TERMINAL_STATES, LedgerEntry, State
 from newsflow.urls import InvalidURL, article_id
 from tasks import topology
@@ -56,12 +57,16 @@ def submit(app: Celery, state: State, urls: Iterable[str]) -> tuple[list[Submitt
     rejected: list[Outcome] = []
     first_task, first_queue = topology.task_name(topology.FIRST_STAGE), topology.queue_of(topology.FIRST_STAGE)
     sent: set[str] = set()
+    tombs = Tombstones(state.r, state.p)
     with app.producer_or_acquire() as producer:
         for url in urls:
             try:
                 aid = article_id(url)
             except InvalidURL as exc:
                 rejected.append(Outcome(url, None, "dead", "submit", f"bad_url: {exc}"))
+                continue
+            if tombs.dead_among([aid], [site_of_url(url)]):  # taken down: `newsflow purge --lift` first
+                rejected.append(Outcome(url, aid, "dead", "submit", "purged"))
                 continue
             now = time.time()
             if aid not in sent:  # two spellings of one URL are one article: fetch it once

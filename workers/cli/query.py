@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +18,128 @@ SHOW_FIELDS = (
     "provenance", "body",
 )  # fmt: skip
 
+QUERY_HELP = """Search indexed articles.
 
-def _open_index(settings: Settings) -> Any:
-    from newsflow.searchindex import SearchIndex
+\b
+QUERY syntax (terms are ANDed):
+  nato summit                 both words (stemmed by each article's language)
+  "pause for regrouping"      exact phrase
+  nato OR eu, NOT russia, -russia, (a OR b) c
+  title:summit  author:smith  site:kyivindependent.com  lang:de
+  entity:"Jens Stoltenberg"   keyword:sanctions   cluster:ID (one story)
+  published:2024-05  published:2024-01-01..2024-03-31  since:2024-01  until:2024-06-30
+An empty QUERY ("") lists everything the filters select.
+Near-duplicates are collapsed into one hit per story ("+N similar"); --expand-clusters shows them all.
+"""
+
+
+def open_index(settings: Settings) -> Any:
+    from newsflow.search import SchemaMismatch, SearchIndex
 
     path = Path(settings.index_dir)
     if not (path / "meta.json").exists():
         fail(f"no index at {path}: ingest something first (`newsflow demo`, or `newsflow up` + `newsflow ingest URL`)")
-    return SearchIndex(path)
+    try:
+        return SearchIndex(path)
+    except SchemaMismatch as exc:
+        fail(str(exc))
 
 
-def hit_dict(doc: dict[str, Any], score: float, snippet: str) -> dict[str, Any]:
-    out = {name: doc.get(name) for name in HIT_FIELDS}
-    out["score"] = round(score, 4)
-    out["snippet"] = snippet
-    return out
+def _print_hits(out: dict[str, Any]) -> None:
+    hits = out["hits"]
+    first = (out["page"] - 1) * out["limit"]
+    stories = f" in {out['stories']} stories" if out.get("stories") is not None else ""
+    click.echo(f"{out['total']} article(s) match{stories}; page {out['page']}, {out['took_ms']} ms")
+    for i, hit in enumerate(hits, first + 1):
+        date = (hit["published"] or "")[:10] or "undated"
+        click.echo(f"\n{i}. {hit['title'] or '(no title)'}")
+        click.echo(f"   {date} | {hit['site_name'] or hit['site'] or '-'} | {hit['url']}")
+        click.echo(f"   {hit['snippet']}")
+        more = f"  +{hit['similar']} similar (--cluster {hit['cluster_id']})" if hit["similar"] else ""
+        score = f"  score {hit['score']}" if hit["score"] is not None else ""
+        click.echo(f"   id {hit['id']}{score}{more}")
+    for name, buckets in (out.get("facets") or {}).items():
+        if buckets:
+            click.echo(f"\n{name}: " + ", ".join(f"{b['value']} ({b['count']})" for b in buckets))
 
 
 def print_search(settings: Settings, query: str, limit: int, as_json: bool) -> None:
-    from newsflow.searchindex import QueryError
+    """Run one search and print it (used by `newsflow demo` too)."""
+    run_search(settings, SearchParams(query=query, limit=limit), as_json)
 
-    index = _open_index(settings)
+
+@dataclasses.dataclass
+class SearchParams:
+    query: str
+    limit: int = 10
+    page: int = 1
+    sort: str = "relevance"
+    since: str | None = None
+    until: str | None = None
+    site: tuple[str, ...] = ()
+    lang: tuple[str, ...] = ()
+    entity: tuple[str, ...] = ()
+    cluster: str | None = None
+    facets: bool = False
+    expand_clusters: bool = False
+
+
+def run_search(settings: Settings, p: SearchParams, as_json: bool) -> None:
+    from newsflow.search import QueryError, SearchRequest
+    from newsflow.search.service import result_dict
+
+    index = open_index(settings)
+    req = SearchRequest(
+        query=p.query, limit=p.limit, page=p.page, sort=p.sort, since=p.since, until=p.until, site=p.site,
+        language=p.lang, entity=p.entity, cluster=p.cluster, facets=p.facets,
+        collapse=not (p.expand_clusters or p.cluster),
+    )  # fmt: skip
     try:
-        result = index.search(query, limit=limit)
+        out = result_dict(req, index.search(req))
     except QueryError as exc:
-        fail(f'{exc}. Use plain words, "a phrase", AND/OR/NOT, or field:value (title:, body:)', 2)
+        pointer = exc.pointer()
+        fail(f"bad query: {exc}" + (f"\n{pointer}" if pointer else "") + "\n(see `newsflow search --help`)", 2)
         return
-    hits = [hit_dict(h.doc, h.score, h.snippet) for h in result.hits]
     if as_json:
-        emit_json({"total": result.total, "hits": hits})
-        return
-    click.echo(f"{result.total} article(s) match; showing {len(hits)}")
-    for i, hit in enumerate(hits, 1):
-        date = (hit["published"] or "")[:10] or "undated"
-        click.echo(f"\n{i}. {hit['title'] or '(no title)'}")
-        click.echo(f"   {date} | {hit['site_name'] or '-'} | {hit['url']}")
-        click.echo(f"   {hit['snippet']}")
-        click.echo(f"   id {hit['id']}  score {hit['score']}")
+        emit_json(out)
+    else:
+        _print_hits(out)
 
 
-@click.command()
+@click.command(help=QUERY_HELP)
 @click.argument("query")
-@click.option("--limit", "-n", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "hits": [...]} to stdout.')
-def search(query: str, limit: int, as_json: bool) -> None:
-    """Search indexed articles. Terms are ANDed; "quoted phrases", OR, NOT and title:word work."""
-    print_search(settings_or_exit(), query, limit, as_json)
+@click.option("--limit", "-n", type=click.IntRange(1, 1000), default=10, show_default=True, help="Hits per page.")
+@click.option("--page", "-p", type=click.IntRange(1, 10_000), default=1, show_default=True)
+@click.option(
+    "--sort", type=click.Choice(["relevance", "date", "date_asc"]), default="relevance", show_default=True,
+    help="date = newest first.",
+)  # fmt: skip
+@click.option("--since", metavar="DATE", help="Published on or after (YYYY, YYYY-MM, YYYY-MM-DD or ISO time).")
+@click.option("--until", metavar="DATE", help="Published on or before (a date includes its whole day/month).")
+@click.option("--site", multiple=True, metavar="HOST", help="Only this site (repeat for several).")
+@click.option("--lang", multiple=True, metavar="CODE", help="Only this language, e.g. en (repeatable).")
+@click.option("--entity", multiple=True, metavar="NAME", help="Only articles naming this entity (repeatable).")
+@click.option("--cluster", metavar="ID", help="Only the articles of this story (expand one '+N similar').")
+@click.option("--facets", is_flag=True, help="Count matches per site, language, entity and month.")
+@click.option("--expand-clusters", is_flag=True, help="Show every near-duplicate instead of one hit per story.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "hits": [...], ...} to stdout.')
+def search(
+    query: str,
+    limit: int,
+    page: int,
+    sort: str,
+    since: str | None,
+    until: str | None,
+    site: tuple[str, ...],
+    lang: tuple[str, ...],
+    entity: tuple[str, ...],
+    cluster: str | None,
+    facets: bool,
+    expand_clusters: bool,
+    as_json: bool,
+) -> None:
+    params = SearchParams(query, limit, page, sort, since, until, site, lang, entity, cluster, facets, expand_clusters)
+    run_search(settings_or_exit(), params, as_json)
 
 
 @click.command()
@@ -70,7 +147,7 @@ def search(query: str, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole article as one JSON object.")
 def show(id_or_url: str, as_json: bool) -> None:
     """Show one indexed article by id, requested URL, final URL or canonical URL (exit 1 if none)."""
-    doc = _open_index(settings_or_exit()).get(id_or_url)
+    doc = open_index(settings_or_exit()).get(id_or_url)
     if doc is None:
         fail(f"no indexed article for {id_or_url!r}")
         return

@@ -1,0 +1,113 @@
+"""Tombstones: articles and sites taken down on purpose, so no later crawl or ingest brings them back.
+
+Kept in the state Redis, shared by every worker and client:
+- `{prefix}tombstone:ids`    hash article id → JSON {url, reason, at}
+- `{prefix}tombstone:sites`  hash host → JSON {reason, at}
+No TTL: a takedown is permanent until lifted (`newsflow purge --lift`); the hashes grow only with
+takedowns. Every change is also appended to `<data_dir>/tombstones.jsonl`, an audit trail that
+`newsflow purge --replay FILE` re-applies to a new or restored Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from newsflow.search.schema import normalize_site
+
+
+def site_of_url(url: str) -> str:
+    return normalize_site(urlsplit(url).hostname or "")
+
+
+class Tombstones:
+    def __init__(self, r: redis.Redis, prefix: str, log_path: Path | None = None) -> None:
+        self.r = r
+        self.ids_key = f"{prefix}tombstone:ids"
+        self.sites_key = f"{prefix}tombstone:sites"
+        self.log_path = log_path
+
+    def _log(self, rows: Iterable[dict[str, Any]]) -> None:
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def add_ids(self, entries: Sequence[tuple[str, str]], reason: str) -> None:
+        """Tombstone (article id, url) pairs."""
+        if not entries:
+            return
+        now = time.time()
+        self.r.hset(
+            self.ids_key, mapping={aid: json.dumps({"url": url, "reason": reason, "at": now}) for aid, url in entries}
+        )
+        self._log({"op": "add", "id": aid, "url": url, "reason": reason, "at": now} for aid, url in entries)
+
+    def add_site(self, host: str, reason: str) -> None:
+        now = time.time()
+        self.r.hset(self.sites_key, normalize_site(host), json.dumps({"reason": reason, "at": now}))
+        self._log([{"op": "add", "site": normalize_site(host), "reason": reason, "at": now}])
+
+    def lift(self, ids: Sequence[str] = (), sites: Sequence[str] = ()) -> int:
+        n = 0
+        if ids:
+            n += int(self.r.hdel(self.ids_key, *ids))
+        if sites:
+            n += int(self.r.hdel(self.sites_key, *[normalize_site(s) for s in sites]))
+        now = time.time()
+        self._log(
+            [{"op": "lift", "id": i, "at": now} for i in ids] + [{"op": "lift", "site": s, "at": now} for s in sites]
+        )
+        return n
+
+    def dead_among(self, ids: Sequence[str], sites: Sequence[str]) -> set[str]:
+        """Which of these articles (ids[i] served by sites[i]) are tombstoned, by id or by site."""
+        if not ids:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(self.ids_key, list(ids))
+        hosts = sorted({s for s in sites if s})
+        if hosts:
+            pipe.hmget(self.sites_key, hosts)
+        got = pipe.execute()
+        dead = {aid for aid, v in zip(ids, got[0], strict=True) if v is not None}
+        if hosts:
+            dead_sites = {h for h, v in zip(hosts, got[1], strict=True) if v is not None}
+            dead |= {aid for aid, site in zip(ids, sites, strict=True) if site in dead_sites}
+        return dead
+
+    def listing(self) -> dict[str, dict[str, Any]]:
+        ids: dict[bytes, bytes] = self.r.hgetall(self.ids_key)  # type: ignore[assignment]
+        sites: dict[bytes, bytes] = self.r.hgetall(self.sites_key)  # type: ignore[assignment]
+        return {
+            "ids": {k.decode(): json.loads(v) for k, v in ids.items()},
+            "sites": {k.decode(): json.loads(v) for k, v in sites.items()},
+        }
+
+    def replay(self, path: Path) -> int:
+        """Re-apply an audit log (after Redis was lost or replaced). Returns the rows applied."""
+        n = 0
+        saved, self.log_path = self.log_path, None  # replaying must not duplicate the log
+        try:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if row.get("op") == "add" and "id" in row:
+                    self.add_ids([(row["id"], row.get("url", ""))], row.get("reason", "purged"))
+                elif row.get("op") == "add" and "site" in row:
+                    self.add_site(row["site"], row.get("reason", "purged"))
+                elif row.get("op") == "lift":
+                    self.lift([row["id"]] if "id" in row else [], [row["site"]] if "site" in row else [])
+                n += 1
+        finally:
+            self.log_path = saved
+        return n

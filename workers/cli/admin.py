@@ -1,0 +1,307 @@
+"""`newsflow reindex`, `backup` and `purge`: index lifecycle and takedowns.
+
+Where articles live durably: the `source` stored field of the index (each article's whole JSON).
+`reindex` rebuilds the index from it (or from a `backup` file) without fetching anything again;
+`backup` writes it out as gzipped JSON lines. See docs/search.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.defaults import Settings
+from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+
+REINDEX_BATCH = 1000
+
+
+def _tombstones(settings: Settings) -> Any:
+    from newsflow.search.tombstones import Tombstones
+    from newsflow.state import connect
+
+    log = Path(settings.data_dir) / "tombstones.jsonl"
+    return Tombstones(connect(settings.state_url), settings.key_prefix, log)
+
+
+def _redis_or_fail(settings: Settings, what: str) -> None:
+    import redis
+
+    from newsflow.state import connect
+
+    try:
+        connect(settings.state_url).ping()
+    except redis.RedisError as exc:
+        where = redact_url(settings.state_url)
+        fail(f"cannot reach the state Redis at {where} ({exc}) to {what}: start it (`newsflow up`)")
+
+
+def _read_backup(path: Path) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield dict(json.loads(line))
+
+
+@click.command()
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rebuild from a `newsflow backup` file instead of the index's own stored articles.")  # fmt: skip
+@click.option("--keep-old", is_flag=True, help="Keep the previous index directory as index.old-<time>.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary to stdout.")
+def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
+    """Rebuild the search index from stored article documents, without fetching anything.
+
+    Use after a schema change (a newer newsflow says so) or to restore a backup. Tombstoned
+    (purged) articles are left out. Stop the index worker first: the rebuild holds the index lock
+    so no article is written to the old index while the new one is built.
+    """
+    import tantivy
+
+    from newsflow.search import SearchIndex, iter_sources
+
+    settings = settings_or_exit()
+    _redis_or_fail(settings, "read the tombstones")
+    tombs = _tombstones(settings)
+    path = Path(settings.index_dir)
+    old_lock = None
+    if (path / "meta.json").exists():
+        try:  # hold the old index's writer lock for the whole rebuild
+            old_lock = tantivy.Index.open(str(path)).writer(heap_size=15_000_000, num_threads=1)
+        except ValueError as exc:
+            fail(f"the index at {path} is locked by a writer ({exc}): stop the index worker (`newsflow up`) and retry")
+    elif source is None:
+        fail(f"no index at {path} to rebuild from: pass --from BACKUP.jsonl.gz")
+    docs = _read_backup(source) if source else iter_sources(path)
+    started = time.monotonic()
+    target = path.with_name(f"{path.name}.rebuild-{int(time.time())}")
+    new = SearchIndex(target)
+    written = skipped = 0
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal written, skipped
+        from newsflow.search.schema import site_of
+
+        dead = tombs.dead_among([d["id"] for d in batch], [site_of(d) for d in batch])
+        keep = [d for d in batch if d["id"] not in dead]
+        skipped += len(batch) - len(keep)
+        written += new.upsert_batch(keep, settings.index_writer_heap_bytes)
+        batch.clear()
+
+    with click.progressbar(docs, label="reindex", file=sys.stderr, show_pos=True) as bar:
+        for doc in bar:
+            batch.append(doc)
+            if len(batch) >= REINDEX_BATCH:
+                flush()
+    flush()
+    new.close()
+    del old_lock  # release the lock before the directory moves
+    old = path.with_name(f"{path.name}.old-{int(time.time())}")
+    if path.exists():
+        path.rename(old)
+    target.rename(path)
+    if not keep_old and old.exists():
+        shutil.rmtree(old)
+    out = {"indexed": written, "skipped_tombstoned": skipped, "seconds": round(time.monotonic() - started, 2),
+           "path": str(path), "previous": str(old) if keep_old else None}  # fmt: skip
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"rebuilt {path}: {written} article(s), {skipped} tombstoned left out, {out['seconds']} s")
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def backup(out: Path) -> None:
+    """Write every indexed article (its stored JSON) to OUT as JSON lines (gzip if OUT ends in .gz).
+
+    Reads one consistent commit, so it is safe while the index worker runs. Restore with
+    `newsflow reindex --from OUT`.
+    """
+    from newsflow.search import iter_sources
+
+    settings = settings_or_exit()
+    path = Path(settings.index_dir)
+    if not (path / "meta.json").exists():
+        fail(f"no index at {path}")
+    opener = gzip.open if out.suffix == ".gz" else open
+    tmp = out.with_name(out.name + ".part")
+    n = 0
+    with opener(tmp, "wt", encoding="utf-8") as f:
+        for doc in iter_sources(path):
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.rename(out)
+    click.echo(f"wrote {n} article(s) to {out}", err=True)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, metavar="[URL_OR_ID]...")
+@click.option("--site", "sites", multiple=True, metavar="HOST", help="Purge every article of this site, now and later.")
+@click.option("--reason", default="purged", show_default=True, help="Why (kept with the tombstone).")
+@click.option("--lift", is_flag=True, help="Remove the tombstones instead (the articles may be ingested again).")
+@click.option("--list", "listing", is_flag=True, help="List the tombstones.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Re-apply a tombstones.jsonl audit log (e.g. to a new Redis).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True)
+def purge(
+    targets: tuple[str, ...], sites: tuple[str, ...], reason: str, lift: bool, listing: bool, replay: Path | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Take articles down: remove them from the index and tombstone them so no later crawl or
+    ingest brings them back (they are recorded dead with reason `purged`).
+
+    \b
+      newsflow purge https://example.com/story-1 0123456789abcdef
+      newsflow purge --site spam.example
+      newsflow purge --lift https://example.com/story-1
+    """
+    settings = settings_or_exit()
+    _redis_or_fail(settings, "keep the tombstones")
+    tombs = _tombstones(settings)
+    if listing:
+        emit_json(tombs.listing()) if as_json else _print_listing(tombs.listing())
+        return
+    if replay:
+        n = tombs.replay(replay)
+        click.echo(f"re-applied {n} tombstone change(s) from {replay}", err=True)
+        return
+    if not targets and not sites:
+        raise click.UsageError("name at least one URL_OR_ID or --site HOST")
+    entries = _resolve(settings, targets)
+    if lift:
+        n = tombs.lift([aid for aid, _u in entries], list(sites))
+        emit_json({"lifted": n}) if as_json else click.echo(f"lifted {n} tombstone(s)")
+        return
+    entries += _site_articles(settings, sites)
+    tombs.add_ids(entries, reason)
+    for host in sites:
+        tombs.add_site(host, reason)
+    mode = _remove(settings, entries)
+    out = {"purged": [aid for aid, _u in entries], "sites": list(sites), "mode": mode}
+    if as_json:
+        emit_json(out)
+    elif mode == "queued":
+        click.echo(f"tombstoned {len(entries)} article(s); the running index worker removes them from the index")
+    else:
+        click.echo(f"purged {len(entries)} article(s) from the index and tombstoned them")
+
+
+def _print_listing(listing: dict[str, dict[str, Any]]) -> None:
+    for host, row in sorted(listing["sites"].items()):
+        click.echo(f"site {host}  ({row.get('reason')})")
+    for aid, row in sorted(listing["ids"].items()):
+        click.echo(f"{aid}  {row.get('url') or '-'}  ({row.get('reason')})")
+
+
+def _resolve(settings: Settings, targets: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(article id, url) per target: ids as given; URLs by the index (final/canonical too) or hashed."""
+    from newsflow.urls import InvalidURL, article_id, looks_like_article_id
+
+    index = _reader(settings)
+    out: list[tuple[str, str]] = []
+    for target in targets:
+        doc = index.get(target) if index is not None else None
+        if doc is not None:
+            out.append((doc["id"], doc.get("url") or target))
+        elif looks_like_article_id(target):
+            out.append((target, ""))
+        else:
+            try:
+                out.append((article_id(target), target))
+            except InvalidURL as exc:
+                fail(f"{target!r} is neither an article id nor a URL ({exc})")
+    return list(dict.fromkeys(out))
+
+
+def _reader(settings: Settings) -> Any:
+    from newsflow.search import SchemaMismatch, SearchIndex
+
+    path = Path(settings.index_dir)
+    if not (path / "meta.json").exists():
+        return None
+    try:
+        return SearchIndex(path)
+    except SchemaMismatch as exc:
+        fail(str(exc))
+
+
+def _site_articles(settings: Settings, sites: tuple[str, ...]) -> list[tuple[str, str]]:
+    index = _reader(settings)
+    if index is None:
+        return []
+    return [(aid, "") for host in sites for aid in index.ids_matching("", site=host)]
+
+
+def _remove(settings: Settings, entries: list[tuple[str, str]]) -> str:
+    """Delete now when no index worker holds the lock; else let the worker do it ('queued')."""
+    from newsflow.search import SearchIndex
+    from newsflow.state import State
+
+    state = State.from_settings(settings)
+    index = SearchIndex(settings.index_dir)
+    try:
+        index.delete([aid for aid, _u in entries])
+        index.close()
+    except ValueError:  # the index worker holds the writer: send it the ids; it skips tombstoned ones
+        from tasks import topology
+        from workers.app import app
+        from workers.client import make_payload
+
+        for aid, url in entries:
+            app.send_task(topology.task_name("index"), args=(make_payload(url, aid),), queue=topology.queue_of("index"))
+        return "queued"
+    state.delete_docs([aid for aid, _u in entries])
+    for aid, url in entries:
+        state.record(aid, url, "dead", "purge", reason="purged", detail="tombstoned")
+    return "direct"
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [setting api_host, default 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port [setting api_port, default 8080].")
+@click.option("--no-auth", is_flag=True, help="Allow a non-loopback address without NEWSFLOW_API_TOKEN.")
+def serve(host: str | None, port: int | None, no_auth: bool) -> None:
+    """Serve the read-only search API and the web page (http://127.0.0.1:8080/).
+
+    GET /search, /articles/{id}, /health, /openapi.json. Needs no broker, only the index.
+    """
+    from workers.api import ApiServer
+
+    settings = settings_or_exit()
+    host = host or settings.api_host
+    if not _is_loopback(host) and not settings.api_token and not no_auth:
+        fail(f"refusing to serve on {host} without a token: set NEWSFLOW_API_TOKEN (clients then send "
+             "`Authorization: Bearer <token>`), or pass --no-auth if a proxy in front authenticates")  # fmt: skip
+    try:
+        server = ApiServer(settings, host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{settings.api_port if port is None else port}: {exc}")
+        return
+    click.echo(f"newsflow search on {server.base_url}/ (API: {server.base_url}/openapi.json); Ctrl-C stops", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+COMMANDS = [reindex, backup, purge, serve]

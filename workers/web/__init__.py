@@ -1,0 +1,1 @@
+"""The search web page: static HTML/JS/CSS served by `newsflow serve` at / (package data)."""
