@@ -8,6 +8,11 @@ Every key lives under the configured prefix (default `newsflow:`) and has a TTL 
 - `dead:{article_id}`      dead-letter record (stage, reason, detail, payload), in the `dead` zset
 - `dead`                   zset of dead article ids by time, capped at `deadletter_max`
 - `stats:{state}:{hour}`   transition counters per hour, kept two days
+- `statm:{state}:{minute}` transition counters per minute, kept two hours (throughput, "last hour")
+- `deadidx`                set of `{stage}|{reason}` pairs seen in dead letters (bounded: stages x reasons)
+- `deadidx:{stage}|{reason}` zset of dead article ids by time, pruned against `dead`, capped like it
+- `sources`                hash `{source}|{state}` -> articles (fields bounded by the configured sources)
+- `metrics:*`              Prometheus counters written by every worker (see newsflow/metrics.py)
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ from typing import Any
 import redis
 
 from config.defaults import Settings
+from newsflow import metrics
 
 TERMINAL_STATES = frozenset({"indexed", "dead"})
 STATES = ("discovered", "fetched", "cleaned", "enriched", "indexed", "dead")
 TRACE_LEN = 50
 STATS_TTL_S = 2 * 24 * 3600
+MINUTE_STATS_TTL_S = 2 * 3600
+# States counted per source: what came in, and how it ended.
+SOURCE_STATES = ("discovered", "indexed", "skipped", "dead")
+SOURCE_NAME_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,9 @@ class State:
         pipe.expire(tkey, self.s.ledger_ttl_s)
         pipe.incr(skey)
         pipe.expire(skey, STATS_TTL_S)
+        mkey = self.key("statm", state, time.strftime("%Y%m%d%H%M", time.gmtime(now)))
+        pipe.incr(mkey)
+        pipe.expire(mkey, MINUTE_STATS_TTL_S)
         pipe.execute()
 
     def ledger(self, article_id: str) -> LedgerEntry | None:
@@ -198,21 +211,116 @@ class State:
             "payload": payload,
         }
         dkey, zkey = self.key("dead", article_id), self.key("dead")
+        pair = _pair(stage, reason)
+        previous = self.dead_letter_record(article_id)  # died before elsewhere: leave that index
         pipe = self.r.pipeline(transaction=False)
         pipe.set(dkey, json.dumps(record, ensure_ascii=False), ex=self.s.ledger_ttl_s)
         pipe.zadd(zkey, {article_id: now})
         # Bound the dead-letter set: drop the oldest beyond the cap.
         pipe.zremrangebyrank(zkey, 0, -self.s.deadletter_max - 1)
+        if previous is not None:
+            pipe.zrem(self.key("deadidx", _pair(previous.get("stage", ""), previous.get("reason", ""))), article_id)
+        pipe.sadd(self.key("deadidx"), pair)
+        pipe.zadd(self.key("deadidx", pair), {article_id: now})
+        pipe.zremrangebyrank(self.key("deadidx", pair), 0, -self.s.deadletter_max - 1)
         pipe.execute()
+        source = payload.get("source") if isinstance(payload, Mapping) else None
+        if isinstance(source, str) and source:
+            self.count_source(source, "dead")
+        metrics.count_failed(self.r, self.p, stage, reason)
         self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)
 
-    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
-        ids: list[bytes] = self.r.zrevrange(self.key("dead"), 0, limit - 1)  # type: ignore[assignment]
+    def dead_letters(
+        self, limit: int = 1000, *, stage: str | None = None, reason: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest dead letters first, optionally only those of one stage and/or reason."""
+        if stage is None and reason is None:
+            ids: list[bytes] = self.r.zrevrange(self.key("dead"), 0, limit - 1)  # type: ignore[assignment]
+        else:
+            pairs = [p for p in self._dead_pairs() if _matches(p, stage, reason)]
+            scored: list[Any] = []
+            for pair in pairs:
+                scored.extend(self.r.zrevrange(self.key("deadidx", pair), 0, limit - 1, withscores=True))
+            ids = [i for i, _ in sorted(scored, key=lambda x: -x[1])[:limit]]
         if not ids:
             return []
         raws = self.r.mget([self.key("dead", i.decode()) for i in ids])
         return [json.loads(x) for x in raws if x is not None]
 
+    def dead_letter_record(self, article_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.key("dead", article_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    def dead_letter_counts(self) -> list[dict[str, Any]]:
+        """Dead letters still on file, by stage and reason (largest first).
+
+        Each per-pair index is first intersected with the `dead` zset, which drops ids that were
+        replayed, indexed since (the index stage clears their dead letters) or trimmed by the cap.
+        """
+        out: list[dict[str, Any]] = []
+        for pair in self._dead_pairs():
+            ikey = self.key("deadidx", pair)
+            self.r.zinterstore(ikey, {ikey: 1, self.key("dead"): 0})
+            n = int(self.r.zcard(ikey))
+            if n == 0:
+                self.r.srem(self.key("deadidx"), pair)
+                continue
+            stage, _, reason = pair.partition("|")
+            out.append({"stage": stage, "reason": reason, "count": n})
+        return sorted(out, key=lambda d: (-d["count"], d["stage"], d["reason"]))
+
+    def _dead_pairs(self) -> list[str]:
+        raw: set[bytes] = self.r.smembers(self.key("deadidx"))  # type: ignore[assignment]
+        return sorted(x.decode() for x in raw)
+
     def clear_dead(self, article_id: str) -> None:
+        previous = self.dead_letter_record(article_id)
         self.r.zrem(self.key("dead"), article_id)
         self.r.delete(self.key("dead", article_id))
+        if previous is not None:
+            pair = _pair(previous.get("stage", ""), previous.get("reason", ""))
+            self.r.zrem(self.key("deadidx", pair), article_id)
+
+    # --- operations: per-source counters and transition statistics ------------------------------
+    def count_source(self, source: str, state: str) -> None:
+        """One more article of `source` reached `state` (discovered, indexed or dead)."""
+        self.r.hincrby(self.key("sources"), f"{source[:SOURCE_NAME_MAX]}|{state}", 1)
+
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Per source: how many articles were discovered, indexed and dead-lettered (all time)."""
+        raw: dict[bytes, bytes] = self.r.hgetall(self.key("sources"))  # type: ignore[assignment]
+        out: dict[str, dict[str, int]] = {}
+        for field, value in raw.items():
+            source, _, state = field.decode().rpartition("|")
+            out.setdefault(source, dict.fromkeys(SOURCE_STATES, 0))[state] = int(value)
+        return dict(sorted(out.items()))
+
+    def transitions(self, minutes: int, now: float | None = None) -> dict[str, int]:
+        """Transitions into each state during the last `minutes` minutes (at most 120)."""
+        now = time.time() if now is None else now
+        stamps = [time.strftime("%Y%m%d%H%M", time.gmtime(now - 60 * i)) for i in range(min(minutes, 120))]
+        return self._sum_counters("statm", stamps)
+
+    def transitions_hours(self, hours: int, now: float | None = None) -> dict[str, int]:
+        """Transitions into each state in the current clock hour and the `hours - 1` before it (at most 48)."""
+        now = time.time() if now is None else now
+        stamps = [time.strftime("%Y%m%d%H", time.gmtime(now - 3600 * i)) for i in range(min(hours, 48))]
+        return self._sum_counters("stats", stamps)
+
+    def _sum_counters(self, kind: str, stamps: list[str]) -> dict[str, int]:
+        keys = [self.key(kind, state, stamp) for state in STATES for stamp in stamps]
+        values = self.r.mget(keys)
+        out = dict.fromkeys(STATES, 0)
+        for i, value in enumerate(values):
+            if value is not None:
+                out[STATES[i // len(stamps)]] += int(value)
+        return out
+
+
+def _pair(stage: str, reason: str) -> str:
+    return f"{stage}|{reason}"
+
+
+def _matches(pair: str, stage: str | None, reason: str | None) -> bool:
+    p_stage, _, p_reason = pair.partition("|")
+    return (stage is None or p_stage == stage) and (reason is None or p_reason == reason)

@@ -23,6 +23,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from config.defaults import Settings
+from newsflow import metrics
 from newsflow.errors import PermanentError, TransientError
 from newsflow.state import State
 from tasks import topology
@@ -88,6 +89,14 @@ class StageTask(Task):  # type: ignore[misc]
 
     def run_stage(self, payload: Any, handler: Handler) -> str:
         started = time.perf_counter()
+        outcome = "retry"  # the only thing `_run_stage` lets escape is Celery's Retry
+        try:
+            outcome = self._run_stage(payload, handler, started)
+            return outcome
+        finally:
+            self._observe(payload, outcome, started)
+
+    def _run_stage(self, payload: Any, handler: Handler, started: float) -> str:
         ctx = self.context()
         raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
         raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
@@ -128,6 +137,7 @@ class StageTask(Task):  # type: ignore[misc]
             )
             return "dead"
         countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
+        _quietly(metrics.count_retried, ctx.state.r, ctx.state.p, self.stage, exc.reason)
         bound.info(
             "stage_done",
             outcome="retry",
@@ -153,7 +163,35 @@ class StageTask(Task):  # type: ignore[misc]
         nxt = topology.next_stage(self.stage)
         if nxt is None:
             return
+        # `enqueued_at` lets `newsflow status` tell how long the oldest message of a queue has waited.
+        payload = {**payload, "enqueued_at": round(time.time(), 3)}
         self.app.send_task(topology.task_name(nxt), args=(payload,), queue=topology.queue_of(nxt))
+
+    def _observe(self, payload: Any, outcome: str, started: float) -> None:
+        """Metrics and per-source counters (newsflow/metrics.py); never changes the message's fate."""
+        state = shared_state()
+        _quietly(metrics.observe_stage, state.r, state.p, self.stage, outcome, time.perf_counter() - started)
+        body = payload if isinstance(payload, dict) else {}
+        source = body.get("source") if isinstance(body.get("source"), str) else ""
+        if self.stage == topology.FIRST_STAGE and not self.request.retries and source:
+            _quietly(state.count_source, source, "discovered")
+        if outcome == "skipped" and source:
+            _quietly(state.count_source, source, "skipped")
+        if self.stage == topology.ORDER[-1] and outcome == "ok":
+            # The last stage returns only once its batch is committed: this is the indexed moment.
+            if source:
+                _quietly(state.count_source, source, "indexed")
+            submitted = body.get("submitted_at")
+            if isinstance(submitted, int | float):
+                _quietly(metrics.observe_lag, state.r, state.p, max(0.0, time.time() - submitted))
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> None:
+    """Counting must not decide a message's fate: a Redis hiccup here is logged and forgotten."""
+    try:
+        fn(*args)
+    except redis.RedisError as exc:
+        log.warning("metrics_not_recorded", error=str(exc), what=getattr(fn, "__name__", "?"))
 
 
 def _ms(started: float) -> float:

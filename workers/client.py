@@ -43,7 +43,10 @@ class Outcome:
 def make_payload(
     url: str, aid: str, *, source: str | None = None, hints: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"v": topology.PAYLOAD_VERSION, "id": aid, "url": url}
+    now = round(time.time(), 3)
+    # submitted_at: start of the publish-to-indexed lag; enqueued_at: age of a queue's oldest message.
+    payload: dict[str, Any] = {"v": topology.PAYLOAD_VERSION, "id": aid, "url": url, "submitted_at": now}
+    payload["enqueued_at"] = now
     if source:
         payload["source"] = source
     if hints:

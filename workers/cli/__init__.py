@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli import admin, extract, pipeline, query
+from workers.cli import admin, deadletters, extract, ops, pipeline, query, services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,6 +25,6 @@ def main() -> None:
     """
 
 
-for module in (pipeline, query, extract, admin):
+for module in (pipeline, query, extract, admin, ops, deadletters, services):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -1,0 +1,197 @@
+"""Pipeline metrics kept in Redis, and a Prometheus collector that reads them.
+
+Why Redis and not each worker's memory: workers are many processes (prefork children, several
+machines, restarts), and Prometheus' client keeps counters per process. Every worker instead adds to
+a few small hashes in the state Redis (one pipelined round trip per task); `newsflow metrics` serves
+them, together with queue depths and ages read from the broker, on one HTTP endpoint. The counters
+survive worker restarts and stay monotonic, as Prometheus counters must.
+
+Keys (under the state prefix, all bounded by stages x outcomes/reasons x buckets, so no TTL):
+- `metrics:stage:{stage}`  hash: `n|{outcome}` tasks run per outcome (ok, skipped, retry, dead),
+                           `dur_sum`, `dur_count`, `dur|{le}` duration histogram (non-cumulative)
+- `metrics:failed`         hash: `{stage}|{reason}` -> dead letters written
+- `metrics:retried`        hash: `{stage}|{reason}` -> retries scheduled
+- `metrics:lag`            hash: `sum`, `count`, `b|{le}`: submit-to-indexed seconds
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from newsflow import queues
+
+OUTCOMES = ("ok", "skipped", "retry", "dead")
+# Stage durations: fetches and parses take milliseconds to tens of seconds.
+DURATION_BUCKETS_S: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# Submit-to-indexed lag: seconds when idle, hours when a backlog builds up.
+LAG_BUCKETS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+REASON_MAX = 64
+
+
+def _le(value: float, buckets: Sequence[float]) -> str:
+    """The label of the smallest bucket holding `value` ('+Inf' past the last)."""
+    i = bisect.bisect_left(buckets, value)
+    return "+Inf" if i == len(buckets) else repr(float(buckets[i]))
+
+
+def observe_stage(r: redis.Redis, prefix: str, stage: str, outcome: str, duration_s: float) -> None:
+    key = f"{prefix}metrics:stage:{stage}"
+    pipe = r.pipeline(transaction=False)
+    pipe.hincrby(key, f"n|{outcome}", 1)
+    pipe.hincrbyfloat(key, "dur_sum", duration_s)
+    pipe.hincrby(key, "dur_count", 1)
+    pipe.hincrby(key, f"dur|{_le(duration_s, DURATION_BUCKETS_S)}", 1)
+    pipe.execute()
+
+
+def observe_lag(r: redis.Redis, prefix: str, lag_s: float) -> None:
+    key = f"{prefix}metrics:lag"
+    pipe = r.pipeline(transaction=False)
+    pipe.hincrbyfloat(key, "sum", lag_s)
+    pipe.hincrby(key, "count", 1)
+    pipe.hincrby(key, f"b|{_le(lag_s, LAG_BUCKETS_S)}", 1)
+    pipe.execute()
+
+
+def count_failed(r: redis.Redis, prefix: str, stage: str, reason: str) -> None:
+    r.hincrby(f"{prefix}metrics:failed", f"{stage}|{reason[:REASON_MAX]}", 1)
+
+
+def count_retried(r: redis.Redis, prefix: str, stage: str, reason: str) -> None:
+    r.hincrby(f"{prefix}metrics:retried", f"{stage}|{reason[:REASON_MAX]}", 1)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+def _hash(r: redis.Redis, key: str) -> dict[str, float]:
+    raw: dict[bytes, bytes] = r.hgetall(key)  # type: ignore[assignment]
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def stage_counts(r: redis.Redis, prefix: str, stages: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Tasks run per stage and outcome since the counters began."""
+    out: dict[str, dict[str, int]] = {}
+    for stage in stages:
+        h = _hash(r, f"{prefix}metrics:stage:{stage}")
+        out[stage] = {o: int(h.get(f"n|{o}", 0)) for o in OUTCOMES}
+    return out
+
+
+def _buckets(h: dict[str, float], field_prefix: str, bounds: Sequence[float]) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs, as Prometheus histograms want them."""
+    out, total = [], 0.0
+    for bound in [*(repr(float(b)) for b in bounds), "+Inf"]:
+        total += h.get(f"{field_prefix}|{bound}", 0.0)
+        out.append((bound, total))
+    return out
+
+
+def _pairs(h: dict[str, float]) -> Iterator[tuple[str, str, float]]:
+    for field, value in sorted(h.items()):
+        stage, _, reason = field.partition("|")
+        yield stage, reason, value
+
+
+class PipelineCollector(Collector):
+    """Reads the counters above, the broker's queues and Redis memory on every scrape."""
+
+    def __init__(
+        self, state_redis: redis.Redis, broker_redis: redis.Redis, prefix: str, stages: Sequence[str],
+        queue_names: Sequence[str],
+    ) -> None:  # fmt: skip
+        self.state = state_redis
+        self.broker = broker_redis
+        self.prefix = prefix
+        self.stages = list(stages)
+        self.queue_names = list(queue_names)
+
+    def collect(self) -> Iterator[Any]:
+        started = time.perf_counter()
+        up = GaugeMetricFamily("newsflow_redis_up", "1 if the exporter could read Redis on this scrape")
+        try:
+            yield from self._stage_metrics()
+            yield from self._queue_metrics()
+            yield from self._redis_metrics()
+            up.add_metric([], 1)
+        except redis.RedisError:
+            up.add_metric([], 0)
+        yield up
+        took = GaugeMetricFamily("newsflow_scrape_duration_seconds", "Time the exporter took to read Redis")
+        took.add_metric([], time.perf_counter() - started)
+        yield took
+
+    def _stage_metrics(self) -> Iterator[Any]:
+        p = self.prefix
+        processed = CounterMetricFamily(
+            "newsflow_stage_processed", "Stage task runs by outcome (ok, skipped, retry, dead)",
+            labels=["stage", "outcome"],
+        )
+        duration = HistogramMetricFamily("newsflow_stage_duration_seconds", "Stage task run time", labels=["stage"])
+        for stage in self.stages:
+            h = _hash(self.state, f"{p}metrics:stage:{stage}")
+            for outcome in OUTCOMES:
+                processed.add_metric([stage, outcome], h.get(f"n|{outcome}", 0.0))
+            duration.add_metric([stage], _buckets(h, "dur", DURATION_BUCKETS_S), h.get("dur_sum", 0.0))
+        yield processed
+        yield duration
+        failed = CounterMetricFamily(
+            "newsflow_stage_failed", "Articles dead-lettered, by stage and reason", labels=["stage", "reason"]
+        )
+        for stage, reason, value in _pairs(_hash(self.state, f"{p}metrics:failed")):
+            failed.add_metric([stage, reason], value)
+        yield failed
+        retried = CounterMetricFamily(
+            "newsflow_stage_retried", "Retries scheduled after transient errors, by stage and reason",
+            labels=["stage", "reason"],
+        )  # fmt: skip
+        for stage, reason, value in _pairs(_hash(self.state, f"{p}metrics:retried")):
+            retried.add_metric([stage, reason], value)
+        yield retried
+        lag_h = _hash(self.state, f"{p}metrics:lag")
+        lag = HistogramMetricFamily(
+            "newsflow_publish_to_indexed_seconds", "From submit (or crawl) to committed in the index"
+        )
+        lag.add_metric([], _buckets(lag_h, "b", LAG_BUCKETS_S), lag_h.get("sum", 0.0))
+        yield lag
+        sources = CounterMetricFamily(
+            "newsflow_source_articles", "Articles per source by state (discovered, indexed, skipped, dead)",
+            labels=["source", "state"],
+        )  # fmt: skip
+        for field, value in sorted(_hash(self.state, f"{p}sources").items()):
+            source, _, state = field.rpartition("|")
+            sources.add_metric([source, state], value)
+        yield sources
+
+    def _queue_metrics(self) -> Iterator[Any]:
+        infos = queues.inspect_queues(self.broker, self.queue_names)
+        depth = GaugeMetricFamily("newsflow_queue_depth", "Messages waiting in the queue", labels=["queue"])
+        age = GaugeMetricFamily(
+            "newsflow_queue_oldest_age_seconds", "Age of the oldest waiting message (0 if empty)", labels=["queue"]
+        )
+        unacked = GaugeMetricFamily(
+            "newsflow_queue_unacked", "Messages delivered to a worker and not yet acknowledged", labels=["queue"]
+        )
+        scheduled = GaugeMetricFamily(
+            "newsflow_queue_scheduled", "Unacked messages waiting for a retry countdown (eta)", labels=["queue"]
+        )
+        for q in infos:
+            depth.add_metric([q.queue], q.depth)
+            age.add_metric([q.queue], q.oldest_age_s or 0.0)
+            unacked.add_metric([q.queue], q.unacked)
+            scheduled.add_metric([q.queue], q.scheduled)
+        yield from (depth, age, unacked, scheduled)
+
+    def _redis_metrics(self) -> Iterator[Any]:
+        info: dict[str, Any] = self.broker.info("memory")
+        used = GaugeMetricFamily("newsflow_broker_used_memory_bytes", "Broker Redis used_memory")
+        used.add_metric([], float(info.get("used_memory", 0)))
+        cap = GaugeMetricFamily("newsflow_broker_maxmemory_bytes", "Broker Redis maxmemory (0 = unlimited)")
+        cap.add_metric([], float(info.get("maxmemory", 0)))
+        yield used
+        yield cap

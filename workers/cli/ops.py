@@ -1,0 +1,253 @@
+"""`newsflow status` and `newsflow trace`: where the articles are, and why one did not arrive."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from config.defaults import Settings
+from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+
+# Ledger state -> the stage that acts next on an article in that state.
+NEXT_STAGE = {"discovered": "fetch", "fetched": "clean", "cleaned": "enrich", "enriched": "index"}
+THROUGHPUT_WINDOW_MIN = 5
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def control_app(settings: Settings) -> Any:
+    """A Celery app for remote control and publishing only: no task modules (and their parsers) imported."""
+    from celery import Celery
+
+    from workers.celeryconfig import celery_config
+
+    app = Celery("newsflow-ops")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def workers_by_queue(settings: Settings, timeout_s: float = 1.0) -> dict[str, list[str]]:
+    """Worker node names consuming each queue, from the workers' own answers (remote control)."""
+    app = control_app(settings)
+    replies: dict[str, list[dict[str, Any]]] = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    out: dict[str, list[str]] = {}
+    for node, queues in sorted(replies.items()):
+        for q in queues or []:
+            out.setdefault(str(q.get("name")), []).append(node)
+    return out
+
+
+def queue_names() -> list[str]:
+    """Every queue a worker of the default layout consumes (stages first, then e.g. crawl)."""
+    from tasks import topology
+    from workers.runtime import default_layout
+
+    names = [topology.queue_of(s) for s in topology.ORDER]
+    return names + [w.queue for w in default_layout(settings_or_exit()) if w.queue not in names]
+
+
+def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[str, Any]:
+    from newsflow import metrics, queues
+    from newsflow.state import State, connect
+    from tasks import topology
+
+    state = State.from_settings(settings)
+    broker = connect(settings.redis_url)
+    now = time.time()
+    names = queue_names()
+    workers = workers_by_queue(settings, inspect_timeout_s)
+    qinfo = []
+    for q in queues.inspect_queues(broker, names, now):
+        row = q.to_dict()
+        row["workers"] = workers.get(q.queue, [])
+        row["stale"] = q.oldest_age_s is not None and q.oldest_age_s > settings.status_stale_queue_s
+        qinfo.append(row)
+    recent = state.transitions(THROUGHPUT_WINDOW_MIN, now)
+    dead = state.dead_letter_counts()
+    return {
+        "time": round(now, 3),
+        "broker": redact_url(settings.redis_url),
+        "queues": qinfo,
+        "articles": {"last_hour": state.transitions(60, now), "last_day": state.transitions_hours(24, now)},
+        "throughput_per_min": {
+            "window_min": THROUGHPUT_WINDOW_MIN,
+            **{s: round(n / THROUGHPUT_WINDOW_MIN, 2) for s, n in recent.items()},
+        },
+        "stage_runs": metrics.stage_counts(state.r, state.p, list(topology.ORDER)),
+        "dead_letters": {"total": sum(d["count"] for d in dead), "by_stage_reason": dead},
+        "sources": state.source_counts(),
+    }
+
+
+def print_status(st: dict[str, Any]) -> None:
+    echo = click.echo
+    echo(f"newsflow status  {_iso(st['time'])[:19]} UTC  broker {st['broker']}\n")
+    echo(f"{'QUEUE':10} {'DEPTH':>7} {'OLDEST':>8} {'UNACKED':>8} {'RETRYING':>9}  WORKERS")
+    for q in st["queues"]:
+        flag = "  STALE" if q["stale"] else ""
+        names = ", ".join(q["workers"]) if q["workers"] else "NONE ONLINE"
+        echo(
+            f"{q['queue']:10} {q['depth']:>7} {_age(q['oldest_age_s']):>8} {q['unacked']:>8} {q['scheduled']:>9}"
+            f"  {len(q['workers'])} {names}{flag}"
+        )
+    hour, day = st["articles"]["last_hour"], st["articles"]["last_day"]
+    tp = st["throughput_per_min"]
+    echo(f"\n{'ARTICLES':12} {'last hour':>10} {'last day':>10} {'per min (' + str(tp['window_min']) + 'm)':>14}")
+    for state in hour:
+        echo(f"{state:12} {hour[state]:>10} {day[state]:>10} {tp[state]:>14}")
+    echo(f"\n{'STAGE RUNS':10} {'ok':>8} {'skipped':>8} {'retry':>8} {'dead':>8}   (since counters began)")
+    for stage, counts in st["stage_runs"].items():
+        echo(f"{stage:10} {counts['ok']:>8} {counts['skipped']:>8} {counts['retry']:>8} {counts['dead']:>8}")
+    dl = st["dead_letters"]
+    echo(f"\nDEAD LETTERS on file: {dl['total']}" + ("  (newsflow deadletters list / replay)" if dl["total"] else ""))
+    for d in dl["by_stage_reason"]:
+        echo(f"  {d['stage']:8} {d['reason']:28} {d['count']:>7}")
+    if st["sources"]:
+        echo(f"\n{'SOURCE':30} {'discovered':>10} {'indexed':>8} {'skipped':>8} {'dead':>6}")
+        for name, c in st["sources"].items():
+            echo(f"{name[:30]:30} {c['discovered']:>10} {c['indexed']:>8} {c['skipped']:>8} {c['dead']:>6}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per refresh with --watch).")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True, help="Refresh period, seconds.")
+def status(as_json: bool, watch: bool, interval: float) -> None:
+    """Queues (depth, oldest message, unacked, workers online), article states, dead letters, sources.
+
+    \b
+    OLDEST    how long the oldest waiting message of the queue has waited
+    UNACKED   delivered to a worker and not yet acknowledged (running, prefetched or retrying)
+    RETRYING  of those, held for a retry countdown
+    Article counts come from the ledger's per-minute (last hour) and per-hour (last day) counters.
+    """
+    import redis
+
+    settings = settings_or_exit()
+    try:
+        while True:
+            try:
+                st = collect_status(settings)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                fail(f"cannot read Redis at {redact_url(settings.redis_url)}: {exc}. Is it running (`newsflow up`)?")
+                return
+            if as_json:
+                emit_json(st)
+            else:
+                if watch:
+                    click.clear()
+                print_status(st)
+            if not watch:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def resolve_article(value: str) -> tuple[str, str | None]:
+    """(article id, the URL given or None) for an id or a URL."""
+    from newsflow.urls import InvalidURL, article_id, looks_like_article_id
+
+    if looks_like_article_id(value):
+        return value, None
+    try:
+        return article_id(value), value
+    except InvalidURL as exc:
+        fail(f"{value!r} is neither an article id (32 hex characters) nor a valid URL: {exc}", 2)
+        raise  # unreachable: fail() exits
+
+
+def collect_trace(settings: Settings, aid: str) -> dict[str, Any]:
+    from newsflow import queues
+    from newsflow.state import TERMINAL_STATES, State, connect
+    from tasks import topology
+
+    state = State.from_settings(settings)
+    entry = state.ledger(aid)
+    out: dict[str, Any] = {
+        "article_id": aid,
+        "ledger": entry.to_dict() if entry else None,
+        "events": state.trace(aid),
+        "dead_letter": None,
+        "waiting_in": None,
+    }
+    if entry is None:
+        return out
+    if entry.state == "dead":
+        record = state.dead_letter_record(aid)
+        if record:
+            out["dead_letter"] = {k: record.get(k) for k in ("stage", "reason", "detail", "time")}
+    elif entry.state not in TERMINAL_STATES and entry.state in NEXT_STAGE:
+        q = topology.queue_of(NEXT_STAGE[entry.state])
+        info = queues.inspect_queues(connect(settings.redis_url), [q])[0]
+        out["waiting_in"] = {**info.to_dict(), "since_s": round(time.time() - entry.updated_at, 3)}
+    return out
+
+
+def print_trace(tr: dict[str, Any], given_url: str | None) -> None:
+    echo = click.echo
+    led = tr["ledger"]
+    if led is None:
+        echo(f"article {tr['article_id']}" + (f" ({given_url})" if given_url else ""))
+        echo("never seen: no ledger entry (never submitted or crawled, or older than the ledger's TTL)")
+        return
+    echo(f"article {tr['article_id']}  {led['url']}")
+    why = f" ({led['reason']})" if led["reason"] else ""
+    echo(f"now: {led['state']} at {led['stage']}{why}, {_age(time.time() - led['updated_at'])} ago\n")
+    echo(f"{'TIME (UTC)':23}  {'STATE':10} {'STAGE':8} {'WORKER':28} REASON / DETAIL")
+    for ev in tr["events"]:
+        note = " ".join(x for x in (ev.get("reason") or "", ev.get("detail") or "") if x)
+        echo(f"{_iso(ev['t']):23}  {ev['state']:10} {ev['stage']:8} {(ev.get('worker') or '-')[:28]:28} {note}")
+    if tr["dead_letter"]:
+        d = tr["dead_letter"]
+        echo(f"\ndead letter: stage {d['stage']}, reason {d['reason']}: {d['detail']}")
+        echo(f"replay it:   newsflow deadletters replay --id {tr['article_id']}")
+    elif tr["waiting_in"]:
+        w = tr["waiting_in"]
+        workers = "" if w["unacked"] else " and no message of it is being worked on"
+        echo(
+            f"\nin flight: {_age(w['since_s'])} since its last step; queue {w['queue']} holds {w['depth']} "
+            f"(oldest {_age(w['oldest_age_s'])}), {w['unacked']} unacked ({w['scheduled']} waiting to retry){workers}"
+        )
+        echo("if that queue has no worker online, `newsflow status` shows it (WORKERS: NONE ONLINE)")
+
+
+@click.command()
+@click.argument("url_or_id")
+@click.option("--json", "as_json", is_flag=True, help="Print {article_id, ledger, events, dead_letter, waiting_in}.")
+def trace(url_or_id: str, as_json: bool) -> None:
+    """The path of one article through the stages: when, which state, which worker, and why.
+
+    Accepts the article id or any spelling of its requested URL. Exit status 1 if never seen.
+    """
+    import redis
+
+    settings = settings_or_exit()
+    aid, given_url = resolve_article(url_or_id)
+    try:
+        tr = collect_trace(settings, aid)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        fail(f"cannot read Redis at {redact_url(settings.state_url)}: {exc}")
+        return
+    if as_json:
+        emit_json(tr)
+    else:
+        print_trace(tr, given_url)
+    raise SystemExit(0 if tr["ledger"] else 1)
+
+
+COMMANDS = [status, trace]
