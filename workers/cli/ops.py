@@ -52,12 +52,12 @@ def workers_by_queue(settings: Settings, timeout_s: float = 1.0) -> dict[str, li
 
 
 def queue_names() -> list[str]:
-    """Every queue a worker of the default layout consumes (stages first, then e.g. crawl)."""
+    """Every queue a task is routed to: the stages in pipeline order, then the others (e.g. crawl)."""
     from tasks import topology
-    from workers.runtime import default_layout
 
     names = [topology.queue_of(s) for s in topology.ORDER]
-    return names + [w.queue for w in default_layout(settings_or_exit()) if w.queue not in names]
+    routed = [str(r["queue"]) for r in topology.task_routes().values()]
+    return names + sorted({q for q in routed if q not in names})
 
 
 def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[str, Any]:
