@@ -61,7 +61,7 @@ class Hit:
 class SearchResult:
     total: int  # matching articles
     hits: list[Hit]
-    stories: int | None = None  # matching stories (distinct clusters, approximate); None if not collapsed
+    stories: int | None = None  # matching stories (distinct clusters, approximate); only with facets
     facets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     page: int = 1
     limit: int = 10
@@ -274,12 +274,12 @@ class SearchIndex:
             }
         if req.collapse:
             total, page_hits, similar = self._collapsed(searcher, q, req, offset, order)
-            stories: int | None = round(searcher.cardinality(q, "cluster_key")) if total else 0
         else:
             res = searcher.search(q, limit=req.limit, offset=offset, count=True, **order)
-            total, page_hits, similar, stories = _count(res), list(res.hits), [], None
+            total, page_hits, similar = _count(res), list(res.hits), []
         hits = self._render(searcher, q, page_hits, similar, relevance=req.sort == "relevance")
-        facets = self._facets(searcher, q) if req.facets else {}
+        # Counting stories costs a pass over every match: done only with the facets, in their pass.
+        facets, stories = self._facets(searcher, q) if req.facets else ({}, None)
         took = round((time.perf_counter() - t0) * 1000, 2)
         page = offset // max(1, req.limit) + 1
         return SearchResult(total, hits, stories, facets, page, req.limit, took)
@@ -357,18 +357,20 @@ class SearchIndex:
             )
         return hits
 
-    def _facets(self, searcher: tantivy.Searcher, q: tantivy.Query) -> dict[str, list[dict[str, Any]]]:
-        spec: dict[str, Any] = {}
+    def _facets(self, searcher: tantivy.Searcher, q: tantivy.Query) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """Facet counts, and the number of distinct stories (approximate: HyperLogLog) in one pass."""
+        spec: dict[str, Any] = {"stories": {"cardinality": {"field": "cluster_key"}}}
         for name, (fld, size) in FACETS.items():
             terms: dict[str, Any] = {"field": fld, "size": size}
             if name == "month":
                 terms["order"] = {"_key": "desc"}
             spec[name] = {"terms": terms}
         agg = searcher.aggregate(q, spec)
-        return {
+        facets = {
             name: [{"value": b["key"], "count": int(b["doc_count"])} for b in agg[name]["buckets"] if b["key"] != ""]
             for name in FACETS
         }
+        return facets, round(agg["stories"]["value"] or 0)
 
 
 def _count(res: tantivy.SearchResult) -> int:

@@ -142,7 +142,7 @@ async function run(push) {
   if (push) history.pushState(null, "", "?" + params().toString());
   try {
     const res = await api(params({ facets: "1" }));
-    const stories = res.collapsed && res.stories != null ? ` in ${res.stories} stories` : "";
+    const stories = res.collapsed && res.stories != null ? ` in ${res.stories} stor${res.stories === 1 ? "y" : "ies"}` : "";
     status.textContent = `${res.total} article${res.total === 1 ? "" : "s"}${stories} · page ${res.page} · ${res.took_ms} ms`;
     $("results").replaceChildren(...res.hits.map((h) => hitItem(h, true)));
     renderFacets(res.facets);
