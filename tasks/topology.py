@@ -19,6 +19,8 @@ ORDER: tuple[str, ...] = tuple(STAGES)
 # Message schema version every stage accepts; bump it when a payload's meaning changes.
 PAYLOAD_VERSION = 1
 FIRST_STAGE = ORDER[0]
+# Not an article stage: a crawl reads one source and feeds the first stage (docs/crawling.md).
+CRAWL_TASK, CRAWL_QUEUE = "crawl.source", "crawl"
 
 
 def next_stage(stage: str) -> str | None:
@@ -35,9 +37,11 @@ def queue_of(stage: str) -> str:
 
 
 def task_routes() -> dict[str, dict[str, Any]]:
-    return {name: {"queue": queue} for name, queue in STAGES.values()}
+    routes = {name: {"queue": queue} for name, queue in STAGES.values()}
+    routes[CRAWL_TASK] = {"queue": CRAWL_QUEUE}
+    return routes
 
 
 def task_modules() -> list[str]:
-    """Modules that define the stage tasks (one per stage)."""
-    return [f"tasks.{stage}" for stage in ORDER]
+    """Modules that define the stage tasks (one per stage), and the crawl task."""
+    return [*(f"tasks.{stage}" for stage in ORDER), "tasks.crawl"]

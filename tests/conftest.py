@@ -52,6 +52,7 @@ TEST_ENV = {
     "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.2",
     "NEWSFLOW_RETRY_BACKOFF_MAX_S": "1",
     "NEWSFLOW_LOG_LEVEL": "INFO",
+    "NEWSFLOW_POLITE_HOST_RATE_PER_S": "200",  # the shared tests hit one 127.0.0.1 host; test_crawl uses the real limit
 }
 os.environ.update(TEST_ENV)
 

@@ -113,3 +113,25 @@ def _outcome(sub: Submitted, entry: LedgerEntry | None) -> Outcome:
     if entry is None:
         return Outcome(sub.url, sub.article_id, "pending", None, None)
     return Outcome(sub.url, sub.article_id, entry.state, entry.stage, entry.reason or None)
+
+
+def send_first_stage(app: Celery, payloads: Iterable[Mapping[str, Any]]) -> int:
+    """Enqueue ready-made first-stage payloads (a crawl builds them with its hints); returns how many."""
+    first_task, first_queue = topology.task_name(topology.FIRST_STAGE), topology.queue_of(topology.FIRST_STAGE)
+    n = 0
+    with app.producer_or_acquire() as producer:
+        for payload in payloads:
+            app.send_task(first_task, args=(dict(payload),), queue=first_queue, producer=producer)
+            n += 1
+    return n
+
+
+def queue_depth(app: Celery, queue: str) -> int:
+    """Messages waiting in `queue` on the Redis broker (kombu keeps priorities in sibling lists)."""
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        names = [queue, *(f"{queue}\x06\x16{p}" for p in range(1, 10))]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+        return int(sum(pipe.execute()))

@@ -50,6 +50,29 @@ class WorkerSpec:
         ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class BeatSpec(WorkerSpec):
+    """The deployment's one `celery beat`: crawl schedule from the sources file (workers/beat.py)."""
+
+    def command(self, node_suffix: str, log_level: str) -> list[str]:
+        app = ["-m", "celery", "-A", "workers.beat", "--quiet"]
+        return [sys.executable, *app, "beat", *self.extra, "--loglevel", log_level]
+
+
+def crawl_specs(settings: Settings) -> list[WorkerSpec]:
+    """The crawl worker, and beat when the sources file schedules an enabled source (docs/crawling.md)."""
+    from newsflow.sources.config import SourcesFileError, load_sources, sources_path
+
+    specs = [WorkerSpec("crawl", "threads", settings.crawl_concurrency)]
+    try:
+        wanted = any(s.enabled and s.schedule for s in load_sources(sources_path(settings), settings))
+    except SourcesFileError:
+        wanted = True  # beat reports the file's mistake in its log and exits, so `up` stops with it
+    if settings.crawl_beat and wanted:
+        specs.append(BeatSpec("beat", "beat", 1, ("-s", str(Path(settings.data_dir) / "celerybeat-schedule"))))
+    return specs
+
+
 def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
     """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork; index as the single writer."""
     cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
@@ -59,6 +82,7 @@ def default_layout(settings: Settings, concurrency: int | None = None) -> list[W
         WorkerSpec("enrich", "prefork", cpu),
         # Threads = batch size: each thread holds one message until its batch is committed.
         WorkerSpec("index", "threads", settings.index_batch_size),
+        *crawl_specs(settings),
     ]
 
 
@@ -167,7 +191,8 @@ class Deployment:
                     start_new_session=True,
                 )
             )
-            self.node_names.append(f"{spec.queue}-{suffix}@")
+            if not isinstance(spec, BeatSpec):  # beat answers no pings
+                self.node_names.append(f"{spec.queue}-{suffix}@")
         self.wait_ready(timeout_s or self.settings.startup_timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:

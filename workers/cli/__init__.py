@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from workers.cli import admin, deadletters, extract, ops, pipeline, query, services
+from workers.cli import crawl as crawl_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,3 +29,6 @@ def main() -> None:
 for module in (pipeline, query, extract, admin, ops, deadletters, services):
     for command in module.COMMANDS:
         main.add_command(command)
+
+for command in crawl_cli.COMMANDS:
+    main.add_command(command)

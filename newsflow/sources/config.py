@@ -1,0 +1,224 @@
+"""The sources file: which sources exist, what they are, when they are crawled.
+
+A TOML file (see the commented `config/sources.toml`):
+
+    [defaults]                  # optional; any source key below except name/kind/location
+    max_items = 500
+
+    [[source]]
+    name = "example-news"       # unique; letters, digits, `-`, `_`, `.`
+    kind = "feed"               # feed | sitemap | urls
+    location = "https://www.example.com/rss.xml"   # URL; for `urls` also a file path
+    schedule = "*/15 * * * *"   # cron (5 fields, UTC), `@hourly`, `@daily`, `@every 90s`; "" = manual only
+    language = "en"             # optional hint for the clean stage
+    max_items = 200             # URLs enqueued per run at most
+    rate_per_s = 0.5            # optional: this source's pages at most this fast per host
+    recrawl_after_s = 0         # optional: fetch a known URL again after this long (0 = never)
+    allow_hosts = []            # extra hosts counted as on-site
+    deny_paths = []             # extra regexes on the path (defaults deny tags, authors, ads, ...)
+    allow_paths = []            # if given, a path must match one
+    default_deny = true         # false drops the default deny patterns
+    enabled = true
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from config.defaults import Settings
+from newsflow.sources.rules import LinkRules
+
+KINDS = ("feed", "sitemap", "urls")
+BUNDLED_SOURCES = Path(__file__).resolve().parents[2] / "config" / "sources.toml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_EVERY = re.compile(r"^@every\s+(\d+(?:\.\d+)?)\s*(s|m|h)$")
+_ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+}
+_KEYS = {
+    "name", "kind", "location", "schedule", "language", "max_items", "rate_per_s", "recrawl_after_s",
+    "allow_hosts", "deny_paths", "allow_paths", "default_deny", "enabled",
+}  # fmt: skip
+
+
+class SourcesFileError(ValueError):
+    """The sources file is missing or wrong; the message names the file, the source and the fix."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron expression (5 fields) or a fixed interval."""
+
+    cron: tuple[str, str, str, str, str] | None = None
+    every: timedelta | None = None
+
+    def describe(self) -> str:
+        if self.cron:
+            return " ".join(self.cron)
+        seconds = self.every.total_seconds() if self.every else 0
+        return f"@every {seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: str
+    location: str
+    schedule: Schedule | None = None
+    language: str | None = None
+    max_items: int = 1000
+    rate_per_s: float | None = None
+    recrawl_after_s: float = 0.0
+    allow_hosts: tuple[str, ...] = ()
+    deny_paths: tuple[str, ...] = ()
+    allow_paths: tuple[str, ...] = ()
+    default_deny: bool = True
+    enabled: bool = True
+    base_dir: Path = field(default=Path("."), compare=False)
+
+    @property
+    def is_url(self) -> bool:
+        return urlsplit(self.location).scheme.lower() in ("http", "https")
+
+    def rules(self) -> LinkRules:
+        # A URL list names its URLs one by one: no "site" to stay on, only path rules.
+        site_location = None if self.kind == "urls" else self.location
+        return LinkRules.build(
+            site_location,
+            allow_hosts=self.allow_hosts,
+            deny_paths=self.deny_paths,
+            allow_paths=self.allow_paths,
+            default_deny=self.default_deny,
+        )
+
+    def local_path(self) -> Path:
+        path = Path(self.location)
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def parse_schedule(raw: str, where: str) -> Schedule | None:
+    text = raw.strip()
+    if not text:
+        return None
+    text = _ALIASES.get(text, text)
+    m = _EVERY.match(text)
+    if m:
+        value, unit = float(m.group(1)), m.group(2)
+        seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
+        if seconds < 1:
+            raise SourcesFileError(f"{where}: schedule {raw!r} is shorter than one second")
+        return Schedule(every=timedelta(seconds=seconds))
+    fields = text.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[\d*/,\-A-Za-z]+", f) for f in fields):
+        raise SourcesFileError(
+            f"{where}: schedule {raw!r} is not a 5-field cron expression (minute hour day month weekday), "
+            "@hourly/@daily/@weekly/@monthly, or '@every 30s|5m|1h'"
+        )
+    return Schedule(cron=(fields[0], fields[1], fields[2], fields[3], fields[4]))
+
+
+def sources_path(settings: Settings, override: str | None = None) -> Path:
+    raw = override or settings.crawl_sources_file
+    return Path(raw) if raw else BUNDLED_SOURCES
+
+
+def load_sources(path: Path, settings: Settings) -> list[Source]:
+    """Read and check the whole file; any mistake raises `SourcesFileError` naming it."""
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SourcesFileError(
+            f"sources file {path} does not exist (set NEWSFLOW_CRAWL_SOURCES_FILE or --sources)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SourcesFileError(f"{path}: not valid TOML: {exc}") from None
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise SourcesFileError(f"{path}: [defaults] must be a table")
+    unknown_top = set(doc) - {"defaults", "source"}
+    if unknown_top:
+        raise SourcesFileError(
+            f"{path}: unknown top-level keys {sorted(unknown_top)} (expected [defaults], [[source]])"
+        )
+    raw_sources = doc.get("source", [])
+    if not isinstance(raw_sources, list):
+        raise SourcesFileError(f"{path}: sources are declared as [[source]] tables")
+    out: list[Source] = []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_sources):
+        src = _source({**defaults, **raw}, f"{path}: source #{i + 1}", path.parent.resolve(), settings)
+        if src.name in names:
+            raise SourcesFileError(f"{path}: two sources are named {src.name!r}")
+        names.add(src.name)
+        out.append(src)
+    return out
+
+
+def _source(raw: dict[str, Any], where: str, base_dir: Path, settings: Settings) -> Source:
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise SourcesFileError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    name = str(raw.get("name", ""))
+    if not _NAME.match(name):
+        raise SourcesFileError(f"{where}: name {name!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    where = f"{where} ({name})"
+    kind = str(raw.get("kind", ""))
+    if kind not in KINDS:
+        raise SourcesFileError(f"{where}: kind {kind!r} must be one of {', '.join(KINDS)}")
+    location = str(raw.get("location", "")).strip()
+    if not location:
+        raise SourcesFileError(f"{where}: location is missing")
+    if kind != "urls" and urlsplit(location).scheme.lower() not in ("http", "https"):
+        raise SourcesFileError(f"{where}: a {kind} location must be an http(s) URL, not {location!r}")
+    try:
+        rate = raw.get("rate_per_s")
+        src = Source(
+            name=name,
+            kind=kind,
+            location=location,
+            schedule=parse_schedule(str(raw.get("schedule", "")), where),
+            language=str(raw["language"]) if raw.get("language") else None,
+            max_items=int(raw.get("max_items", settings.crawl_max_items)),
+            rate_per_s=float(rate) if rate is not None else None,
+            recrawl_after_s=float(raw.get("recrawl_after_s", 0)),
+            allow_hosts=tuple(str(h) for h in raw.get("allow_hosts", ())),
+            deny_paths=tuple(str(p) for p in raw.get("deny_paths", ())),
+            allow_paths=tuple(str(p) for p in raw.get("allow_paths", ())),
+            default_deny=bool(raw.get("default_deny", True)),
+            enabled=bool(raw.get("enabled", True)),
+            base_dir=base_dir,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SourcesFileError(f"{where}: {exc}") from None
+    if src.max_items < 1:
+        raise SourcesFileError(f"{where}: max_items must be at least 1")
+    if src.rate_per_s is not None and src.rate_per_s <= 0:
+        raise SourcesFileError(f"{where}: rate_per_s must be > 0")
+    try:
+        src.rules()
+    except re.error as exc:
+        raise SourcesFileError(f"{where}: bad path pattern: {exc}") from None
+    return src
+
+
+def select(sources: list[Source], names: list[str] | tuple[str, ...], all_enabled: bool) -> list[Source]:
+    """The sources a crawl asked for: by name (disabled ones too), or every enabled one."""
+    if all_enabled and not names:
+        return [s for s in sources if s.enabled]
+    by_name = {s.name: s for s in sources}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise SourcesFileError(f"unknown source(s) {', '.join(missing)}; the sources file declares: {known}")
+    return [by_name[n] for n in names]
