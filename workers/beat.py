@@ -80,6 +80,7 @@ class BeatLock:
         self.r = connect(settings.state_url)
         self.key = f"{settings.key_prefix}beat:lock"
         self.token = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
 
     def acquire(self, poll_s: float = 5.0) -> None:
         """Block until this process holds the lock."""
@@ -95,8 +96,7 @@ class BeatLock:
         atexit.register(self.release)
 
     def _renew(self) -> None:
-        while True:
-            time.sleep(RENEW_EVERY_S)
+        while not self._stop.wait(RENEW_EVERY_S):
             try:
                 if not self.r.eval(_RENEW, 1, self.key, self.token, LOCK_TTL_S):
                     log.error("beat_lock_lost", detail="another beat holds the lock now; exiting")
@@ -105,6 +105,8 @@ class BeatLock:
                 log.warning("beat_lock_renew_failed", error=str(exc))
 
     def release(self) -> None:
+        self._stop.set()
+        atexit.unregister(self.release)
         try:
             self.r.eval(_RELEASE, 1, self.key, self.token)
         except Exception as exc:
