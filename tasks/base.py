@@ -78,6 +78,15 @@ class StageTask(Task):  # type: ignore[misc]
     # Celery's own backoff is not used: `backoff_s` decides countdowns.
     max_retries = None
 
+    @property
+    def default_retry_delay(self) -> float:
+        """Countdown Celery uses when a pool child died mid-task (task_retry_on_worker_lost).
+
+        Its default, 180 s, outlasts a short visibility timeout: the delayed message would be
+        redelivered while still held. Stay under it, like every other countdown.
+        """
+        return backoff_s(1, get_settings())
+
     def context(self) -> StageContext:
         return StageContext(
             stage=self.stage,
@@ -103,6 +112,10 @@ class StageTask(Task):  # type: ignore[misc]
         bound = log.bind(article_id=raw_id, url=raw_url, stage=self.stage, task_id=ctx.task_id)
         try:
             checked = check_payload(payload)
+            if int(self.request.retries or 0) > ctx.settings.max_retries:
+                # Only worker-lost retries get here (transient ones stop at max_retries): the process
+                # died on this article every time. A poison pill: dead-letter it, do not loop forever.
+                raise PermanentError("worker_lost", f"a worker process died on it {self.request.retries} times")
             nxt = handler(ctx, checked)
             if nxt is not None:
                 self.forward(nxt)

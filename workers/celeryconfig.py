@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from config.defaults import Settings
 from tasks.topology import task_routes
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+_SSL_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def broker_ssl(url: str) -> dict[str, Any] | None:
+    """TLS options for a `rediss://` broker URL, verifying the server's certificate by default.
+
+    Without them kombu falls back to `CERT_NONE` (no verification at all). Query parameters of the
+    URL are honoured: `ssl_cert_reqs=required|optional|none`, `ssl_ca_certs`, `ssl_certfile`,
+    `ssl_keyfile` (the same ones redis-py reads for the state connection).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = {k.lower(): v for k, v in parse_qsl(parts.query)}
+    reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+    if reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs={reqs!r} in the Redis URL: use required, optional or none")
+    options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[reqs]}
+    options.update({k: query[k] for k in _SSL_KEYS if query.get(k)})
+    return options
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
@@ -13,7 +37,15 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "broker_url": s.redis_url,
         "broker_connection_retry_on_startup": True,
         # Unacked messages come back after this long; every limit and countdown stays below it.
-        "broker_transport_options": {"visibility_timeout": s.visibility_timeout_s, "socket_timeout": 30},
+        # Workers sweep for such messages every tenth of it (kombu's default sweep runs only every
+        # 100 s, so a lost worker's messages would wait that long whatever the timeout).
+        "broker_transport_options": {
+            "visibility_timeout": s.visibility_timeout_s,
+            "socket_timeout": 30,
+            "unacked_restore_interval": max(1, min(10, s.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
+        "broker_use_ssl": broker_ssl(s.redis_url),
         # Results are not used: the ledger in Redis records each article's fate.
         "result_backend": None,
         "task_ignore_result": True,

@@ -115,6 +115,8 @@ class HostileServer:
             "/ok": lambda h: send(h, 200, ARTICLE_EN.encode(), u8),
             "/malformed": lambda h: send(h, 200, _malformed(), html),
             "/deep-nesting": lambda h: send(h, 200, _deep(100_000), u8),
+            "/deep-nesting-200": lambda h: send(h, 200, _deep(200), u8),
+            "/unclosed-comment": lambda h: send(h, 200, _unclosed_comment(), u8),
             "/huge-declared": lambda h: _huge(h, 50 * 1024 * 1024, declared=True),
             "/huge-chunked": lambda h: _huge(h, 50 * 1024 * 1024, declared=False),
             "/gzip-bomb": lambda h: send(h, 200, self.bomb, u8, {"Content-Encoding": "gzip"}),
@@ -206,30 +208,42 @@ def redirect(h: BaseHTTPRequestHandler, location: str) -> None:
     h.end_headers()
 
 
+def _varied(n: int, topic: str) -> str:
+    return "".join(
+        f"<p>{topic} {i}: the harbour council voted on Tuesday to build a new flood wall along the eastern "
+        f"quay after storm number {i * 7 + 3} left shops under water; engineers expect {i + 2} years of work.</p>"
+        for i in range(n)
+    )
+
+
 def _malformed() -> bytes:
-    # Unclosed and misnested tags, a stray </html>, attributes without quotes, broken comments,
-    # a NUL-free but invalid UTF-8 byte: a browser shows it; our pipeline must too.
+    # Unclosed and misnested tags, a stray </html> in the middle, attributes without quotes, a
+    # lone invalid UTF-8 byte, tags split by garbage: a browser shows it; our pipeline must too.
     paras = "".join(
-        f"<p class=x{i}><b><i>Unclosed paragraph {i} about the harbour council vote and the flood wall, "
-        "which engineers say will take three years</b></i>" + ("<div>" if i % 2 else "</span>")
+        f"<p class=x{i}><b><i>Unclosed paragraph {i}: the harbour council voted on Tuesday to build a new "
+        f"flood wall, after storm number {i * 7 + 3} left shops under water</b></i>"
+        + ("<div>" if i % 2 else "</span></td>")
         for i in range(12)
     )
     return (
-        b"<html><head><title>Broken <b>markup</title><!-- never closed comment --"
-        + b"<body><table><tr><td>"
+        b"<html><head><title>Broken <b>markup</title><body><article><h1>Council approves wall</h1>"
         + paras.encode()
-        + b"</html></body><p>after the end \xff\xfe bytes</p><<<>>><script>document.write('<p>'"
+        + b"</html><p>after the end \xff bytes</p><<<>>><p <p>x</p><script>document.write('<p>'"
     )
 
 
+def _unclosed_comment() -> bytes:
+    # Everything after "<!--" is a comment to a browser too: no article, said clearly.
+    return f"<html><head><title>Hidden</title></head><body><!-- never closed {_varied(10, 'Hidden')}".encode()
+
+
 def _deep(depth: int) -> bytes:
-    words = "The harbour council approved the flood wall after a long debate about its cost. " * 6
     return (
         b"<html><head><title>Deep</title></head><body>"
         + b"<div>" * depth
-        + f"<p>{words}</p>".encode()
+        + b"<p>buried</p>"
         + b"</div>" * depth
-        + f"<article><h1>Deep nesting survives</h1><p>{words}</p><p>{words}</p></article>".encode()
+        + f"<article><h1>Deep nesting survives</h1>{_varied(8, 'Deep nesting survives')}</article>".encode()
         + b"</body></html>"
     )
 

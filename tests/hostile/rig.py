@@ -1,0 +1,359 @@
+"""A private pipeline for the fault, hostile and security suites: its own redis-server (append-only,
+optionally with a password or TLS), its own index dir, real `celery worker` processes, and the tools
+to hurt them (SIGKILL a pool child, a whole worker, Redis itself) and to count what came out.
+
+Everything runs on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from config.defaults import Settings
+from newsflow.state import TERMINAL_STATES, State
+from workers import client
+from workers.celeryconfig import celery_config
+from workers.runtime import Deployment, DeploymentError, WorkerSpec, find_redis_server
+from workers.settings import load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisProc:
+    """redis-server on 127.0.0.1 with append-only on; `kill()` is a SIGKILL, `start()` reloads the AOF."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    password: str = ""
+    tls: dict[str, str] | None = None  # {"cert": ..., "key": ..., "ca": ...}: TLS only, no plain port
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={self.tls['ca']}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        cmd = [
+            find_redis_server(), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        if self.tls:
+            cmd += [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
+                "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        else:
+            cmd += ["--port", str(self.port)]
+        return cmd
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise DeploymentError(f"redis-server exited with {self.proc.returncode}: {log}")
+            with contextlib.suppress(redis.RedisError, OSError):
+                if redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2).ping():
+                    return
+            time.sleep(0.05)
+        raise DeploymentError(f"redis-server did not answer on {self.port} within {timeout_s} s")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class PrivateDeployment(Deployment):
+    """A `Deployment` whose readiness check asks its own broker (the test process's global Celery
+    app is bound to the conftest Redis, not to ours)."""
+
+    control_app: Celery | None = None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        assert self.control_app is not None
+        deadline = time.monotonic() + timeout_s
+        missing = list(self.node_names)
+        while time.monotonic() < deadline:
+            for proc, spec in zip(self.procs, self.layout, strict=True):
+                if proc.poll() is not None:
+                    raise DeploymentError(f"the {spec.queue} worker exited with {proc.returncode} during start-up")
+            with contextlib.suppress(Exception):
+                replies = self.control_app.control.ping(timeout=0.5) or []
+                answered = {name for reply in replies for name in reply}
+                missing = [n for n in self.node_names if not any(a.startswith(n) for a in answered)]
+                if not missing:
+                    return
+            time.sleep(0.2)
+        raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
+
+
+def make_layout(settings: Settings) -> list[WorkerSpec]:
+    return [
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
+        WorkerSpec("clean", "prefork", settings.worker_concurrency or 2),
+        WorkerSpec("enrich", "prefork", settings.worker_concurrency or 2),
+        WorkerSpec("index", "threads", settings.index_batch_size),
+    ]
+
+
+@dataclass
+class Counts:
+    submitted: int
+    indexed: int
+    dead: int
+    pending: int
+    in_index: int  # documents of this batch found in the index
+    distinct_in_index: int
+    dead_reasons: Counter[str]
+    dead_letters: int  # dead ones with a dead-letter record carrying a reason
+
+    def line(self, label: str) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.dead_reasons.items())) or "-"
+        dup = self.in_index / self.distinct_in_index if self.distinct_in_index else 1.0
+        return (
+            f"[{label}] submitted={self.submitted} indexed={self.indexed} dead={self.dead} "
+            f"pending={self.pending} indexed+dead={self.indexed + self.dead} "
+            f"index_docs={self.in_index} distinct_ids={self.distinct_in_index} docs_per_id={dup:.3f} "
+            f"dead_reasons: {reasons}"
+        )
+
+
+class Rig:
+    """One private pipeline: redis, settings, workers, a Celery client and the ledger."""
+
+    def __init__(self, root: Path, env: dict[str, str], redis_proc: RedisProc | None = None) -> None:
+        self.root = root
+        self.redis = redis_proc or RedisProc(root / "redis")
+        self.env = env
+        self.extra_deployments: list[PrivateDeployment] = []
+        self.log_path = root / "workers.log"
+
+    def start(self) -> Rig:
+        self.redis.start()
+        environ = {**os.environ, **self.env}
+        environ["NEWSFLOW_REDIS_URL"] = self.redis.url
+        environ["NEWSFLOW_STATE_REDIS_URL"] = ""
+        environ["NEWSFLOW_DATA_DIR"] = str(self.root / "data")
+        self.settings = load_settings(environ)
+        self.app = Celery("newsflow-test-client")
+        self.app.conf.update(celery_config(self.settings))
+        self.state = State.from_settings(self.settings)
+        self.deployment = self._deploy(make_layout(self.settings))
+        return self
+
+    def _deploy(self, layout: list[WorkerSpec]) -> PrivateDeployment:
+        dep = PrivateDeployment(self.settings, layout, log_path=self.log_path)
+        dep.control_app = self.app
+        try:
+            dep.start(timeout_s=90)
+        except BaseException:
+            dep.stop()
+            raise
+        return dep
+
+    def stop(self) -> None:
+        for dep in [*self.extra_deployments, getattr(self, "deployment", None)]:
+            if dep is not None:
+                dep.private_redis = None
+                dep.stop(timeout_s=15)
+        with contextlib.suppress(Exception):
+            self.app.close()
+        self.redis.stop()
+
+    def __enter__(self) -> Rig:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- workers --------------------------------------------------------------------------------
+    def worker_proc(self, queue: str) -> subprocess.Popen[bytes]:
+        """The live main process of the (latest) worker for `queue`."""
+        for dep in [*reversed(self.extra_deployments), self.deployment]:
+            for proc, spec in zip(dep.procs, dep.layout, strict=True):
+                if spec.queue == queue and proc.poll() is None:
+                    return proc
+        raise LookupError(f"no live {queue} worker")
+
+    def replace_worker(self, queue: str) -> None:
+        """Start a fresh worker for `queue`, as an operator (or a supervisor) would."""
+        spec = next(s for s in make_layout(self.settings) if s.queue == queue)
+        self.extra_deployments.append(self._deploy([spec]))
+
+    # --- submitting and waiting ------------------------------------------------------------------
+    def submit(self, urls: list[str]) -> list[client.Submitted]:
+        submitted, rejected = client.submit(self.app, self.state, urls)
+        assert not rejected, rejected
+        return submitted
+
+    def wait(self, ids: Iterable[str], timeout_s: float, since: float = 0.0) -> dict[str, str]:
+        """Poll the ledger until each id is terminal; Redis outages are waited out, not fatal."""
+        todo = set(ids)
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            try:
+                batch = sorted(todo)
+                for aid, entry in zip(batch, self.state.ledgers(batch), strict=True):
+                    if entry and entry.state in TERMINAL_STATES and entry.updated_at >= since:
+                        states[aid] = entry.state
+                        todo.discard(aid)
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                pass
+            time.sleep(0.5)
+        return states
+
+    def count_states(self, ids: list[str]) -> Counter[str]:
+        return Counter(e.state if e else "missing" for e in self.state.ledgers(ids))
+
+    # --- accounting --------------------------------------------------------------------------------
+    def index_id_counts(self) -> Counter[str]:
+        """How many live documents the index holds per article id (a read-only reader)."""
+        from newsflow.searchindex import iter_sources
+
+        if not Path(self.settings.index_dir).exists():
+            return Counter()
+        return Counter(str(doc["id"]) for doc in iter_sources(self.settings.index_dir))
+
+    def account(self, ids: list[str]) -> Counts:
+        entries = self.state.ledgers(ids)
+        index_counts = self.index_id_counts()
+        indexed = [e for e in entries if e and e.state == "indexed"]
+        dead = [e for e in entries if e and e.state == "dead"]
+        pending = len(ids) - len(indexed) - len(dead)
+        batch = set(ids)
+        in_index = sum(n for aid, n in index_counts.items() if aid in batch)
+        distinct = sum(1 for aid in index_counts if aid in batch)
+        reasons: Counter[str] = Counter(e.reason or "(none)" for e in dead)
+        with_letter = 0
+        pipe = self.state.r.pipeline(transaction=False)
+        for e in dead:
+            pipe.get(self.state.key("dead", e.article_id))
+        import json
+
+        for raw in pipe.execute():
+            if raw and json.loads(raw).get("reason"):
+                with_letter += 1
+        return Counts(len(ids), len(indexed), len(dead), pending, in_index, distinct, reasons, with_letter)
+
+    def check_invariants(self, ids: list[str], label: str) -> Counts:
+        """Every article indexed exactly once or dead-lettered with a reason; nothing else."""
+        counts = self.account(ids)
+        print(counts.line(label))
+        assert counts.pending == 0, counts.line(label)
+        assert counts.indexed + counts.dead == counts.submitted, counts.line(label)
+        assert counts.distinct_in_index == counts.indexed, counts.line(label)
+        assert counts.in_index == counts.distinct_in_index, f"duplicates in the index: {counts.line(label)}"
+        assert counts.dead_letters == counts.dead, f"dead without a dead-letter reason: {counts.line(label)}"
+        assert "(none)" not in counts.dead_reasons, counts.line(label)
+        # The ledger's "indexed" must mean "in the index", and "dead" must mean "not in it".
+        index_counts = self.index_id_counts()
+        for entry in self.state.ledgers(ids):
+            assert entry is not None
+            assert (index_counts.get(entry.article_id, 0) == 1) == (entry.state == "indexed"), entry
+        return counts
+
+
+# --- process tools --------------------------------------------------------------------------------
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    return out
+
+
+def proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def busy_child(main_pid: int, timeout_s: float = 20.0) -> int | None:
+    """A pool child that is running (state R) right now: it is in the middle of a task."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in children(main_pid):
+            if proc_state(pid) == "R":
+                return pid
+        time.sleep(0.01)
+    return None
+
+
+def kill_whole_worker(proc: subprocess.Popen[bytes]) -> list[int]:
+    """SIGKILL a worker's main process, then whatever pool children it leaves behind (a lost machine)."""
+    kids = children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return kids
+
+
+@contextlib.contextmanager
+def temp_root(name: str) -> Iterator[Path]:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=f"newsflow-{name}-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def log_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of the workers (other lines, e.g. tracebacks, are skipped)."""
+    import json
+
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events
