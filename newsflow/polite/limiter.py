@@ -76,7 +76,8 @@ class HostLimiter:
         interval_ms = max(1, int(interval_s * 1000))
         grace_ms = max(50, interval_ms // 4)
         booked, wait_ms, slot = self._acquire(
-            keys=[self.key(host), self.hold_key(host)], args=[interval_ms, self.max_reserve_ms, int(booked_ms or 0), grace_ms]
+            keys=[self.key(host), self.hold_key(host)],
+            args=[interval_ms, self.max_reserve_ms, int(booked_ms or 0), grace_ms],
         )
         if not booked:
             return Permit(False, min(int(wait_ms), self.max_reserve_ms) / 1000.0, None)
