@@ -12,7 +12,7 @@ from typing import Any
 
 from newsflow.batcher import Batcher, Item
 from newsflow.errors import PermanentError, TransientError
-from newsflow.search import SearchIndex
+from newsflow.search import SchemaMismatch, SearchIndex
 from newsflow.search.schema import site_of
 from newsflow.search.tombstones import Tombstones, site_of_url
 from tasks.base import Payload, StageContext, StageTask, shared_state
@@ -46,6 +46,8 @@ def commit_batch(items: Sequence[Item]) -> None:
             index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged))
         except ValueError as exc:  # tantivy reports lock and I/O trouble as ValueError
             raise TransientError("index_unavailable", str(exc)) from exc
+        except SchemaMismatch as exc:  # waits (with retries) for `newsflow reindex`
+            raise TransientError("index_schema_mismatch", str(exc)) from exc
     pipe = state.r.pipeline(transaction=False)
     for doc in ready:
         # Keep the document until a redelivered message can no longer need it, then let it go.
