@@ -56,7 +56,9 @@ def session() -> requests.Session:
 @functools.cache
 def limiter() -> HostLimiter:
     settings = get_settings()
-    return HostLimiter(shared_state().r, settings.key_prefix, settings.polite_max_reserve_s)
+    # A deferral's countdown must stay under the visibility timeout, or the broker redelivers it.
+    reserve_s = min(settings.polite_max_reserve_s, settings.visibility_timeout_s / 2)
+    return HostLimiter(shared_state().r, settings.key_prefix, reserve_s)
 
 
 @functools.cache

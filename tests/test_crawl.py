@@ -262,6 +262,11 @@ def test_429_retry_after_is_honoured_end_to_end(crawl_env: Env, first_crawl: Any
         assert hits[1].t - hits[0].t >= RETRY_AFTER_S - 0.05, hits
         entry = crawl_env.state.ledger(article_id(crawl_env.slow.base_url + path))
         assert entry is not None and entry.state == "indexed"
+    # The only retries were the two 429s: waiting for a rate-limit slot is not a retry attempt.
+    retries = [
+        json.loads(line) for line in (crawl_env.tmp / "workers.log").read_text().splitlines() if '"retry"' in line
+    ]
+    assert sorted(r.get("reason") for r in retries if r.get("outcome") == "retry") == ["http_429", "http_429"]
     # While the host asked us to wait, nobody sent it anything.
     log = sorted(crawl_env.slow.hits(), key=lambda h: h.t)
     for i, h in enumerate(log):
