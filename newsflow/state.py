@@ -225,7 +225,7 @@ class State:
         pipe.zremrangebyrank(self.key("deadidx", pair), 0, -self.s.deadletter_max - 1)
         pipe.execute()
         source = payload.get("source") if isinstance(payload, Mapping) else None
-        if isinstance(source, str) and source:
+        if isinstance(source, str) and source and payload.get("id"):  # an article, not a failed crawl
             self.count_source(source, "dead")
         metrics.count_failed(self.r, self.p, stage, reason)
         self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)

@@ -67,6 +67,7 @@ def isolated_db(redis_url: str, db: int) -> dict[str, str]:
 
 # --- status with a backlog and no workers ----------------------------------------------------------
 def test_status_shows_depth_age_and_missing_workers(redis_url: str) -> None:
+    from newsflow import queues
     from newsflow.state import State, connect
     from newsflow.urls import article_id
     from workers import client
@@ -79,21 +80,27 @@ def test_status_shows_depth_age_and_missing_workers(redis_url: str) -> None:
     app = control_app(settings)
     urls = [f"http://127.0.0.1:9/backlog/{i}.html" for i in range(3)]
     client.submit(app, State.from_settings(settings), urls)
+    # A crawl's ready-made payload (no timestamps of its own) is stamped on the way in too.
+    crawled = "http://127.0.0.1:9/backlog/crawled.html"
+    client.send_first_stage(app, [{"v": 1, "id": article_id(crawled), "url": crawled, "source": "s"}])
+    newest = queues.payload_of(json.loads(connect(settings.redis_url).lindex("fetch", 0)))
+    assert newest is not None and newest["url"] == crawled
+    assert abs(newest["enqueued_at"] - time.time()) < 5 and newest["submitted_at"] == newest["enqueued_at"]
     time.sleep(1.2)
     st = cli_json("status", env=env)
     fetch = next(q for q in st["queues"] if q["queue"] == "fetch")
-    assert fetch["depth"] == 3
+    assert fetch["depth"] == 4
     assert fetch["oldest_age_s"] is not None and 1.0 <= fetch["oldest_age_s"] < 60
     assert fetch["workers"] == []
     assert st["articles"]["last_hour"]["discovered"] == 3
     human = cli("status", env=env)
     assert human.returncode == 0, human.stderr
-    assert re.search(r"^fetch\s+3\s+\d+\.\ds\s+0\s+0\s+0 NONE ONLINE", human.stdout, re.M), human.stdout
+    assert re.search(r"^fetch\s+4\s+\d+\.\ds\s+0\s+0\s+0 NONE ONLINE", human.stdout, re.M), human.stdout
     aid = article_id(urls[0])
     tr = cli("trace", urls[0], env=env)
     assert tr.returncode == 0
     assert f"article {aid}" in tr.stdout and "now: discovered at submit" in tr.stdout
-    assert "queue fetch holds 3" in tr.stdout
+    assert "queue fetch holds 4" in tr.stdout
 
 
 # --- a real run: status, trace, sources, dead letters, replay, metrics -----------------------------

@@ -121,7 +121,10 @@ def send_first_stage(app: Celery, payloads: Iterable[Mapping[str, Any]]) -> int:
     n = 0
     with app.producer_or_acquire() as producer:
         for payload in payloads:
-            app.send_task(first_task, args=(dict(payload),), queue=first_queue, producer=producer)
+            # Timestamps for `newsflow status` (queue age) and the publish-to-indexed lag metric.
+            now = round(time.time(), 3)
+            stamped = {"submitted_at": now, **payload, "enqueued_at": now}
+            app.send_task(first_task, args=(stamped,), queue=first_queue, producer=producer)
             n += 1
     return n
 

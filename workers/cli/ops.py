@@ -100,8 +100,10 @@ def print_status(st: dict[str, Any]) -> None:
     for q in st["queues"]:
         flag = "  STALE" if q["stale"] else ""
         names = ", ".join(q["workers"]) if q["workers"] else "NONE ONLINE"
+        # A waiting message without `enqueued_at` (not sent by newsflow's client or stages) has no known age.
+        oldest = "unknown" if q["depth"] and q["oldest_age_s"] is None else _age(q["oldest_age_s"])
         echo(
-            f"{q['queue']:10} {q['depth']:>7} {_age(q['oldest_age_s']):>8} {q['unacked']:>8} {q['scheduled']:>9}"
+            f"{q['queue']:10} {q['depth']:>7} {oldest:>8} {q['unacked']:>8} {q['scheduled']:>9}"
             f"  {len(q['workers'])} {names}{flag}"
         )
     hour, day = st["articles"]["last_hour"], st["articles"]["last_day"]
