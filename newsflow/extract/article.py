@@ -1,10 +1,11 @@
 """The clean stage's pure function: HTML in, an `Article` (main text, metadata, provenance) out.
 
 Sequence (docs/extraction.md has the numbers):
-1. parse once; drop hidden elements; keep embedded posts (tweets) as quotes;
+1. parse once; drop hidden elements; keep embedded posts (tweets) as quotes; unwrap layout tables; mark
+   div/p pull quotes as quotes;
 2. metadata from JSON-LD, meta tags, the document, the URL and feed hints;
 3. body candidates: trafilatura `fast` and `favor_precision`, each cleaned of repeated headline/standfirst,
-   related-story lists, calls to action and link-only blocks;
+   related-story lists, calls to action, link-only blocks and pull quotes repeating the body;
 4. keep the precise candidate unless it lost too much of the fast one.
 """
 

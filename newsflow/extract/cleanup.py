@@ -45,6 +45,9 @@ _LINK_BLOCK_MIN_RATIO = 0.8
 _LINK_BLOCK_MAX_WORDS = 60
 _DECORATION = re.compile(r"\[[^\]]{1,20}\]|\([^)]{1,20}\)|^[\W_]+|[\W_]+$")
 _INLINE_JUNK = re.compile(r"\s*Click To Tweet\b", re.IGNORECASE)
+# Pull quotes: a short block (a sentence or two) whose words appear, in order, inside another block.
+_PULL_QUOTE_MIN_WORDS = 6
+_PULL_QUOTE_MAX_WORDS = 80
 # How many blocks at the top of the body may be a repeated headline/standfirst/byline.
 _LEAD_WINDOW = 4
 
@@ -86,6 +89,8 @@ def clean_body(body: _Element | None, lead: Lead, options: ExtractOptions) -> st
         _drop_boilerplate(body, lead.anchors)
     if options.strip_link_blocks:
         _drop_link_blocks(body, lead.anchors)
+    if options.strip_pull_quotes:
+        drop_repeated_blocks(body)
     text = render(body)
     if options.strip_title_and_standfirst:
         text = drop_title_lines(text, lead.title)
@@ -196,3 +201,32 @@ def drop_title_lines(text: str, title: str | None) -> str:
     while lines and (similar(lines[0], title, 0.9) or collapse(lines[0]) == collapse(title)):
         lines.pop(0)
     return "\n".join(lines)
+
+
+def drop_repeated_blocks(body: _Element) -> None:
+    """Drop pull quotes: short quote blocks whose text the article already says in another block.
+
+    A pull quote repeats a sentence of the article in large type; a reader skips it, and in plain text it
+    reads as the sentence said twice. Only repeated quotes go (a quote that appears once is content), and
+    only quote blocks: lists and recipes legitimately repeat short paragraphs. `htmlprep` turns pull-quote
+    markup that is not a blockquote (div/p.pullquote) into one, so it lands here as a quote too.
+    """
+    if body.find("quote") is None:  # most pages: nothing to compare
+        return
+    elements = list(body)
+    blocks = [(block.tag, f" {fold(block_text(block))} ") for block in elements]
+    doomed = []
+    for i, (tag, key) in enumerate(blocks):
+        n_words = key.count(" ") - 1
+        if tag != "quote" or not _PULL_QUOTE_MIN_WORDS <= n_words <= _PULL_QUOTE_MAX_WORDS:
+            continue
+        if any(j != i and key in other and _repeats(i, j, len(key), other, other_tag)
+               for j, (other_tag, other) in enumerate(blocks)):
+            doomed.append(elements[i])
+    for block in doomed:
+        _remove(block)
+
+
+def _repeats(i: int, j: int, size: int, other: str, other_tag: str) -> bool:
+    """Quote i is said again by block j: j is longer, or is the same text as prose or as an earlier quote."""
+    return len(other) > size or other_tag != "quote" or j < i

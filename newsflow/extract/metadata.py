@@ -19,6 +19,7 @@ from lxml.html import HtmlElement
 from newsflow.extract import jsonld
 from newsflow.extract.byline import clean_author
 from newsflow.extract.dates import date_from_url, parse_date
+from newsflow.extract.htmlprep import text_lines
 from newsflow.extract.text import collapse, fold, similar
 
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-–—:·•»]\s+|\s+::\s+")
@@ -267,9 +268,10 @@ def _byline_text(tree: HtmlElement) -> str | None:
         for el in tree.xpath(xpath):
             if el.tag in ("meta", "link", "script", "style"):
                 continue
-            text = collapse(el.text_content())
-            if text and len(text) <= 120:
-                return text
+            # Lines kept apart: "By Jane Doe<br>Arts Editor" is a name and a job title, not "Jane DoeArts Editor".
+            lines = text_lines(el)
+            if lines and len(" ".join(lines)) <= 120:
+                return "\n".join(lines)
     return None
 
 

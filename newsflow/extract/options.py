@@ -14,6 +14,9 @@ class ExtractOptions:
     keep_embedded_posts: bool = True
     # Drop elements the page itself hides (hidden attribute, display:none) before extraction.
     drop_hidden: bool = True
+    # Turn layout tables (tables holding headings, paragraphs, forms or other tables) into divs, so the
+    # extractor finds the article column instead of returning the whole page as one table.
+    unwrap_layout_tables: bool = True
     # Try a precision-oriented trafilatura pass and choose between candidates instead of taking one blindly.
     choose_candidate: bool = True
     # Remove a repeated headline / standfirst at the top of the body.
@@ -22,6 +25,8 @@ class ExtractOptions:
     strip_boilerplate: bool = True
     # Remove link-only blocks (lists of headlines) from the body.
     strip_link_blocks: bool = True
+    # Remove short blocks repeated inside another block (pull quotes that restate a sentence of the body).
+    strip_pull_quotes: bool = True
 
     def without(self, name: str) -> ExtractOptions:
         """A copy with one step switched off (for the ablation table)."""
