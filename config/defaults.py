@@ -177,6 +177,12 @@ class Settings:
     # Largest page size a client may ask for.
     api_max_limit: int = 100
 
+    # --- pipeline performance knobs (bench/pipeline.py, docs/benchmarks.md) ---------------------------
+    # Celery task events (`-E`: task-sent/received/started/succeeded, one Redis PUBLISH each) cost
+    # about a sixth of a CPU-bound worker's time. Off by default: `newsflow flower` turns them on in
+    # running workers by itself (Flower's enable_events), and the ledger already records every step.
+    worker_task_events: bool = False
+
     # Derived: state Redis URL with the fallback applied.
     @property
     def state_url(self) -> str:

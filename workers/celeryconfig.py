@@ -65,9 +65,10 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_routes": task_routes(),
         "task_default_queue": "fetch",
         "task_create_missing_queues": True,
-        # Flower and `newsflow status` see every task.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Per-task events cost a Redis PUBLISH each (about a sixth of a CPU-bound worker's time);
+        # off unless NEWSFLOW_WORKER_TASK_EVENTS=1. Flower switches them on in running workers.
+        "worker_send_task_events": s.worker_task_events,
+        "task_send_sent_event": s.worker_task_events,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_max_tasks_per_child": s.worker_max_tasks_per_child,

@@ -45,7 +45,7 @@ class WorkerSpec:
             sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker",
             "-Q", self.queue, "-n", f"{self.queue}-{node_suffix}@%h",
             "-P", self.pool, "-c", str(self.concurrency),
-            "--without-gossip", "--without-mingle", "-E", "--loglevel", log_level,
+            "--without-gossip", "--without-mingle", "--loglevel", log_level,
             *self.extra,
         ]  # fmt: skip
 
@@ -76,12 +76,14 @@ def crawl_specs(settings: Settings) -> list[WorkerSpec]:
 def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
     """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork; index as the single writer."""
     cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
+    # Task events cost a Redis PUBLISH per task state; Flower enables them at run time when it runs.
+    extra = ("-E",) if settings.worker_task_events else ()
     return [
-        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
-        WorkerSpec("clean", "prefork", cpu),
-        WorkerSpec("enrich", "prefork", cpu),
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency, extra),
+        WorkerSpec("clean", "prefork", cpu, extra),
+        WorkerSpec("enrich", "prefork", cpu, extra),
         # Threads = batch size: each thread holds one message until its batch is committed.
-        WorkerSpec("index", "threads", settings.index_batch_size),
+        WorkerSpec("index", "threads", settings.index_batch_size, extra),
         *crawl_specs(settings),
     ]
 
