@@ -165,17 +165,8 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, default=1000, help="documents per upsert_batch (one commit each)")
-    ap.add_argument("--queries", type=int, default=200, help="queries per kind")
-    ap.add_argument("--threads", type=int, default=1, help="tantivy indexing threads (the index worker uses 1)")
-    ap.add_argument("--index-dir", type=Path, help="keep the index here (default: a temp dir, removed)")
-    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    args = ap.parse_args()
-
-    path = args.index_dir or Path(tempfile.mkdtemp(prefix="newsflow-bench-search-"))
+def build(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Generate and index args.docs articles; the rate counts only time spent in upsert_batch."""
     if path.exists():
         shutil.rmtree(path)
     gen = Generator(42)
@@ -198,49 +189,80 @@ def main() -> None:
         if done % (args.batch * 10) == 0 or done == args.docs:
             print(f"\r  indexed {done}/{args.docs} ({done / index_s:.0f}/s)", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    build_s = time.perf_counter() - t_gen
     index.close()
-    size_mb = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+    return {
+        "index_rate_docs_per_s": round(args.docs / index_s),
+        "generate_s": round(gen_s, 1),
+        "build_s": round(time.perf_counter() - t_gen, 1),
+        "load_avg_1m_after_build": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1000, help="documents per upsert_batch (one commit each)")
+    ap.add_argument("--queries", type=int, default=200, help="queries per kind")
+    ap.add_argument("--threads", type=int, default=1, help="tantivy indexing threads (the index worker uses 1)")
+    ap.add_argument("--index-dir", type=Path, help="keep the index here (default: a temp dir, removed)")
+    ap.add_argument("--reuse", action="store_true", help="query the index already in --index-dir (no build)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    args = ap.parse_args()
+
+    path = args.index_dir or Path(tempfile.mkdtemp(prefix="newsflow-bench-search-"))
+    result: dict[str, Any] = {"docs": args.docs, "batch": args.batch, "threads": args.threads}
+    if args.reuse:
+        if args.index_dir is None or not (path / "meta.json").exists():
+            ap.error("--reuse needs an --index-dir holding a built index")
+        result["docs"] = SearchIndex(path).num_docs()
+    else:
+        result.update(build(path, args))
+    result["index_mb"] = round(sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6)
 
     reader = SearchIndex(path)
     lat: dict[str, list[float]] = {}
     totals: dict[str, float] = {}
-    for kind, reqs in queries(gen, args.queries).items():
+    cpu: dict[str, list[float]] = {}  # CPU time of the query: what wall time would be on an idle machine
+    for kind, reqs in queries(Generator(42), args.queries).items():
         for req in reqs[:10]:  # warm the page cache and the language cache
             reader.search(req)
-        times, hits = [], []
+        times, hits, cpu_times = [], [], []
         for req in reqs:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             res = reader.search(req)
             times.append((time.perf_counter() - t0) * 1000)
+            cpu_times.append((time.process_time() - c0) * 1000)
             hits.append(res.total)
         lat[kind] = times
+        cpu[kind] = cpu_times
         totals[kind] = statistics.median(hits)
-    result = {
-        "docs": args.docs,
-        "batch": args.batch,
-        "threads": args.threads,
-        "index_rate_docs_per_s": round(args.docs / index_s),
-        "generate_s": round(gen_s, 1),
-        "build_s": round(build_s, 1),
-        "index_mb": round(size_mb),
-        "latency_ms": {
-            k: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2), "median_total": totals[k]}
-            for k, v in lat.items()
-        },
-        "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
+    result["latency_ms"] = {
+        k: {
+            "p50": round(pct(v, 0.5), 2),
+            "p95": round(pct(v, 0.95), 2),
+            "cpu_p50": round(pct(cpu[k], 0.5), 2),
+            "cpu_p95": round(pct(cpu[k], 0.95), 2),
+            "median_total": totals[k],
+        }
+        for k, v in lat.items()
     }
+    result["cpus"] = os.cpu_count()
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(result))
     else:
-        print(
-            f"{args.docs} articles, {size_mb:.0f} MB; upsert_batch({args.batch}), {args.threads} indexing thread(s): "
-            f"{result['index_rate_docs_per_s']}/s; load average {result['load_avg_1m']}"
+        rate = (
+            f"upsert_batch({args.batch}), {args.threads} thread(s): {result['index_rate_docs_per_s']}/s; "
+            if ("index_rate_docs_per_s" in result)
+            else ""
         )
-        print(f"{'kind':12} {'p50 ms':>8} {'p95 ms':>8} {'median hits':>12}")
-        for k, v in result["latency_ms"].items():  # type: ignore[attr-defined]
-            print(f"{k:12} {v['p50']:8.2f} {v['p95']:8.2f} {v['median_total']:12.0f}")
+        print(f"{result['docs']} articles, {result['index_mb']} MB; {rate}load average {result['load_avg_1m']}")
+        print(f"{'kind':12} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'cpu p95':>8} {'median hits':>12}")
+        for k, v in result["latency_ms"].items():
+            print(
+                f"{k:12} {v['p50']:8.2f} {v['p95']:8.2f} {v['cpu_p50']:8.2f} {v['cpu_p95']:8.2f} "
+                f"{v['median_total']:12.0f}"
+            )
     if args.index_dir is None:
         shutil.rmtree(path, ignore_errors=True)
 
