@@ -109,7 +109,11 @@ class Batch:
         counts = self.rig.account(self.ids)
         RESULTS[self.label] = counts
         print(f"\n{counts.line(self.label)} ({elapsed:.0f} s)")
-        assert len(done) == len(self.ids), f"{len(self.ids) - len(done)} articles never reached indexed or dead"
+        stuck = self.rig.diagnose_pending(self.ids)
+        for line in stuck:
+            print(f"{self.label}: {line}")
+        lost = len(self.ids) - len(done)
+        assert lost == 0, f"{lost} articles never reached indexed or dead: {stuck}"
         self.rig.check_invariants(self.ids, self.label)
         unexpected = set(counts.dead_reasons) - allowed_reasons
         assert not unexpected, f"the fault cost articles: {counts.line(self.label)}"

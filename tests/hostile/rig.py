@@ -278,6 +278,33 @@ class Rig:
                 with_letter += 1
         return Counts(len(ids), len(indexed), len(dead), pending, in_index, distinct, reasons, with_letter)
 
+    def diagnose_pending(self, ids: list[str]) -> list[str]:
+        """For each non-terminal article: where it stopped, and whether any message still carries it.
+
+        An article whose ledger stopped mid-pipeline, whose document is still parked, and that no
+        queue or unacked entry mentions, was lost by the broker between BRPOP and kombu's unacked
+        bookkeeping (a worker SIGKILLed in that window).
+        """
+        r = self.state.r
+        carried: set[str] = set()
+        for queue in ("fetch", "clean", "enrich", "index"):
+            for raw in r.lrange(queue, 0, -1):
+                carried.update(aid for aid in ids if aid.encode() in raw)
+        for raw in r.hvals("unacked"):
+            carried.update(aid for aid in ids if aid.encode() in raw)
+        out = []
+        for entry in self.state.ledgers(ids):
+            if entry is None or entry.state in TERMINAL_STATES:
+                continue
+            aid = entry.article_id
+            parked = "-"
+            for kind in ("doc", "blob"):
+                if r.exists(self.state.key(kind, aid)):
+                    parked = kind
+            where = "a message still carries it" if aid in carried else "NO message carries it (lost by the broker)"
+            out.append(f"{aid} stopped at {entry.state} ({entry.stage}), parked: {parked}; {where}")
+        return out
+
     def check_invariants(self, ids: list[str], label: str) -> Counts:
         """Every article indexed exactly once or dead-lettered with a reason; nothing else."""
         counts = self.account(ids)
