@@ -104,7 +104,8 @@ class Batch:
         pytest.fail(f"{self.label}: {fraction:.0%} of the batch not done within {timeout_s} s")
 
     def finish(self, allowed_reasons: set[str] = CONTENT_REASONS) -> Counts:
-        done = self.rig.wait(self.ids, RUN_TIMEOUT_S, self.since)
+        # Stalled for 6 visibility timeouts: whatever is missing now is not coming back.
+        done = self.rig.wait(self.ids, RUN_TIMEOUT_S, self.since, stall_s=6 * VISIBILITY_TIMEOUT_S)
         elapsed = time.monotonic() - self.t0
         counts = self.rig.account(self.ids)
         RESULTS[self.label] = counts

@@ -228,12 +228,22 @@ class Rig:
         assert not rejected, rejected
         return submitted
 
-    def wait(self, ids: Iterable[str], timeout_s: float, since: float = 0.0) -> dict[str, str]:
-        """Poll the ledger until each id is terminal; Redis outages are waited out, not fatal."""
+    def wait(
+        self, ids: Iterable[str], timeout_s: float, since: float = 0.0, stall_s: float | None = None
+    ) -> dict[str, str]:
+        """Poll the ledger until each id is terminal; Redis outages are waited out, not fatal.
+
+        With `stall_s`, give up early once no article has finished for that long.
+        """
         todo = set(ids)
         states: dict[str, str] = {}
         deadline = time.monotonic() + timeout_s
+        last_progress, last_done = time.monotonic(), 0
         while todo and time.monotonic() < deadline:
+            if len(states) != last_done:
+                last_progress, last_done = time.monotonic(), len(states)
+            elif stall_s is not None and time.monotonic() - last_progress > stall_s:
+                break
             try:
                 batch = sorted(todo)
                 for aid, entry in zip(batch, self.state.ledgers(batch), strict=True):
