@@ -65,6 +65,12 @@ class Settings:
     # Redis redelivers an unacked message after this long; every time limit and retry countdown
     # below stays under it, or a slow task would run twice.
     visibility_timeout_s: int = 3600
+    # An article with no transition for this long is resumed by the reconciler: a worker killed
+    # between taking a message and recording it as unacked loses that message (kombu's Redis
+    # transport is not atomic there). Above the visibility timeout, so redelivery gets its chance.
+    reconcile_after_s: int = 7200
+    # How often `newsflow up` and beat run the reconciler.
+    reconcile_interval_s: int = 300
     # Hard per-task time limit (the pool child is killed and the message retried).
     task_time_limit_s: int = 300
     # Transient errors retry this many times before the article is dead-lettered.

@@ -148,7 +148,28 @@ class State:
         mkey = self.key("statm", state, time.strftime("%Y%m%d%H%M", time.gmtime(now)))
         pipe.incr(mkey)
         pipe.expire(mkey, MINUTE_STATS_TTL_S)
+        # In-flight index: what the reconciler looks at (bounded: terminal states leave it).
+        if state in TERMINAL_STATES:
+            pipe.zrem(self.key("inflight"), article_id)
+        else:
+            pipe.zadd(self.key("inflight"), {article_id: now})
         pipe.execute()
+
+    def stuck(self, older_than_s: float, limit: int = 1000) -> list[LedgerEntry]:
+        """Articles not terminal whose last transition is older than `older_than_s`."""
+        zkey = self.key("inflight")
+        raw: list[bytes] = self.r.zrangebyscore(zkey, 0, time.time() - older_than_s, start=0, num=limit)  # type: ignore[assignment]
+        ids = [x.decode() for x in raw]
+        out: list[LedgerEntry] = []
+        for aid, entry in zip(ids, self.ledgers(ids), strict=True):
+            if entry is None or entry.state in TERMINAL_STATES:
+                self.r.zrem(zkey, aid)  # the ledger expired or moved on: nothing to watch
+                continue
+            out.append(entry)
+        return out
+
+    def has_doc(self, article_id: str) -> bool:
+        return bool(self.r.exists(self.key("doc", article_id)))
 
     def ledger(self, article_id: str) -> LedgerEntry | None:
         raw: dict[bytes, bytes] = self.r.hgetall(self.key("article", article_id))  # type: ignore[assignment]

@@ -21,6 +21,8 @@ PAYLOAD_VERSION = 1
 FIRST_STAGE = ORDER[0]
 # Not an article stage: a crawl reads one source and feeds the first stage (docs/crawling.md).
 CRAWL_TASK, CRAWL_QUEUE = "crawl.source", "crawl"
+# Housekeeping (resuming articles whose message was lost) rides the light crawl queue.
+RECONCILE_TASK = "maintenance.reconcile"
 
 
 def next_stage(stage: str) -> str | None:
@@ -39,9 +41,10 @@ def queue_of(stage: str) -> str:
 def task_routes() -> dict[str, dict[str, Any]]:
     routes = {name: {"queue": queue} for name, queue in STAGES.values()}
     routes[CRAWL_TASK] = {"queue": CRAWL_QUEUE}
+    routes[RECONCILE_TASK] = {"queue": CRAWL_QUEUE}
     return routes
 
 
 def task_modules() -> list[str]:
-    """Modules that define the stage tasks (one per stage), and the crawl task."""
-    return [*(f"tasks.{stage}" for stage in ORDER), "tasks.crawl"]
+    """Modules that define the stage tasks (one per stage), the crawl and the maintenance tasks."""
+    return [*(f"tasks.{stage}" for stage in ORDER), "tasks.crawl", "tasks.maintenance"]

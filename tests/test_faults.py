@@ -42,6 +42,8 @@ def fault_env(origin_port: int) -> dict[str, str]:
         # Short visibility timeout so a lost worker's messages come back within the test; every
         # time limit and retry countdown below stays under it.
         "NEWSFLOW_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+        # Resume an article silent for 3 visibility timeouts: its message was lost, not late.
+        "NEWSFLOW_RECONCILE_AFTER_S": str(3 * VISIBILITY_TIMEOUT_S),
         "NEWSFLOW_TASK_TIME_LIMIT_S": "8",
         "NEWSFLOW_CLEAN_TIME_LIMIT_S": "6",
         "NEWSFLOW_FETCH_TOTAL_TIMEOUT_S": "4",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -131,3 +132,30 @@ def test_permanent_failures_are_dead_lettered_with_reasons(deployment: Any, orig
     # The workers are still there and still work.
     code, rows = ingest(f"{origin.base_url}/seed.html")
     assert code == 0 and rows[0]["state"] == "indexed"
+
+
+def test_reconciler_resumes_an_article_whose_message_was_lost(
+    deployment: Any, origin: Any, ground_truth: dict[str, Any]
+) -> None:
+    """A worker killed between popping a message and recording it unacked loses the message;
+    the ledger still says the article is in flight, and `newsflow reconcile` resumes it."""
+    from newsflow.state import State
+    from newsflow.urls import article_id
+    from workers.settings import get_settings
+
+    url = f"{origin.base_url}/bench/{sorted(ground_truth)[-1]}.html?lost=1"
+    aid = article_id(url)
+    state = State.from_settings(get_settings())
+    state.record(aid, url, "discovered", "submit")  # ... and the fetch message never reaches Redis
+    proc = run_cli("reconcile", "--older-than", "0", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resumed = {r["article_id"]: r for r in json.loads(proc.stdout)}
+    assert resumed[aid]["stage"] == "fetch"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        entry = state.ledger(aid)
+        if entry and entry.state in ("indexed", "dead"):
+            break
+        time.sleep(0.2)
+    assert entry is not None and entry.state == "indexed", entry
+    assert show(aid) is not None

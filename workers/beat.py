@@ -115,6 +115,12 @@ class BeatLock:
 
 _settings = get_settings()
 app.conf.beat_schedule = load_schedule(_settings)
+# Resume articles whose message a killed worker took with it (newsflow/reconcile.py).
+app.conf.beat_schedule["maintenance:reconcile"] = {
+    "task": topology.RECONCILE_TASK,
+    "schedule": float(_settings.reconcile_interval_s),
+    "options": {"queue": topology.CRAWL_QUEUE, "expires": float(_settings.reconcile_interval_s)},
+}
 # Beat wakes at least this often, so a short `@every` schedule is kept.
 app.conf.beat_max_loop_interval = 5
 

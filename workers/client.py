@@ -138,3 +138,22 @@ def queue_depth(app: Celery, queue: str) -> int:
         for name in names:
             pipe.llen(name)
         return int(sum(pipe.execute()))
+
+
+def reconcile(app: Celery, state: State, older_than_s: float, *, dry_run: bool = False, limit: int = 1000) -> list[Any]:
+    """Re-send the message of each article stuck in flight longer than `older_than_s` (see newsflow.reconcile)."""
+    from newsflow.reconcile import Resume, resume_stage
+
+    now = time.time()
+    resumed: list[Resume] = []
+    for entry in state.stuck(older_than_s, limit):
+        stage = resume_stage(entry, state.has_doc(entry.article_id))
+        resumed.append(Resume(entry.article_id, entry.url, entry.state, stage, round(now - entry.updated_at, 1)))
+        if dry_run:
+            continue
+        # Recording first keeps a slow re-send from being picked up twice by the next sweep.
+        state.record(entry.article_id, entry.url, entry.state, "reconcile", reason=f"resumed_at_{stage}")
+        app.send_task(
+            topology.task_name(stage), args=(make_payload(entry.url, entry.article_id),), queue=topology.queue_of(stage)
+        )
+    return resumed

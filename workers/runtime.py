@@ -16,6 +16,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -160,6 +161,7 @@ class Deployment:
     private_redis: PrivateRedis | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     node_names: list[str] = field(default_factory=list)
+    _spawn_args: tuple[Any, ...] = ()
 
     def ensure_redis(self) -> None:
         url = self.settings.redis_url
@@ -181,25 +183,45 @@ class Deployment:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
         log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - lives as long as the workers
         suffix = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
+        self._spawn_args = (env, repo_root, log, suffix)
         for spec in self.layout:
-            cmd = spec.command(suffix, self.settings.log_level)
-            self.procs.append(
-                subprocess.Popen(
-                    cmd,
-                    env=env,
-                    cwd=repo_root,
-                    stdout=log or sys.stderr,
-                    stderr=log or sys.stderr,
-                    start_new_session=True,
-                )
-            )
+            self.procs.append(self._spawn(spec))
             if not isinstance(spec, BeatSpec):  # beat answers no pings
                 self.node_names.append(f"{spec.queue}-{suffix}@")
         self.wait_ready(timeout_s or self.settings.startup_timeout_s)
 
-    def wait_ready(self, timeout_s: float) -> None:
-        from workers.app import app
+    def _spawn(self, spec: WorkerSpec) -> subprocess.Popen[bytes]:
+        env, repo_root, log, suffix = self._spawn_args
+        return subprocess.Popen(
+            spec.command(suffix, self.settings.log_level),
+            env=env,
+            cwd=repo_root,
+            stdout=log or sys.stderr,
+            stderr=log or sys.stderr,
+            start_new_session=True,
+        )
 
+    def restart_exited(self) -> list[str]:
+        """Start a new process for each worker that exited (a supervisor's job); returns their queues.
+
+        A worker can exit on its own: Celery ends a worker whose broker connection broke while it
+        held unacked messages. Its messages come back after the visibility timeout.
+        """
+        restarted = []
+        for i, (proc, spec) in enumerate(zip(self.procs, self.layout, strict=True)):
+            if proc.poll() is not None:
+                self.procs[i] = self._spawn(spec)
+                restarted.append(f"{spec.queue} (exit {proc.returncode})")
+        return restarted
+
+    def wait_ready(self, timeout_s: float) -> None:
+        from celery import Celery
+
+        from workers.celeryconfig import celery_config
+
+        # Ping through this deployment's broker, which need not be the one of this process's settings.
+        app = Celery("newsflow-deployment-probe")
+        app.conf.update(celery_config(self.settings))
         deadline = time.monotonic() + timeout_s
         missing = list(self.node_names)
         while time.monotonic() < deadline:

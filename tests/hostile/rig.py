@@ -156,6 +156,10 @@ class Counts:
         )
 
 
+# How often the rig, like `newsflow up`, sweeps for articles whose message was lost.
+RECONCILE_EVERY_S = 5.0
+
+
 class Rig:
     """One private pipeline: redis, settings, workers, a Celery client and the ledger."""
 
@@ -165,6 +169,7 @@ class Rig:
         self.env = env
         self.extra_deployments: list[PrivateDeployment] = []
         self.log_path = root / "workers.log"
+        self.resumed: list[Any] = []
 
     def start(self) -> Rig:
         self.redis.start()
@@ -233,13 +238,22 @@ class Rig:
     ) -> dict[str, str]:
         """Poll the ledger until each id is terminal; Redis outages are waited out, not fatal.
 
-        With `stall_s`, give up early once no article has finished for that long.
+        With `stall_s`, give up early once no article has finished for that long. Like `newsflow up`,
+        the rig runs the reconciler every few seconds, so an article whose message a killed worker
+        took with it is resumed (after NEWSFLOW_RECONCILE_AFTER_S of silence).
         """
         todo = set(ids)
         states: dict[str, str] = {}
         deadline = time.monotonic() + timeout_s
         last_progress, last_done = time.monotonic(), 0
+        next_sweep = time.monotonic() + RECONCILE_EVERY_S
         while todo and time.monotonic() < deadline:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + RECONCILE_EVERY_S
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    for r in client.reconcile(self.app, self.state, self.settings.reconcile_after_s):
+                        self.resumed.append(r)
+                        print(f"reconciler resumed {r.article_id} ({r.state} -> {r.stage}, idle {r.idle_s} s)")
             if len(states) != last_done:
                 last_progress, last_done = time.monotonic(), len(states)
             elif stall_s is not None and time.monotonic() - last_progress > stall_s:

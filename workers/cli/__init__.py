@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli import admin, deadletters, extract, ops, pipeline, query, services
+from workers.cli import admin, deadletters, extract, ops, pipeline, query, reconcile, services
 from workers.cli import crawl as crawl_cli
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     """
 
 
-for module in (pipeline, query, extract, admin, ops, deadletters, services):
+for module in (pipeline, query, extract, admin, ops, deadletters, services, reconcile):
     for command in module.COMMANDS:
         main.add_command(command)
 

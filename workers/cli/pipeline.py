@@ -69,16 +69,33 @@ def up(concurrency: int | None) -> None:
     where = redact_url(settings.redis_url) + (" (private redis-server)" if deployment.private_redis else "")
     queues = ", ".join(f"{s.queue}:{s.pool}x{s.concurrency}" for s in deployment.layout)
     click.echo(f"newsflow: {len(deployment.procs)} workers ready ({queues}) on {where}; Ctrl-C stops", err=True)
-    code = 0
-    while not stop["now"]:
-        if not deployment.alive():
-            click.echo("newsflow: a worker exited; stopping the deployment", err=True)
-            code = 1
-            break
-        time.sleep(0.5)
+    _supervise(deployment, settings, stop)
     click.echo("newsflow: stopping (running tasks finish, unacked messages return to their queues)", err=True)
     deployment.stop()
-    raise SystemExit(code)
+    raise SystemExit(0)
+
+
+def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
+    """Restart workers that exit, and resume articles whose message was lost, until told to stop."""
+    from newsflow.state import State
+    from workers import client
+    from workers.app import app
+
+    state = State.from_settings(settings)
+    next_sweep = time.monotonic() + settings.reconcile_interval_s
+    while not stop["now"]:
+        for what in deployment.restart_exited():
+            click.echo(f"newsflow: the {what} worker exited; started a new one", err=True)
+        if time.monotonic() >= next_sweep:
+            next_sweep = time.monotonic() + settings.reconcile_interval_s
+            try:
+                resumed = client.reconcile(app, state, settings.reconcile_after_s)
+            except Exception as exc:  # Redis away for a moment: the next sweep tries again
+                click.echo(f"newsflow: reconcile failed: {exc}", err=True)
+                continue
+            if resumed:
+                click.echo(f"newsflow: resumed {len(resumed)} article(s) whose message was lost", err=True)
+        time.sleep(0.5)
 
 
 def _read_urls(urls: tuple[str, ...], from_file: str | None) -> list[str]:

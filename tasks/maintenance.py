@@ -1,0 +1,27 @@
+"""maintenance.reconcile: resume articles whose message a killed worker took with it.
+
+Beat runs it every `reconcile_interval_s` on the light crawl queue; `newsflow reconcile` runs the
+same sweep by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.base import shared_state
+from workers.app import app
+from workers.client import reconcile
+from workers.logging import get_logger
+from workers.settings import get_settings
+
+log = get_logger("newsflow.reconcile")
+
+
+@app.task(name="maintenance.reconcile", bind=True, ignore_result=True)
+def reconcile_task(self: Any) -> int:
+    resumed = reconcile(app, shared_state(), get_settings().reconcile_after_s)
+    for r in resumed:
+        log.warning(
+            "article_resumed", article_id=r.article_id, url=r.url, state=r.state, stage=r.stage, idle_s=r.idle_s
+        )
+    return len(resumed)
