@@ -1,0 +1,748 @@
+"""Pipeline benchmark: the Celery pipeline against its physical limit on this machine (issue #9).
+
+Run from the project root:
+    .venv/bin/python bench/pipeline.py                 # full run, 2,000 pages
+    .venv/bin/python bench/pipeline.py --pages 300     # quick run
+    .venv/bin/python bench/pipeline.py --soak 10000    # memory growth check over 10,000 articles
+
+What it measures, side by side in one run (timings on a shared machine are noisy; ratios are what
+count):
+1. the limit: fetch_page, build_doc (extract_article), enrich_article + assign_cluster and
+   SearchIndex.upsert_batch called in a plain loop, in one process per core, no broker;
+2. the pipeline: `Deployment(settings, default_layout(settings))`, as `newsflow up` starts it, with a
+   fresh data dir, ingesting the same pages;
+3. the ratio, per-task broker overhead, Redis memory per queued article, message sizes, resident
+   memory per worker process, and 1 → 2 processes per CPU-bound stage.
+The pages (121 extraction-benchmark fixtures and the seed) are served from memory on 127.0.0.1 under
+distinct URLs; beyond the first round each copy carries its number in the title, so it is a distinct
+article. Redis is a private redis-server on a free port, flushed between phases.
+It prints a table, writes a PNG chart (throughput per stage over time, from the ledger's trace
+timestamps) and, with --json, the raw figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    Origin,
+    Sampler,
+    cpu_s,
+    free_port,
+    load_sources,
+    loadavg,
+    tree_anon,
+    tree_cpu_s,
+    tree_rss,
+    vary,
+)
+
+STAGES = ("fetch", "clean", "enrich", "index")
+STATE_OF = {"fetched": "fetch", "cleaned": "clean", "enriched": "enrich", "indexed": "index"}
+MB = 1024 * 1024
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}  (load {loadavg()})", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the limit: the same functions in a plain loop ------------------------------------------------
+def _limit_child(
+    urls: list[str], index_dir: str, barrier: Any, out: Any, batch_size: int
+) -> None:  # pragma: no cover - runs in a child process
+    from newsflow.enrich import assign_cluster, enrich_article, warm_up
+    from newsflow.errors import PermanentError, TransientError
+    from newsflow.fetcher import fetch_page, make_session
+    from newsflow.searchindex import SearchIndex
+    from newsflow.state import connect
+    from newsflow.urls import article_id
+    from tasks.clean import build_doc
+    from workers.settings import get_settings
+
+    s = get_settings()
+    session, r, index = make_session(s), connect(s.state_url), SearchIndex(index_dir)
+    warm_up()
+    build_doc(
+        {"id": "w", "url": "http://127.0.0.1/w"}, "<html><body><p>" + "warm up " * 50 + "</p></body></html>", 1 << 20, 0
+    )
+    events: list[tuple[str, float]] = []
+    spent: dict[str, float] = defaultdict(float)
+    ok = dead = 0
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        t = time.perf_counter()
+        index.upsert_batch(batch, s.index_writer_heap_bytes)
+        spent["index"] += time.perf_counter() - t
+        now = time.time()
+        events.extend(("index", now) for _ in batch)
+        batch.clear()
+
+    barrier.wait()
+    cpu0, t0 = time.process_time(), time.time()
+    for url in urls:
+        aid = article_id(url)
+        try:
+            t = time.perf_counter()
+            res = fetch_page(url, s, session)
+            t1 = time.perf_counter()
+            events.append(("fetch", time.time()))
+            payload = {"v": 1, "id": aid, "url": url, "fetch": {"final_url": res.final_url, "status": res.status}}
+            doc = build_doc(payload, res.html, s.clean_max_html_bytes, s.clean_min_body_chars)
+            t2 = time.perf_counter()
+            events.append(("clean", time.time()))
+            doc.update(enrich_article(doc))
+            doc["cluster_id"] = assign_cluster(r, s.key_prefix, aid, doc.get("body") or "")
+            t3 = time.perf_counter()
+            events.append(("enrich", time.time()))
+            spent["fetch"] += t1 - t
+            spent["clean"] += t2 - t1
+            spent["enrich"] += t3 - t2
+        except (PermanentError, TransientError):
+            dead += 1
+            continue
+        batch.append(doc)
+        ok += 1
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    out.put(
+        {
+            "ok": ok,
+            "dead": dead,
+            "t0": t0,
+            "t1": time.time(),
+            "cpu_s": time.process_time() - cpu0,
+            "events": events,
+            "spent": dict(spent),
+        }
+    )
+
+
+def run_limit(urls: list[str], procs: int, work: Path, batch_size: int, redis_pid: int) -> dict[str, Any]:
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(procs + 1), ctx.Queue()
+    children = [
+        ctx.Process(
+            target=_limit_child, args=(urls[i::procs], str(work / f"limit-index-{i}"), barrier, out, batch_size)
+        )
+        for i in range(procs)
+    ]
+    for c in children:
+        c.start()
+    barrier.wait(120)
+    redis_cpu0, started = cpu_s(redis_pid), time.time()
+    parts = [out.get(timeout=3600) for _ in children]
+    redis_cpu = cpu_s(redis_pid) - redis_cpu0
+    for c in children:
+        c.join(30)
+    t0, t1 = min(p["t0"] for p in parts), max(p["t1"] for p in parts)
+    ok = sum(p["ok"] for p in parts)
+    spent: dict[str, float] = defaultdict(float)
+    for p in parts:
+        for k, v in p["spent"].items():
+            spent[k] += v
+    events = [e for p in parts for e in p["events"]]
+    return {
+        "procs": procs,
+        "ok": ok,
+        "dead": sum(p["dead"] for p in parts),
+        "wall_s": t1 - t0,
+        "rate": ok / (t1 - t0),
+        "cpu_s": sum(p["cpu_s"] for p in parts),
+        "redis_cpu_s": redis_cpu,
+        "stage_ms": {k: 1000 * v / max(1, ok) for k, v in spent.items()},
+        "events": [(stage, t - started) for stage, t in events],
+    }
+
+
+# --- the pipeline: the default deployment --------------------------------------------------------------
+class PipelineRun:
+    """One deployment, fed `urls`, watched until every article is indexed or dead."""
+
+    def __init__(self, settings: Any, urls: list[str], work: Path, redis_pid: int, label: str) -> None:
+        from newsflow.state import State
+
+        self.settings, self.urls, self.work, self.redis_pid, self.label = settings, urls, work, redis_pid, label
+        self.state = State.from_settings(settings)
+        self.samples: list[dict[str, Any]] = []
+        self.msg_sizes: dict[str, list[int]] = defaultdict(list)
+
+    def done_count(self) -> int:
+        """indexed + dead so far, from the ledger's hourly counters (cheap to poll)."""
+        hours = {time.strftime("%Y%m%d%H", time.gmtime(t)) for t in (self.t0, time.time())}
+        keys = [self.state.key("stats", st, h) for st in ("indexed", "dead") for h in hours]
+        return sum(int(v) for v in self.state.r.mget(keys) if v)
+
+    def sample(self) -> None:
+        r = self.state.r
+        pipe = r.pipeline(transaction=False)
+        for q in STAGES:
+            pipe.llen(q)
+            pipe.lrange(q, 0, 2)
+        res = pipe.execute()
+        depth = {}
+        for i, q in enumerate(STAGES):
+            depth[q] = res[2 * i]
+            self.msg_sizes[q].extend(len(m) for m in res[2 * i + 1])
+        rss = {name: sum(tree_rss(p.pid).values()) for name, p in zip(self.names(), self.dep.procs, strict=True)}
+        anon = {name: tree_anon(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
+        self.samples.append(
+            {"t": time.time() - self.t0, "depth": depth, "rss": rss, "anon": anon, "done": self.done_count()}
+        )
+
+    def names(self) -> list[str]:
+        """A label per worker process: its queue(s), numbered when several consume the same."""
+        queues = [spec.queue for spec in self.dep.layout]
+        return [q if queues.count(q) == 1 else f"{q}#{queues[:i].count(q) + 1}" for i, q in enumerate(queues)]
+
+    def profilers(self, out_dir: Path | None) -> list[Any]:
+        """py-spy on every worker process tree (raw collapsed stacks), if asked for and installed."""
+        import subprocess
+
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if out_dir is None or not Path(spy).exists():
+            return []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "-p",
+                    str(p.pid),
+                    "--subprocesses",
+                    "--nonblocking",
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(out_dir / f"{self.label}-{name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, p in zip(self.names(), self.dep.procs, strict=True)
+        ]
+
+    def run(self, timeout_s: float, layout: list[Any] | None = None, profile: Path | None = None) -> dict[str, Any]:
+        from workers.app import app
+        from workers.client import submit
+        from workers.runtime import Deployment, default_layout
+
+        log_path = self.work / f"{self.label}-workers.log"
+        self.dep = Deployment(self.settings, layout or default_layout(self.settings), log_path=log_path)
+        self.dep.start()
+        try:
+            time.sleep(1.0)  # let prefork children finish booting before the clock starts
+            roots = [p.pid for p in self.dep.procs]
+            cpu0 = sum(tree_cpu_s(p) for p in roots)
+            redis_cpu0 = cpu_s(self.redis_pid)
+            spies = self.profilers(profile)
+            self.t0 = time.time()
+            sampler = Sampler(self.sample, 0.5)
+            sampler.start()
+            submitted, _ = submit(app, self.state, self.urls)
+            submit_s = time.time() - self.t0
+            deadline = time.monotonic() + timeout_s
+            n = len({s.article_id for s in submitted})
+            while (done := self.done_count()) < n and time.monotonic() < deadline and self.dep.alive():
+                time.sleep(0.25)
+            t1 = time.time()
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+            for spy in spies:
+                spy.wait(30)
+            sampler.stop()
+            self.sample()
+            cpu = sum(tree_cpu_s(p) for p in roots) - cpu0
+            redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
+            rss = {name: tree_rss(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
+            workers = [(spec.queue, spec.pool, spec.concurrency) for spec in self.dep.layout]
+        finally:
+            self.dep.stop()
+        ids = [s.article_id for s in submitted]
+        events, outcomes = self.traces(ids)
+        return {
+            "label": self.label,
+            "layout": workers,
+            "n": n,
+            "done": done,
+            "indexed": outcomes.get("indexed", 0),
+            "dead": outcomes.get("dead", 0),
+            "wall_s": t1 - self.t0,
+            "submit_s": submit_s,
+            "rate": outcomes.get("indexed", 0) / (t1 - self.t0),
+            "cpu_s": cpu,
+            "redis_cpu_s": redis_cpu,
+            "rss": rss,
+            "samples": self.samples,
+            "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
+            "doc_bytes": self.doc_sizes(ids),
+            "handler_ms": handler_times(log_path, self.t0),
+            "events": [(st, t - self.t0) for st, t in events],
+        }
+
+    def traces(self, ids: list[str]) -> tuple[list[tuple[str, float]], dict[str, int]]:
+        events: list[tuple[str, float]] = []
+        outcomes: dict[str, int] = defaultdict(int)
+        for i in range(0, len(ids), 500):
+            pipe = self.state.r.pipeline(transaction=False)
+            for aid in ids[i : i + 500]:
+                pipe.lrange(self.state.key("trace", aid), 0, -1)
+            for lines in pipe.execute():
+                final = None
+                for raw in lines:
+                    ev = json.loads(raw)
+                    if ev["t"] >= self.t0 - 1 and ev["state"] in STATE_OF:
+                        events.append((STATE_OF[ev["state"]], ev["t"]))
+                    final = final or ev["state"]  # newest first
+                outcomes[final or "missing"] += 1
+        return events, outcomes
+
+    def doc_sizes(self, ids: list[str]) -> list[int]:
+        pipe = self.state.r.pipeline(transaction=False)
+        for aid in ids[:2000]:
+            pipe.strlen(self.state.key("doc", aid))
+        return [n for n in pipe.execute() if n]
+
+
+def handler_times(log_path: Path, since: float) -> dict[str, list[float]]:
+    """duration_ms of every `stage_done` line in the workers' JSON log, by stage."""
+    out: dict[str, list[float]] = defaultdict(list)
+    if not log_path.exists():
+        return out
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"stage_done"' not in line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "duration_ms" in rec:
+            out[rec.get("stage", "?")].append(float(rec["duration_ms"]))
+    return out
+
+
+# --- alternative worker layouts, to compare with default_layout side by side ---------------------------
+def _split_prefork(settings: Any) -> list[Any]:
+    """The layout before issue #9: one prefork pool per CPU-bound stage, task events on."""
+    from workers.runtime import WorkerSpec
+
+    cpu = settings.worker_concurrency or os.cpu_count() or 1
+    return [
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency, ("-E",)),
+        WorkerSpec("clean", "prefork", cpu, ("-E",)),
+        WorkerSpec("enrich", "prefork", cpu, ("-E",)),
+        WorkerSpec("index", "threads", settings.index_batch_size, ("-E",)),
+    ]
+
+
+def _solo_combined(settings: Any) -> list[Any]:
+    """One solo worker per core consuming both clean and enrich (their queues stay separate)."""
+    from workers.runtime import WorkerSpec
+
+    cpu = settings.worker_concurrency or os.cpu_count() or 1
+    return [
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
+        *[WorkerSpec("clean,enrich", "solo", 1) for _ in range(cpu)],
+        WorkerSpec("index", "threads", settings.index_batch_size),
+    ]
+
+
+def _prefork_combined(settings: Any) -> list[Any]:
+    """One prefork pool (a child per core) consuming both clean and enrich."""
+    from workers.runtime import WorkerSpec
+
+    cpu = settings.worker_concurrency or os.cpu_count() or 1
+    return [
+        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
+        WorkerSpec("clean,enrich", "prefork", cpu),
+        WorkerSpec("index", "threads", settings.index_batch_size),
+    ]
+
+
+LAYOUTS = {
+    "split-prefork-events": _split_prefork,
+    "solo-combined": _solo_combined,
+    "prefork-combined": _prefork_combined,
+}
+
+
+# --- queue memory, with no workers -------------------------------------------------------------------
+def measure_queue(urls: list[str], state: Any, sources: list[str]) -> dict[str, Any]:
+    """Redis memory and message size per article queued for fetch, before any worker runs."""
+    from newsflow.urls import article_id
+    from tasks import topology
+    from workers.app import app
+    from workers.client import make_payload, submit
+
+    r = state.r
+    r.flushall()
+    before = int(r.info("memory")["used_memory"])
+    name, queue = topology.task_name("fetch"), topology.queue_of("fetch")
+    with app.producer_or_acquire() as producer:
+        for url in urls:
+            app.send_task(name, args=(make_payload(url, article_id(url)),), queue=queue, producer=producer)
+    after_queue = int(r.info("memory")["used_memory"])
+    queued = r.lrange(queue, 0, -1)
+    sizes = [len(m) for m in queued]
+    r.flushall()
+    before_submit = int(r.info("memory")["used_memory"])
+    submit(app, state, urls)
+    after_submit = int(r.info("memory")["used_memory"])
+    r.flushall()
+    # Claim-check blobs as the fetch stage stores them (State.put_blob), one per distinct page.
+    blob_bytes = [int(r.strlen(state.put_blob(f"b{i}", vary(src, i)))) for i, src in enumerate(sources)]
+    r.flushall()
+    n = len(urls)
+    return {
+        "n": n,
+        "queue_bytes_per_article": (after_queue - before) / n,
+        "submit_bytes_per_article": (after_submit - before_submit) / n,
+        "fetch_msg_bytes": statistics.mean(sizes),
+        "blob_bytes": blob_bytes,
+        "sample_message": queued[0].decode("utf-8", "replace") if queued else None,
+    }
+
+
+# --- report ----------------------------------------------------------------------------------------------
+def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
+    lim, pipe = dict(res["limit"]), res["pipeline"]
+    if "limit_after" in res:  # the mean of the runs before and after the pipeline
+        after = res["limit_after"]
+        for k in ("rate", "cpu_s", "redis_cpu_s", "wall_s"):
+            lim[k] = (lim[k] + after[k]) / 2
+        lim["stage_ms"] = {k: (v + after["stage_ms"].get(k, v)) / 2 for k, v in lim["stage_ms"].items()}
+    n_tasks = 4 * pipe["indexed"]
+    ratio = pipe["rate"] / lim["rate"]
+    cpu_ratio = ((lim["cpu_s"] + lim["redis_cpu_s"]) / max(1, lim["ok"])) / (
+        (pipe["cpu_s"] + pipe["redis_cpu_s"]) / max(1, pipe["indexed"])
+    )
+    wall_ov = (cores / pipe["rate"] - cores / lim["rate"]) / 4 * 1000
+    cpu_ov = ((pipe["cpu_s"] + pipe["redis_cpu_s"]) - (lim["cpu_s"] + lim["redis_cpu_s"])) / max(1, n_tasks) * 1000
+    blob = res["queue"]["blob_bytes"]
+    rows: list[tuple[str, str]] = [
+        ("machine", f"{cores} cores, load at start {res['load_start']}, at end {res['load_end']}"),
+        ("pages", f"{pipe['n']} ({pipe['indexed']} indexed, {pipe['dead']} dead); limit ok {lim['ok']}"),
+        (
+            "limit",
+            f"{lim['rate']:.1f} articles/s ({lim['procs']} processes, {lim['wall_s']:.1f} s)"
+            + (
+                f"; runs before/after: {res['limit']['rate']:.1f} / {res['limit_after']['rate']:.1f}"
+                if "limit_after" in res
+                else ""
+            ),
+        ),
+        ("pipeline", f"{pipe['rate']:.1f} articles/s ({pipe['wall_s']:.1f} s; submit took {pipe['submit_s']:.1f} s)"),
+        ("ratio pipeline/limit", f"{ratio:.2f}  (goal >= 0.80)"),
+        # CPU per article is far less sensitive to other load on the machine than throughput is.
+        ("ratio by CPU/article", f"{cpu_ratio:.2f}  (limit CPU per article / pipeline CPU per article)"),
+        ("broker overhead, wall", f"{wall_ov:.2f} core-ms per task (goal <= 2)"),
+        ("broker overhead, CPU", f"{cpu_ov:.2f} CPU-ms per task (workers + redis, minus the limit's)"),
+        (
+            "CPU per article",
+            f"limit {1000 * (lim['cpu_s'] + lim['redis_cpu_s']) / max(1, lim['ok']):.1f} ms, "
+            f"pipeline {1000 * (pipe['cpu_s'] + pipe['redis_cpu_s']) / max(1, pipe['indexed']):.1f} ms",
+        ),
+    ]
+    for st in STAGES:
+        h = pipe["handler_ms"].get(st, [])
+        rows.append(
+            (
+                f"  {st}",
+                f"pure {lim['stage_ms'].get(st, float('nan')):6.2f} ms/article | handler median "
+                f"{pct(h, 0.5):6.2f} p95 {pct(h, 0.95):7.2f} ms",
+            )
+        )
+    q = res["queue"]
+    rows.append(
+        (
+            "Redis per queued article",
+            f"{q['queue_bytes_per_article']:.0f} B queue only; "
+            f"{q['submit_bytes_per_article']:.0f} B with the ledger (submit)",
+        )
+    )
+    sizes = {"fetch": [int(q["fetch_msg_bytes"])], **pipe["msg_sizes"]}
+    rows.append(
+        (
+            "message size",
+            ", ".join(f"{k} {statistics.mean(v):.0f} B" for k, v in sizes.items() if v) + " (goal <= 2048)",
+        )
+    )
+    doc = pipe["doc_bytes"]
+    rows.append(
+        (
+            "claim-check blobs",
+            f"raw HTML zlib median {pct(blob, 0.5) / 1024:.1f} kB (max {max(blob) / 1024:.0f} kB); "
+            f"doc JSON zlib median {pct(doc, 0.5) / 1024:.1f} kB",
+        )
+    )
+    for queue, procs in pipe["rss"].items():
+        rows.append((f"RSS {queue}", ", ".join(f"{v / MB:.0f}" for v in procs.values()) + " MB"))
+    if "scale" in res:
+        sc = res["scale"]
+        rows.append(
+            (
+                "scaling limit 1→2 procs",
+                f"{sc['limit1']['rate']:.1f} → {lim['rate']:.1f} articles/s "
+                f"(x{lim['rate'] / sc['limit1']['rate']:.2f})",
+            )
+        )
+        rows.append(
+            (
+                "scaling pipeline 1→2",
+                f"{sc['pipeline1']['rate']:.1f} → {pipe['rate']:.1f} articles/s "
+                f"(x{pipe['rate'] / sc['pipeline1']['rate']:.2f})",
+            )
+        )
+    lim_rate = lim["rate"]
+    lim_cpu_article = 1000 * (lim["cpu_s"] + lim["redis_cpu_s"]) / max(1, lim["ok"])
+    for name, run in res.get("variants", {}).items():
+        cpu_article = 1000 * (run["cpu_s"] + run["redis_cpu_s"]) / max(1, run["indexed"])
+        rows.append(
+            (
+                f"variant {name}",
+                f"{run['rate']:.1f} articles/s, ratio {run['rate'] / lim_rate:.2f}, "
+                f"CPU/article {cpu_article:.1f} ms (CPU ratio {lim_cpu_article / cpu_article:.2f})",
+            )
+        )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _rate_series(events: list[tuple[str, float]], stage: str) -> tuple[list[int], list[float]]:
+    """Completions of `stage` per second, as a 3-second running mean."""
+    ts = [t for s, t in events if s == stage]
+    if not ts:
+        return [], []
+    bins = int(max(ts)) + 2
+    counts = [0] * bins
+    for t in ts:
+        counts[max(0, int(t))] += 1
+    return list(range(bins)), [sum(counts[max(0, i - 2) : i + 1]) / min(3, i + 1) for i in range(bins)]
+
+
+def chart(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pipe, lim = res["pipeline"], res["limit"]
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    ax = axes[0]
+    runs = [("before", lim)] + ([("after", res["limit_after"])] if "limit_after" in res else [])
+    for (when, run), style in zip(runs, ("-", "--"), strict=False):
+        for st in ("fetch", "index"):
+            ax.plot(*_rate_series(run["events"], st), style, label=f"{st} ({when}: {run['rate']:.1f}/s)")
+    ax.set_title("limit: plain loop, one process per core, run before and after the pipeline")
+    ax = axes[1]
+    for st in STAGES:
+        ax.plot(*_rate_series(pipe["events"], st), label=st)
+    ax.set_title(f"pipeline (default `newsflow up` layout): {pipe['rate']:.1f} articles/s")
+    for ax in axes[:2]:
+        ax.set_ylabel("articles/s (3 s mean)")
+        ax.legend(loc="upper right", fontsize="small")
+        ax.grid(alpha=0.3)
+    ax = axes[2]
+    ts = [s["t"] for s in pipe["samples"]]
+    for q in STAGES:
+        ax.plot(ts, [s["depth"][q] for s in pipe["samples"]], label=q)
+    ax.set_title("pipeline queue depth (messages waiting)")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("messages")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    lim_rate = (lim["rate"] + res.get("limit_after", lim)["rate"]) / 2
+    fig.suptitle(
+        f"newsflow pipeline vs limit, {pipe['n']} pages, ratio {pipe['rate'] / lim_rate:.2f} "
+        f"({res['date']}, load {res['load_start']} → {res.get('load_end', '?')})"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- soak ----------------------------------------------------------------------------------------------------
+def soak_report(run: dict[str, Any], warm_fraction: float = 0.1) -> tuple[bool, str]:
+    """Private memory (RssAnon) of each worker's process tree at the end vs after warm-up (<= +10%).
+
+    Plain RSS is shown too; it also counts file pages mapped in (the index writer maps its growing
+    segment files), which are not the process's memory to leak.
+    """
+    samples = run["samples"]
+    warm = next((s for s in samples if s["done"] >= warm_fraction * run["n"]), samples[0])
+    end = samples[-1]
+    ok, lines = True, []
+    for queue, start in warm["anon"].items():
+        final = end["anon"][queue]
+        growth = final / max(1, start) - 1
+        ok = ok and growth <= 0.10
+        lines.append(
+            f"  {queue:7s} private RSS after warm-up {start / MB:6.1f} MB, at end {final / MB:6.1f} MB ({growth:+.1%});"
+            f"  RSS {warm['rss'][queue] / MB:6.1f} -> {end['rss'][queue] / MB:6.1f} MB"
+        )
+    head = (
+        f"soak: {run['indexed']} indexed, {run['dead']} dead in {run['wall_s']:.0f} s "
+        f"({run['rate']:.1f} articles/s); warm-up point at {warm['done']} done, t={warm['t']:.0f} s"
+    )
+    verdict = "PASS (<= 10%)" if ok else "FAIL (> 10%)"
+    return ok, "\n".join([head, *lines, "  private memory growth check: " + verdict])
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pages", type=int, default=2000, help="articles to ingest (default 2000)")
+    ap.add_argument("--soak", type=int, metavar="N", help="only the pipeline, N articles, check RSS growth")
+    ap.add_argument("--no-scale", action="store_true", help="skip the 1-process-per-stage runs")
+    ap.add_argument("--scale-pages", type=int, default=500, help="articles for the 1-process runs (default 500)")
+    ap.add_argument("--chart", type=Path, default=ROOT / "docs" / "img" / "pipeline-throughput.png")
+    ap.add_argument("--json", type=Path, help="write the raw figures here")
+    ap.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, indexes)")
+    ap.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every worker during pipeline runs (raw stacks)")
+    ap.add_argument(
+        "--layout-variant",
+        action="append",
+        default=[],
+        choices=sorted(LAYOUTS),
+        help="also run the pipeline with this worker layout; repeatable",
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=VALUE[,FIELD=VALUE]",
+        help="also run the pipeline with these settings (e.g. events:worker_task_events=1); repeatable",
+    )
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for a pipeline run")
+    args = ap.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="newsflow-bench-"))
+    port = free_port()
+    # Before any newsflow import: the benchmark's own process talks to the private Redis.
+    os.environ.update(
+        {
+            "NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "NEWSFLOW_STATE_REDIS_URL": "",
+            "NEWSFLOW_DATA_DIR": str(work / "data"),
+            "NEWSFLOW_FETCH_ALLOW_PRIVATE": "1",
+            "NEWSFLOW_LOG_LEVEL": "INFO",
+            # Every page comes from one local origin: the per-host politeness limit (1/s by default)
+            # would measure the limiter, not the pipeline. Its Redis checks still run per fetch.
+            "NEWSFLOW_POLITE_HOST_RATE_PER_S": "1000000",
+        }
+    )
+    from newsflow.state import State
+    from workers.runtime import PrivateRedis
+    from workers.settings import get_settings, load_settings
+
+    settings = get_settings()
+    redis = PrivateRedis(port, work / "redis")
+    redis.start()
+    assert redis.proc is not None
+    state = State.from_settings(settings)
+    sources = load_sources(args.fixtures)
+    res: dict[str, Any] = {
+        "cores": cores,
+        "load_start": loadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    status = 0
+    try:
+        with Origin(sources) as origin:
+
+            def pipeline(n: int, label: str, layout: Any = None, **overrides: Any) -> dict[str, Any]:
+                state.r.flushall()
+                s = load_settings(data_dir=str(work / label), **overrides)
+                log(f"pipeline '{label}': {n} pages")
+                run = PipelineRun(s, [origin.url(i) for i in range(n)], work, redis.proc.pid, label)
+                out = run.run(args.timeout, layout=layout(s) if layout else None, profile=args.profile)
+                log(f"pipeline '{label}': {out['rate']:.1f} articles/s, {out['indexed']} indexed, {out['dead']} dead")
+                return out
+
+            def limit(n: int, procs: int) -> dict[str, Any]:
+                state.r.flushall()
+                log(f"limit: {n} pages, {procs} processes")
+                out = run_limit(
+                    [origin.url(i) for i in range(n)], procs, work, settings.index_batch_size, redis.proc.pid
+                )
+                log(f"limit: {out['rate']:.1f} articles/s")
+                return out
+
+            if args.soak:
+                run = pipeline(args.soak, "soak")
+                ok, text = soak_report(run)
+                res["soak"] = {k: v for k, v in run.items() if k != "events"}
+                print(text)
+                status = 0 if ok else 1
+            else:
+                log("queue memory and message size, no workers")
+                res["queue"] = measure_queue([origin.url(i) for i in range(min(args.pages, 2000))], state, sources)
+                res["limit"] = limit(args.pages, cores)
+                res["pipeline"] = pipeline(args.pages, "pipeline")
+                # The load of a shared machine drifts: bracket the pipeline by a second limit run.
+                res["limit_after"] = limit(args.pages, cores)
+                if not args.no_scale and cores > 1:
+                    m = min(args.pages, args.scale_pages)
+                    res["scale"] = {"limit1": limit(m, 1), "pipeline1": pipeline(m, "pipeline-1", worker_concurrency=1)}
+                res["variants"] = {}
+                for name in args.layout_variant:
+                    res["variants"][name] = pipeline(args.pages, name, layout=LAYOUTS[name])
+                for spec in args.variant:
+                    name, _, assigns = spec.partition(":")
+                    env = {
+                        "NEWSFLOW_" + k.strip().upper(): v for k, _, v in (a.partition("=") for a in assigns.split(","))
+                    }
+                    overrides = dataclasses.asdict(load_settings({**os.environ, **env}))
+                    changed = {k: v for k, v in overrides.items() if getattr(settings, k) != v and k != "data_dir"}
+                    res["variants"][name] = pipeline(args.pages, name, **changed)
+                res["load_end"] = loadavg()
+                print(summarize(res, sources, cores))
+                chart(res, args.chart)
+                print(f"chart: {args.chart}")
+    finally:
+        redis.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work dir kept: {work}", file=sys.stderr)
+    res.setdefault("load_end", loadavg())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
