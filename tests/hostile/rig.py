@@ -227,6 +227,17 @@ class Rig:
         spec = next(s for s in make_layout(self.settings) if s.queue == queue)
         self.extra_deployments.append(self._deploy([spec]))
 
+    def replace_exited(self) -> list[str]:
+        """What `newsflow up` does between sweeps: a worker that exited gets a replacement."""
+        replaced = []
+        for queue in ("fetch", "clean", "enrich", "index"):
+            try:
+                self.worker_proc(queue)
+            except LookupError:
+                self.replace_worker(queue)
+                replaced.append(queue)
+        return replaced
+
     # --- submitting and waiting ------------------------------------------------------------------
     def submit(self, urls: list[str]) -> list[client.Submitted]:
         submitted, rejected = client.submit(self.app, self.state, urls)
@@ -239,8 +250,8 @@ class Rig:
         """Poll the ledger until each id is terminal; Redis outages are waited out, not fatal.
 
         With `stall_s`, give up early once no article has finished for that long. Like `newsflow up`,
-        the rig runs the reconciler every few seconds, so an article whose message a killed worker
-        took with it is resumed (after NEWSFLOW_RECONCILE_AFTER_S of silence).
+        the rig replaces exited workers and runs the reconciler every few seconds, so an article whose
+        message a killed worker took with it is resumed (after NEWSFLOW_RECONCILE_AFTER_S of silence).
         """
         todo = set(ids)
         states: dict[str, str] = {}
@@ -250,6 +261,8 @@ class Rig:
         while todo and time.monotonic() < deadline:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + RECONCILE_EVERY_S
+                for queue in self.replace_exited():
+                    print(f"supervisor: the {queue} worker had exited; started a new one")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     for r in client.reconcile(self.app, self.state, self.settings.reconcile_after_s):
                         self.resumed.append(r)
