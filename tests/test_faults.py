@@ -175,12 +175,7 @@ def supervise(rig: Rig, seconds: float) -> list[str]:
     replaced: list[str] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for queue in ("fetch", "clean", "enrich", "index"):
-            try:
-                rig.worker_proc(queue)
-            except LookupError:
-                rig.replace_worker(queue)
-                replaced.append(queue)
+        replaced += rig.replace_exited()
         time.sleep(0.5)
     return replaced
 
