@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +160,35 @@ def test_reconciler_resumes_an_article_whose_message_was_lost(
         time.sleep(0.2)
     assert entry is not None and entry.state == "indexed", entry
     assert show(aid) is not None
+
+
+def test_seed_is_enriched(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
+    doc = show(seed_ingested["article_id"])
+    assert doc is not None
+    assert doc["language"] == seed_expected["language"]
+    for kind, names in seed_expected["entities_expected"].items():
+        assert set(names) <= set(doc["entities"][kind]), (kind, doc["entities"][kind])
+    assert 5 <= len(doc["keywords"]) <= 10
+    first_sentence = (doc["summary"] or "").split(". ")[0]
+    assert first_sentence and first_sentence in doc["body"]  # the summary is taken from the text
+    assert doc["cluster_id"]
+
+
+def test_syndicated_copies_from_two_hosts_share_a_cluster(deployment: Any) -> None:
+    """The bundled wire story, served by two different origins, lands in one near-duplicate cluster."""
+    from workers.staticserver import StaticServer
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    with StaticServer(examples) as host_a, StaticServer(examples) as host_b:
+        code, rows = ingest(
+            f"{host_a.base_url}/wire-bridge-reopens-a.html",
+            f"{host_b.base_url}/wire-bridge-reopens-b.html",
+            f"{host_b.base_url}/storm.html",
+        )
+    assert code == 0, rows
+    docs = [show(r["article_id"]) for r in rows]
+    assert all(d is not None for d in docs)
+    wire_a, wire_b, other = docs
+    assert wire_a and wire_b and other
+    assert wire_a["cluster_id"] == wire_b["cluster_id"]
+    assert other["cluster_id"] != wire_a["cluster_id"]
