@@ -24,6 +24,15 @@ class PermanentError(StageError):
     """Dead-letter the article now with `reason`."""
 
 
+class InputGone(StageError):
+    """The stage's stored input (claim-check blob or document) is gone.
+
+    A redelivered message of work already done meets this (its input was cleaned up after the
+    article moved on), and so does an article whose input was lost with a Redis restart. The task
+    base decides: done already -> skip; otherwise fetch the page again, once; then dead-letter.
+    """
+
+
 class TransientError(StageError):
     """Retry later; `retry_after_s` overrides the backoff when the server told us when."""
 

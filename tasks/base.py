@@ -24,14 +24,16 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from config.defaults import Settings
 from newsflow import metrics
-from newsflow.errors import PermanentError, TransientError
-from newsflow.state import State
+from newsflow.errors import InputGone, PermanentError, TransientError
+from newsflow.state import STATES, State
 from tasks import topology
 from workers.logging import get_logger
 from workers.settings import get_settings
 
 log = get_logger("newsflow.stage")
 Payload = dict[str, Any]
+# The ledger state each stage leaves an article in.
+DONE_STATE = {"fetch": "fetched", "clean": "cleaned", "enrich": "enriched", "index": "indexed"}
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ class StageTask(Task):  # type: ignore[misc]
             return outcome
         except Retry:
             raise
+        except InputGone as exc:
+            outcome = self._input_gone(ctx, checked, exc)
+            bound.info("stage_done", outcome=outcome, reason=exc.reason, duration_ms=_ms(started))
+            return outcome
         except TransientError as exc:
             return self._transient(ctx, payload, exc, bound, started)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -140,6 +146,21 @@ class StageTask(Task):  # type: ignore[misc]
             self._dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}")
             bound.exception("stage_done", outcome="dead", reason="internal_error", duration_ms=_ms(started))
             return "dead"
+
+    def _input_gone(self, ctx: StageContext, payload: Payload, exc: InputGone) -> str:
+        """Skip work already done; otherwise start the article over at fetch, once; then dead-letter."""
+        entry = ctx.state.ledger(payload["id"])
+        done = entry is not None and entry.state in STATES and entry.state != "dead"
+        if done and STATES.index(entry.state) >= STATES.index(DONE_STATE[self.stage]):  # type: ignore[union-attr]
+            return "skipped"  # a redelivery of work already done; its input was cleaned up
+        if payload.get("refetched"):
+            raise PermanentError(exc.reason, f"{exc.detail}, and again after fetching the page anew")
+        first = topology.FIRST_STAGE
+        restart = {k: v for k, v in payload.items() if k in ("v", "id", "url", "source", "hints", "submitted_at")}
+        restart.update(refetched=True, enqueued_at=round(time.time(), 3))
+        ctx.state.record(payload["id"], payload["url"], "discovered", self.stage, reason=f"{exc.reason}_refetch")
+        self.app.send_task(topology.task_name(first), args=(restart,), queue=topology.queue_of(first))
+        return "refetch"
 
     def _transient(self, ctx: StageContext, payload: Any, exc: TransientError, bound: Any, started: float) -> str:
         attempt = int(self.request.retries or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsflow.errors import PermanentError
+from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
 from tasks.base import Payload, StageContext, StageTask
 from workers.app import app
@@ -44,7 +44,7 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
     if html is None:
         if ctx.state.get_doc(aid) is not None:
             return _next(payload)  # redelivered after the doc was written: nothing to redo
-        raise PermanentError("blob_missing", "raw HTML expired or was never stored; replay from fetch")
+        raise InputGone("blob_missing", "raw HTML expired or was lost")
     doc = build_doc(payload, html, ctx.settings.clean_max_html_bytes, ctx.settings.clean_min_body_chars)
     ctx.state.put_doc(aid, doc)
     ctx.state.delete_blob(key)

@@ -7,7 +7,7 @@ from typing import Any
 from celery import signals
 
 from newsflow.enrich import assign_cluster, enrich_article, warm_up
-from newsflow.errors import PermanentError
+from newsflow.errors import InputGone
 from tasks.base import Payload, StageContext, StageTask
 from workers.app import app
 
@@ -16,7 +16,7 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
     aid = payload["id"]
     doc = ctx.state.get_doc(aid)
     if doc is None:
-        raise PermanentError("doc_missing", "cleaned document expired or was never stored; replay from fetch")
+        raise InputGone("doc_missing", "cleaned document expired or was lost")
     doc.update(enrich_article(doc))
     doc["cluster_id"] = assign_cluster(ctx.state.r, ctx.settings.key_prefix, aid, doc.get("body") or "")
     ctx.state.put_doc(aid, doc)

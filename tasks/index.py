@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from newsflow.batcher import Batcher, Item
-from newsflow.errors import PermanentError, TransientError
+from newsflow.errors import InputGone, TransientError
 from newsflow.search import SchemaMismatch, SearchIndex
 from newsflow.search.schema import site_of
 from newsflow.search.tombstones import Tombstones, site_of_url
@@ -36,9 +36,7 @@ def commit_batch(items: Sequence[Item]) -> None:
         if item.article_id in purged:
             continue
         if doc is None:
-            item.error = PermanentError(
-                "doc_missing", "enriched document expired or was never stored; replay from fetch"
-            )
+            item.error = InputGone("doc_missing", "enriched document expired or was lost")
         else:
             ready.append(doc)
     if ready or purged:

@@ -192,3 +192,40 @@ def test_syndicated_copies_from_two_hosts_share_a_cluster(deployment: Any) -> No
     assert wire_a and wire_b and other
     assert wire_a["cluster_id"] == wire_b["cluster_id"]
     assert other["cluster_id"] != wire_a["cluster_id"]
+
+
+def _wait_terminal(state: Any, aid: str, since: float, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        entry = state.ledger(aid)
+        if entry and entry.state in ("indexed", "dead") and entry.updated_at >= since:
+            return entry
+        time.sleep(0.2)
+    return state.ledger(aid)
+
+
+def test_lost_stage_input_is_refetched_and_redelivered_work_is_skipped(
+    deployment: Any, origin: Any, seed_ingested: dict[str, Any], ground_truth: dict[str, Any]
+) -> None:
+    """A clean message whose raw HTML is gone: done already -> skipped; otherwise fetched anew once."""
+    from newsflow.state import State
+    from newsflow.urls import article_id
+    from workers.app import app
+    from workers.settings import get_settings
+
+    state = State.from_settings(get_settings())
+    gone = {"v": 1, "blob": "newsflow:blob:gone"}
+    # 1. A redelivery of work already done (the seed is indexed): skipped, no dead letter.
+    before = state.ledger(seed_ingested["article_id"])
+    app.send_task("clean.page", args=({**gone, "id": seed_ingested["article_id"], "url": seed_ingested["url"]},))
+    # 2. An article whose HTML was lost before it was cleaned: fetched again, then indexed.
+    url = f"{origin.base_url}/bench/{sorted(ground_truth)[-2]}.html?lost=blob"
+    aid, since = article_id(url), time.time()
+    state.record(aid, url, "fetched", "fetch")
+    app.send_task("clean.page", args=({**gone, "id": aid, "url": url},))
+    entry = _wait_terminal(state, aid, since)
+    assert entry is not None and entry.state == "indexed", entry
+    assert any(e.get("reason") == "blob_missing_refetch" for e in state.trace(aid))
+    after = state.ledger(seed_ingested["article_id"])
+    assert before is not None and after is not None
+    assert after.state == "indexed" and state.dead_letter_record(seed_ingested["article_id"]) is None
