@@ -229,3 +229,19 @@ def test_lost_stage_input_is_refetched_and_redelivered_work_is_skipped(
     after = state.ledger(seed_ingested["article_id"])
     assert before is not None and after is not None
     assert after.state == "indexed" and state.dead_letter_record(seed_ingested["article_id"]) is None
+
+
+def test_demo_runs_end_to_end(redis_url: str, tmp_path: Path) -> None:
+    """The README's main job: `newsflow demo` on the bundled pages (own Redis db and data dir)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEWSFLOW_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3", "NEWSFLOW_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "demo"], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    done = re.search(r"(\d+)/(\d+) pages indexed", proc.stdout)
+    assert done and done.group(1) == done.group(2) and int(done.group(1)) >= 13, proc.stdout[:500]
+    assert "Stoltenberg: Putin doesn’t want peace" in proc.stdout
