@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from newsflow.batcher import Batcher, Item
-from newsflow.errors import InputGone, TransientError
+from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.search import SchemaMismatch, SearchIndex
 from newsflow.search.schema import site_of
 from newsflow.search.tombstones import Tombstones, site_of_url
 from tasks.base import Payload, StageContext, StageTask, shared_state
 from workers.app import app
+from workers.logging import get_logger
 from workers.settings import get_settings
+
+log = get_logger("newsflow.index")
 
 
 def commit_batch(items: Sequence[Item]) -> None:
@@ -39,13 +42,22 @@ def commit_batch(items: Sequence[Item]) -> None:
             item.error = InputGone("doc_missing", "enriched document expired or was lost")
         else:
             ready.append(doc)
+    rejected: dict[str, str] = {}
     if ready or purged:
         try:
-            index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged))
+            index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged), rejected=rejected)
         except ValueError as exc:  # tantivy reports lock and I/O trouble as ValueError
             raise TransientError("index_unavailable", str(exc)) from exc
         except SchemaMismatch as exc:  # waits (with retries) for `newsflow reindex`
             raise TransientError("index_schema_mismatch", str(exc)) from exc
+        except Exception as exc:  # the commit itself failed (disk, I/O): the whole batch retries
+            log.exception("index_commit_failed", batch=len(ready))
+            raise TransientError("index_error", f"{type(exc).__name__}: {exc}") from exc
+    for item in items:
+        if item.article_id in rejected:
+            item.error = PermanentError("index_rejected", rejected[item.article_id])
+            log.error("index_rejected", article_id=item.article_id, url=item.url, error=rejected[item.article_id])
+    ready = [doc for doc in ready if doc["id"] not in rejected]
     pipe = state.r.pipeline(transaction=False)
     for doc in ready:
         # Keep the document until a redelivered message can no longer need it, then let it go.

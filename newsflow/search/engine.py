@@ -153,20 +153,38 @@ class SearchIndex:
         return self._writer
 
     def upsert_batch(
-        self, docs: Iterable[Mapping[str, Any]], heap_bytes: int = 128 * 1024 * 1024, delete_ids: Iterable[str] = ()
+        self,
+        docs: Iterable[Mapping[str, Any]],
+        heap_bytes: int = 128 * 1024 * 1024,
+        delete_ids: Iterable[str] = (),
+        rejected: dict[str, str] | None = None,
     ) -> int:
         """Replace-or-add each document by id (and drop `delete_ids`), then commit once.
-        Returns the number of documents written."""
+
+        Returns the number of documents written. With `rejected`, a document the index cannot take
+        is left out and recorded there (id -> error) instead of failing the whole batch."""
         w = self.writer(heap_bytes)
         n = 0
         now = datetime.now(UTC)
-        for aid in delete_ids:
-            w.delete_documents_by_term("id", aid)
-        for doc in docs:
-            w.delete_documents_by_term("id", doc["id"])
-            w.add_document(S.to_tantivy(doc, now))
-            n += 1
-        w.commit()
+        try:
+            for aid in delete_ids:
+                w.delete_documents_by_term("id", aid)
+            for doc in docs:
+                try:
+                    tdoc = S.to_tantivy(doc, now)
+                    w.delete_documents_by_term("id", doc["id"])
+                    w.add_document(tdoc)
+                except Exception as exc:  # one bad document must not sink its batch
+                    if rejected is None:
+                        raise
+                    rejected[str(doc["id"])] = f"{type(exc).__name__}: {exc}"
+                    continue
+                n += 1
+            w.commit()
+        except BaseException:
+            # Uncommitted adds would otherwise ride along with the next batch's commit.
+            w.rollback()
+            raise
         self.index.reload()
         return n
 
