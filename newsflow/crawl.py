@@ -260,6 +260,10 @@ def _robots_rules(origin: str, key: str, source: Source, ctx: CrawlContext, limi
     while rules is None:
         if robots.try_lock(origin):
             try:
+                # Checked again under the lock: another fetcher may have stored it since our first look.
+                cached = robots.get(origin)
+                if cached is not None:
+                    return cached
                 limiter.wait_for_slot(key, interval_s(key, ctx.settings, source.rate_per_s))
                 return robots.fetch_and_store(origin, ctx.session)
             finally:

@@ -145,13 +145,16 @@ def _gate(task: StageTask, payload: Payload, url: str, key: str, origin: str) ->
             if not robots().try_lock(origin):  # another worker is fetching it right now
                 return _defer(task, payload, 0.3 + random.uniform(0, 0.4), booked)
             try:
-                permit = limiter().acquire(key, interval_s(key, s, source_rate), booked)
-                if not permit.go:
-                    return _defer(task, payload, permit.wait_s, permit.slot_ms)
-                rules = robots().fetch_and_store(origin, session())
+                # Checked again under the lock: another worker may have stored it since our first look.
+                rules = robots().get(origin)
+                if rules is None:
+                    permit = limiter().acquire(key, interval_s(key, s, source_rate), booked)
+                    if not permit.go:
+                        return _defer(task, payload, permit.wait_s, permit.slot_ms)
+                    rules = robots().fetch_and_store(origin, session())
+                    booked = None  # that slot went to robots.txt
             finally:
                 robots().unlock(origin)
-            booked = None  # that slot went to robots.txt
         if rules.kind == "error":
             return _raising(TransientError("robots_unavailable", f"{origin}/robots.txt: {rules.detail}"))
         if not rules.allowed(url, bot):
