@@ -77,7 +77,7 @@ def _limit_child(
     from newsflow.enrich import assign_cluster, enrich_article, warm_up
     from newsflow.errors import PermanentError, TransientError
     from newsflow.fetcher import fetch_page, make_session
-    from newsflow.searchindex import SearchIndex
+    from newsflow.search import SearchIndex
     from newsflow.state import connect
     from newsflow.urls import article_id
     from tasks.clean import build_doc

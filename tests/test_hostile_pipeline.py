@@ -113,7 +113,7 @@ def test_workers_survived(outcome: dict[str, Any]) -> None:
 
 def test_unusual_pages_are_decoded_right(outcome: dict[str, Any]) -> None:
     """The cp1251, Shift_JIS, UTF-16 and IDN pages are not just indexed: their text is right."""
-    from newsflow.searchindex import iter_sources
+    from newsflow.search import iter_sources
 
     rig: Rig = outcome["rig"]
     docs = {d["id"]: d for d in iter_sources(rig.settings.index_dir)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.searchindex import SearchIndex
+from newsflow.search import SearchIndex
 
 GOOD = {"id": "a" * 32, "url": "https://example.com/a", "title": "Good", "body": "NATO met.", "language": "en"}
 BAD = {"id": "b" * 32, "url": "https://example.com/b", "title": "Bad", "body": {"not": "text"}, "language": "en"}

@@ -288,7 +288,7 @@ class Rig:
     # --- accounting --------------------------------------------------------------------------------
     def index_id_counts(self) -> Counter[str]:
         """How many live documents the index holds per article id (a read-only reader)."""
-        from newsflow.searchindex import iter_sources
+        from newsflow.search import iter_sources
 
         if not Path(self.settings.index_dir).exists():
             return Counter()
