@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsflow.state import LedgerEntry
+from newsflow.state import DONE_STATE, STATES, LedgerEntry
 
-# Ledger state -> the stage that consumes it next.
-NEXT_STAGE = {"discovered": "fetch", "fetched": "clean", "cleaned": "enrich", "enriched": "index"}
+# Ledger state -> the stage that consumes it next (the state just before the one that stage leaves).
+NEXT_STAGE = {STATES[STATES.index(done) - 1]: stage for stage, done in DONE_STATE.items()}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from newsflow import metrics
 
 TERMINAL_STATES = frozenset({"indexed", "dead"})
 STATES = ("discovered", "fetched", "cleaned", "enriched", "indexed", "dead")
+# The ledger state each stage leaves an article in, in pipeline order.
+DONE_STATE = {"fetch": "fetched", "clean": "cleaned", "enrich": "enriched", "index": "indexed"}
 TRACE_LEN = 50
 STATS_TTL_S = 2 * 24 * 3600
 MINUTE_STATS_TTL_S = 2 * 3600

@@ -25,15 +25,13 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from config.defaults import Settings
 from newsflow import metrics
 from newsflow.errors import InputGone, PermanentError, TransientError
-from newsflow.state import STATES, State
+from newsflow.state import DONE_STATE, STATES, State
 from tasks import topology
 from workers.logging import get_logger
 from workers.settings import get_settings
 
 log = get_logger("newsflow.stage")
 Payload = dict[str, Any]
-# The ledger state each stage leaves an article in.
-DONE_STATE = {"fetch": "fetched", "clean": "cleaned", "enrich": "enriched", "index": "indexed"}
 
 
 @dataclass(frozen=True)
