@@ -4,6 +4,10 @@ Order of checks, each with its own dead-letter reason:
 scheme and URL shape -> SSRF guard (resolved addresses, then the connected socket) -> redirects
 followed by hand (each hop checked again, loops and long chains refused) -> status -> content type
 -> body streamed under a size cap and a total deadline -> binary sniffing -> charset decoding.
+
+`fetch_bytes` is everything up to the body; `fetch_page` adds the HTML checks and decoding on
+top, and the crawl's feeds, sitemaps and robots.txt go through `fetch_bytes` too
+(`newsflow.sources.http`), so there is one redirect loop and one bounded read to keep safe.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -58,6 +64,40 @@ class FetchResult:
     last_modified: str | None
     fetched_at: str
     redirects: list[str] = field(default_factory=list)
+    # Response headers, case-insensitive (the fetch stage reads X-Robots-Tag). A Mapping to
+    # callers; a plain copy underneath, so results still pickle and go through asdict.
+    headers: Mapping[str, str] = field(default_factory=CaseInsensitiveDict)
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    """An answer before its body is read: enough for a `fetch_bytes` screen to refuse it unread."""
+
+    final_url: str
+    status: int
+    content_type: str  # the MIME type alone, lower case; "" if the server sent none
+    charset: str | None
+    headers: Mapping[str, str]
+
+
+# Raises PermanentError / TransientError to refuse an answer; returns to have its body read.
+Screen = Callable[[ResponseHead], None]
+
+
+@dataclass(frozen=True)
+class FetchedBytes:
+    """One successful GET, undecoded: what `fetch_bytes` returns."""
+
+    url: str
+    final_url: str
+    status: int
+    body: bytes
+    content_type: str  # the MIME type alone, lower case; "" if the server sent none
+    charset: str | None
+    etag: str | None
+    last_modified: str | None
+    headers: Mapping[str, str]  # case-insensitive
+    redirects: tuple[str, ...] = ()  # the hops after `url`, in order
 
 
 class NotModified(Exception):
@@ -181,8 +221,8 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 class GuardedAdapter(HTTPAdapter):
     """An adapter whose sockets are checked against the SSRF policy once connected.
 
-    Requests made through it outside `fetch_page` (robots.txt, feeds) get the session's policy,
-    so no caller of `make_session` can reach a private address by forgetting to set one.
+    Requests made through it outside `fetch_bytes` get the session's policy, so no caller of
+    `make_session` can reach a private address by forgetting to set one.
     """
 
     def __init__(self, policy: NetPolicy | None = None, **kwargs: Any) -> None:
@@ -267,6 +307,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _check_status(resp: requests.Response, conditional: bool) -> None:
+    """Map the statuses that are errors whatever was asked for; a screen may refuse more."""
     code = resp.status_code
     if code == 304:
         if conditional:
@@ -282,26 +323,24 @@ def _check_status(resp: requests.Response, conditional: bool) -> None:
         raise TransientError(f"http_{code}", resp.reason or "")
     if code >= 400:
         raise PermanentError(f"http_{code}", resp.reason or "")
-    if code != 200 and code != 203:
-        raise PermanentError(f"http_{code}", "unexpected status for a page")
 
 
 def _timed_out(deadline: Deadline) -> TransientError:
     return TransientError("timeout", f"no complete answer within the total deadline of {deadline.seconds} s")
 
 
-def _read_body(resp: requests.Response, settings: Settings, deadline: Deadline) -> bytes:
+def _read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> bytes:
     declared = resp.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > settings.fetch_max_bytes:
-        raise PermanentError("too_large", f"Content-Length {declared} > {settings.fetch_max_bytes} bytes")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PermanentError("too_large", f"Content-Length {declared} > {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
     try:
         # Small chunks: each is decompressed under a bound, so a gzip bomb costs a few MB at most.
         for chunk in resp.iter_content(chunk_size=16384):
             size += len(chunk)
-            if size > settings.fetch_max_bytes:
-                raise PermanentError("too_large", f"body exceeds {settings.fetch_max_bytes} bytes")
+            if size > max_bytes:
+                raise PermanentError("too_large", f"body exceeds {max_bytes} bytes")
             if deadline.fired or deadline.remaining() <= 0:
                 raise _timed_out(deadline)
             chunks.append(chunk)
@@ -381,6 +420,143 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     return body.decode("utf-8", errors="replace"), "utf-8"
 
 
+def fetch_bytes(
+    url: str,
+    settings: Settings,
+    session: requests.Session,
+    *,
+    max_bytes: int,
+    accept: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    max_redirects: int | None = None,
+    screen: Screen | None = None,
+    any_304_is_not_modified: bool = False,
+) -> FetchedBytes:
+    """GET one URL's bytes under every guard. Raises PermanentError / TransientError / NotModified.
+
+    `accept` overrides the session's Accept header; `max_redirects` defaults to the settings'.
+    `screen` may refuse an answer from its status and headers before its body is read; it is
+    not asked about 304, 4xx and 5xx answers, which are errors already.
+    A 304 is NotModified when the request was conditional, else an error (`http_304`), unless
+    `any_304_is_not_modified`.
+    """
+    policy = policy_from(settings)
+    deadline = Deadline(settings.fetch_total_timeout_s)
+    token = current_policy.set(policy)
+    dtoken = current_deadline.set(deadline)  # the guarded connections hand their sockets to it
+    try:
+        get = _Get(
+            settings=settings,
+            session=session,
+            policy=policy,
+            deadline=deadline,
+            headers=_request_headers(accept, etag, last_modified),
+            max_bytes=max_bytes,
+            max_redirects=settings.fetch_max_redirects if max_redirects is None else max_redirects,
+            screen=screen,
+            conditional=any_304_is_not_modified or bool(etag or last_modified),
+        )
+        return _fetch(url, get)
+    finally:
+        current_deadline.reset(dtoken)
+        current_policy.reset(token)
+        deadline.cancel()
+
+
+@dataclass(frozen=True)
+class _Get:
+    """One `fetch_bytes` call's fixed inputs, handed down the redirect loop."""
+
+    settings: Settings
+    session: requests.Session
+    policy: NetPolicy
+    deadline: Deadline
+    headers: dict[str, str]
+    max_bytes: int
+    max_redirects: int
+    screen: Screen | None
+    conditional: bool  # whether a 304 means NotModified (else it is an error)
+
+
+def _request_headers(accept: str | None, etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if accept:
+        headers["Accept"] = accept
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _fetch(url: str, get: _Get) -> FetchedBytes:
+    """The one redirect loop: redirects are followed by hand so every hop meets `check_url`."""
+    current, hops = url, [url]
+    for _ in range(get.max_redirects + 1):
+        check_url(current, get.policy)
+        with _send(current, get) as resp:
+            if resp.is_redirect:
+                target = urljoin(current, resp.headers.get("Location", ""))
+                if target in hops:
+                    raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
+                hops.append(target)
+                current = target
+                continue
+            return _finish(url, current, hops, resp, get)
+    raise PermanentError("too_many_redirects", f"more than {get.max_redirects} redirects")
+
+
+def _send(url: str, get: _Get) -> requests.Response:
+    """One GET, headers read and body not yet, with requests' failures mapped to our errors."""
+    deadline = get.deadline
+    remaining = deadline.remaining()
+    if remaining <= 0 or deadline.fired:
+        raise _timed_out(deadline)
+    s = get.settings
+    try:
+        return get.session.get(
+            url,
+            headers=get.headers,
+            stream=True,
+            allow_redirects=False,
+            timeout=(min(s.fetch_connect_timeout_s, remaining), min(s.fetch_read_timeout_s, remaining)),
+        )
+    except requests.exceptions.Timeout as exc:
+        raise TransientError("timeout", str(exc)[:300]) from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        if deadline.fired:
+            raise _timed_out(deadline) from None
+        raise TransientError("connection_error", str(exc)[:300]) from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, UnicodeError) as exc:
+        raise PermanentError("bad_url", str(exc)[:300]) from None
+
+
+def _finish(url: str, final: str, hops: list[str], resp: requests.Response, get: _Get) -> FetchedBytes:
+    _check_status(resp, get.conditional)
+    mime, charset = _content_type(resp)
+    # A copy: the response is closed, and its connection pooled, once this returns.
+    headers: Mapping[str, str] = CaseInsensitiveDict(resp.headers)
+    if get.screen is not None:
+        get.screen(
+            ResponseHead(final_url=final, status=resp.status_code, content_type=mime, charset=charset, headers=headers)
+        )
+    if resp.status_code >= 300:  # a 3xx we do not follow (300, 305, or no Location)
+        raise PermanentError(f"http_{resp.status_code}", resp.reason or "")
+    return FetchedBytes(
+        url=url,
+        final_url=final,
+        status=resp.status_code,
+        body=_read_body(resp, get.max_bytes, get.deadline),
+        content_type=mime,
+        charset=charset,
+        etag=resp.headers.get("ETag"),
+        last_modified=resp.headers.get("Last-Modified"),
+        headers=headers,
+        redirects=tuple(hops[1:]),
+    )
+
+
 def fetch_page(
     url: str,
     settings: Settings,
@@ -389,101 +565,47 @@ def fetch_page(
     etag: str | None = None,
     last_modified: str | None = None,
 ) -> FetchResult:
-    """GET one page. Raises PermanentError / TransientError / NotModified."""
-    policy = policy_from(settings)
-    deadline = Deadline(settings.fetch_total_timeout_s)
-    token = current_policy.set(policy)
-    dtoken = current_deadline.set(deadline)
-    try:
-        return _fetch(url, settings, session, policy, deadline, etag, last_modified)
-    finally:
-        current_deadline.reset(dtoken)
-        current_policy.reset(token)
-        deadline.cancel()
+    """GET one HTML page. Raises PermanentError / TransientError / NotModified."""
+    raw = fetch_bytes(
+        url,
+        settings,
+        session,
+        max_bytes=settings.fetch_max_bytes,
+        etag=etag,
+        last_modified=last_modified,
+        screen=_screen_page,
+    )
+    return _page_from(raw)
 
 
-def _fetch(
-    url: str,
-    settings: Settings,
-    session: requests.Session,
-    policy: NetPolicy,
-    deadline: Deadline,
-    etag: str | None,
-    last_modified: str | None,
-) -> FetchResult:
-    headers: dict[str, str] = {}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    current, hops = url, [url]
-    for _ in range(settings.fetch_max_redirects + 1):
-        check_url(current, policy)
-        remaining = deadline.remaining()
-        if remaining <= 0 or deadline.fired:
-            raise _timed_out(deadline)
-        try:
-            resp = session.get(
-                current,
-                headers=headers,
-                stream=True,
-                allow_redirects=False,
-                timeout=(
-                    min(settings.fetch_connect_timeout_s, remaining),
-                    min(settings.fetch_read_timeout_s, remaining),
-                ),
-            )
-        except requests.exceptions.Timeout as exc:
-            raise TransientError("timeout", str(exc)[:300]) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            if deadline.fired:
-                raise _timed_out(deadline) from None
-            raise TransientError("connection_error", str(exc)[:300]) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, UnicodeError) as exc:
-            raise PermanentError("bad_url", str(exc)[:300]) from None
-        with resp:
-            if resp.is_redirect:
-                target = urljoin(current, resp.headers.get("Location", ""))
-                if target in hops:
-                    raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
-                hops.append(target)
-                current = target
-                continue
-            return _finish(url, current, hops, resp, settings, deadline, bool(headers))
-    raise PermanentError("too_many_redirects", f"more than {settings.fetch_max_redirects} redirects")
+def _screen_page(head: ResponseHead) -> None:
+    """Refuse what cannot be a page before its body costs us anything."""
+    if head.status not in (200, 203):
+        raise PermanentError(f"http_{head.status}", "unexpected status for a page")
+    if head.content_type not in HTML_TYPES and head.content_type not in SNIFF_TYPES:
+        raise PermanentError("not_html", f"content type {head.content_type!r}")
 
 
-def _finish(
-    url: str,
-    final: str,
-    hops: list[str],
-    resp: requests.Response,
-    settings: Settings,
-    deadline: Deadline,
-    conditional: bool,
-) -> FetchResult:
-    _check_status(resp, conditional)
-    mime, charset = _content_type(resp)
-    if mime not in HTML_TYPES and mime not in SNIFF_TYPES:
-        raise PermanentError("not_html", f"content type {mime!r}")
-    body = _read_body(resp, settings, deadline)
+def _page_from(raw: FetchedBytes) -> FetchResult:
+    body, mime = raw.body, raw.content_type
     if not body.strip():
         raise PermanentError("empty_body", "the server sent no content")
-    if looks_binary(body, charset):
+    if looks_binary(body, raw.charset):
         raise PermanentError("not_html", f"binary content served as {mime or 'no type'}")
-    html, encoding = decode_html(body, charset)
+    html, encoding = decode_html(body, raw.charset)
     if mime in SNIFF_TYPES and "<html" not in html[:5000].lower() and "<body" not in html[:20000].lower():
         raise PermanentError("not_html", f"content type {mime or 'none'} and no HTML markup")
     return FetchResult(
-        url=url,
-        final_url=final,
-        status=resp.status_code,
+        url=raw.url,
+        final_url=raw.final_url,
+        status=raw.status,
         html=html,
         content_type=mime,
         encoding=encoding,
         n_bytes=len(body),
-        etag=resp.headers.get("ETag"),
-        last_modified=resp.headers.get("Last-Modified"),
+        etag=raw.etag,
+        last_modified=raw.last_modified,
         fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        redirects=hops[1:],
+        redirects=list(raw.redirects),
+        headers=raw.headers,
     )
