@@ -95,9 +95,9 @@ def _limit_child(
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        t = time.perf_counter()
+        t = time.process_time()
         index.upsert_batch(batch, s.index_writer_heap_bytes)
-        spent["index"] += time.perf_counter() - t
+        spent["index"] += time.process_time() - t
         now = time.time()
         events.extend(("index", now) for _ in batch)
         batch.clear()
@@ -107,17 +107,17 @@ def _limit_child(
     for url in urls:
         aid = article_id(url)
         try:
-            t = time.perf_counter()
+            t = time.process_time()
             res = fetch_page(url, s, session)
-            t1 = time.perf_counter()
+            t1 = time.process_time()
             events.append(("fetch", time.time()))
             payload = {"v": 1, "id": aid, "url": url, "fetch": {"final_url": res.final_url, "status": res.status}}
             doc = build_doc(payload, res.html, s.clean_max_html_bytes, s.clean_min_body_chars)
-            t2 = time.perf_counter()
+            t2 = time.process_time()
             events.append(("clean", time.time()))
             doc.update(enrich_article(doc))
             doc["cluster_id"] = assign_cluster(r, s.key_prefix, aid, doc.get("body") or "")
-            t3 = time.perf_counter()
+            t3 = time.process_time()
             events.append(("enrich", time.time()))
             spent["fetch"] += t1 - t
             spent["clean"] += t2 - t1
@@ -262,7 +262,7 @@ class PipelineRun:
         try:
             time.sleep(1.0)  # let prefork children finish booting before the clock starts
             roots = [p.pid for p in self.dep.procs]
-            cpu0 = sum(tree_cpu_s(p) for p in roots)
+            cpu_each0 = [tree_cpu_s(p) for p in roots]
             redis_cpu0 = cpu_s(self.redis_pid)
             spies = self.profilers(profile)
             self.t0 = time.time()
@@ -281,7 +281,9 @@ class PipelineRun:
                 spy.wait(30)
             sampler.stop()
             self.sample()
-            cpu = sum(tree_cpu_s(p) for p in roots) - cpu0
+            cpu_each = [tree_cpu_s(p) - c0 for p, c0 in zip(roots, cpu_each0, strict=True)]
+            cpu = sum(cpu_each)
+            cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
             rss = {name: tree_rss(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
             workers = [(spec.queue, spec.pool, spec.concurrency) for spec in self.dep.layout]
@@ -301,6 +303,7 @@ class PipelineRun:
             "rate": outcomes.get("indexed", 0) / (t1 - self.t0),
             "cpu_s": cpu,
             "redis_cpu_s": redis_cpu,
+            "cpu_by_worker": cpu_by_worker,
             "rss": rss,
             "samples": self.samples,
             "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
@@ -371,7 +374,7 @@ def _solo_combined(settings: Any) -> list[Any]:
     cpu = settings.worker_concurrency or os.cpu_count() or 1
     return [
         WorkerSpec("fetch", "threads", settings.fetch_concurrency),
-        *[WorkerSpec("clean,enrich", "solo", 1) for _ in range(cpu)],
+        *[WorkerSpec("clean,enrich", "solo", 1, instance=i) for i in range(cpu)],
         WorkerSpec("index", "threads", settings.index_batch_size),
     ]
 
@@ -472,12 +475,20 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             f"pipeline {1000 * (pipe['cpu_s'] + pipe['redis_cpu_s']) / max(1, pipe['indexed']):.1f} ms",
         ),
     ]
+    per_worker = pipe.get("cpu_by_worker", {})
+    rows.append(
+        (
+            "  CPU by process",
+            ", ".join(f"{k} {1000 * v / max(1, pipe['indexed']):.1f}" for k, v in per_worker.items())
+            + f", redis {1000 * pipe['redis_cpu_s'] / max(1, pipe['indexed']):.1f} ms/article",
+        )
+    )
     for st in STAGES:
         h = pipe["handler_ms"].get(st, [])
         rows.append(
             (
                 f"  {st}",
-                f"pure {lim['stage_ms'].get(st, float('nan')):6.2f} ms/article | handler median "
+                f"pure {lim['stage_ms'].get(st, float('nan')):6.2f} CPU-ms/article | handler median "
                 f"{pct(h, 0.5):6.2f} p95 {pct(h, 0.95):7.2f} ms",
             )
         )

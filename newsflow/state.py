@@ -1,8 +1,8 @@
 """Shared state in Redis: claim-check blobs, article documents, the ledger and dead letters.
 
 Every key lives under the configured prefix (default `newsflow:`) and has a TTL or a bound:
-- `blob:{article_id}`      zlib-compressed raw HTML, TTL `blob_ttl_s`, deleted once cleaned
-- `doc:{article_id}`       JSON article document between clean and index, TTL `doc_ttl_s`
+- `blob:{article_id}`      zstd-compressed raw HTML, TTL `blob_ttl_s`, deleted once cleaned
+- `doc:{article_id}`       zstd-compressed JSON article document between clean and index, TTL `doc_ttl_s`
 - `article:{article_id}`   ledger hash: url, state, stage, reason, updated_at; TTL `ledger_ttl_s`
 - `trace:{article_id}`     the article's last 50 transitions (JSON lines), same TTL
 - `dead:{article_id}`      dead-letter record (stage, reason, detail, payload), in the `dead` zset
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import zstandard
 
 from config.defaults import Settings
 from newsflow import metrics
@@ -39,6 +40,22 @@ MINUTE_STATS_TTL_S = 2 * 3600
 # States counted per source: what came in, and how it ended.
 SOURCE_STATES = ("discovered", "indexed", "skipped", "dead")
 SOURCE_NAME_MAX = 100
+# zstd levels: raw HTML lives minutes (level 1: ~0.45 ms per median page, a third of zlib-1's CPU, 10%
+# smaller); documents are small and may wait longer (bench/pipeline.py measures both).
+_BLOB_LEVEL, _DOC_LEVEL = 1, 3
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+Pipe = redis.client.Pipeline
+
+
+def _pack(data: bytes, level: int) -> bytes:
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def _unpack(raw: bytes) -> bytes:
+    """zstd frames; zlib streams written before zstd was adopted are still read (upgrades in flight)."""
+    if raw[:4] == _ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().decompress(raw)
+    return zlib.decompress(raw)
 
 
 @dataclass(frozen=True)
@@ -80,31 +97,35 @@ class State:
         return self.p + ":".join(parts)
 
     # --- claim check ----------------------------------------------------------------------
-    def put_blob(self, article_id: str, data: str) -> str:
+    def put_blob(self, article_id: str, data: str, pipe: Pipe | None = None) -> str:
+        """Park raw HTML; with `pipe`, the write joins that pipeline (the caller executes it)."""
         key = self.key("blob", article_id)
-        # Level 1: half the CPU of level 6 for ~15% more bytes; the blob lives minutes (bench/pipeline.py).
-        self.r.set(key, zlib.compress(data.encode("utf-8"), 1), ex=self.s.blob_ttl_s)
+        (pipe or self.r).set(key, _pack(data.encode("utf-8"), _BLOB_LEVEL), ex=self.s.blob_ttl_s)
         return key
 
     def get_blob(self, key: str) -> str | None:
         raw = self.r.get(key)
-        return None if raw is None else zlib.decompress(raw).decode("utf-8")  # type: ignore[arg-type]
+        return None if raw is None else _unpack(raw).decode("utf-8")  # type: ignore[arg-type]
 
-    def delete_blob(self, key: str) -> None:
-        self.r.delete(key)
+    def delete_blob(self, key: str, pipe: Pipe | None = None) -> None:
+        (pipe or self.r).delete(key)
 
     # --- documents --------------------------------------------------------------------------
-    def put_doc(self, article_id: str, doc: Mapping[str, Any]) -> None:
-        raw = zlib.compress(json.dumps(doc, ensure_ascii=False).encode("utf-8"), 3)
-        self.r.set(self.key("doc", article_id), raw, ex=self.s.doc_ttl_s)
+    def put_doc(self, article_id: str, doc: Mapping[str, Any], pipe: Pipe | None = None) -> None:
+        raw = _pack(json.dumps(doc, ensure_ascii=False).encode("utf-8"), _DOC_LEVEL)
+        (pipe or self.r).set(self.key("doc", article_id), raw, ex=self.s.doc_ttl_s)
 
     def get_doc(self, article_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.key("doc", article_id))
-        return None if raw is None else json.loads(zlib.decompress(raw))  # type: ignore[arg-type]
+        return None if raw is None else json.loads(_unpack(raw))  # type: ignore[arg-type]
+
+    def pipeline(self) -> Pipe:
+        """A non-transactional pipeline: a stage's writes in one round trip."""
+        return self.r.pipeline(transaction=False)
 
     def get_docs(self, article_ids: list[str]) -> list[dict[str, Any] | None]:
         raws = self.r.mget([self.key("doc", a) for a in article_ids]) if article_ids else []
-        return [None if raw is None else json.loads(zlib.decompress(raw)) for raw in raws]  # type: ignore[arg-type]
+        return [None if raw is None else json.loads(_unpack(raw)) for raw in raws]  # type: ignore[arg-type]
 
     def delete_docs(self, article_ids: Iterable[str]) -> None:
         keys = [self.key("doc", a) for a in article_ids]
@@ -123,8 +144,12 @@ class State:
         detail: str = "",
         worker: str = "",
         extra: Mapping[str, Any] | None = None,
+        pipe: Pipe | None = None,
     ) -> None:
-        """One transition: the ledger's current state, the trace line and the hourly counter."""
+        """One transition: the ledger's current state, the trace line and the hourly counter.
+
+        With `pipe`, the writes join that pipeline and the caller executes it.
+        """
         now = time.time()
         event = {
             "t": round(now, 3),
@@ -138,7 +163,8 @@ class State:
             event.update(extra)
         akey, tkey = self.key("article", article_id), self.key("trace", article_id)
         skey = self.key("stats", state, time.strftime("%Y%m%d%H", time.gmtime(now)))
-        pipe = self.r.pipeline(transaction=False)
+        own = pipe is None
+        pipe = self.pipeline() if pipe is None else pipe
         mapping = {"url": url, "state": state, "stage": stage, "reason": reason, "updated_at": now}
         pipe.hset(akey, mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(akey, self.s.ledger_ttl_s)
@@ -155,7 +181,8 @@ class State:
             pipe.zrem(self.key("inflight"), article_id)
         else:
             pipe.zadd(self.key("inflight"), {article_id: now})
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def stuck(self, older_than_s: float, limit: int = 1000) -> list[LedgerEntry]:
         """Articles not terminal whose last transition is older than `older_than_s`."""
@@ -306,9 +333,9 @@ class State:
             self.r.zrem(self.key("deadidx", pair), article_id)
 
     # --- operations: per-source counters and transition statistics ------------------------------
-    def count_source(self, source: str, state: str) -> None:
+    def count_source(self, source: str, state: str, sink: metrics.CounterSink | None = None) -> None:
         """One more article of `source` reached `state` (discovered, indexed or dead)."""
-        self.r.hincrby(self.key("sources"), f"{source[:SOURCE_NAME_MAX]}|{state}", 1)
+        (sink or self.r).hincrby(self.key("sources"), f"{source[:SOURCE_NAME_MAX]}|{state}", 1)
 
     def source_counts(self) -> dict[str, dict[str, int]]:
         """Per source: how many articles were discovered, indexed and dead-lettered (all time)."""

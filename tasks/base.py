@@ -29,6 +29,7 @@ from newsflow.state import DONE_STATE, STATES, State
 from tasks import topology
 from workers.logging import get_logger
 from workers.settings import get_settings
+from workers.solo import guard
 
 log = get_logger("newsflow.stage")
 Payload = dict[str, Any]
@@ -50,6 +51,12 @@ Handler = Callable[[StageContext, Payload], Payload | None]
 def shared_state() -> State:
     """One Redis client (and its pool) per worker process."""
     return State.from_settings(get_settings())
+
+
+@functools.cache
+def shared_counters() -> metrics.CounterBuffer:
+    """The worker process's metric counters, flushed to Redis about once a second."""
+    return metrics.CounterBuffer(shared_state().r, get_settings().metrics_flush_s)
 
 
 def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = None) -> float:
@@ -99,11 +106,16 @@ class StageTask(Task):  # type: ignore[misc]
     def run_stage(self, payload: Any, handler: Handler) -> str:
         started = time.perf_counter()
         outcome = "retry"  # the only thing `_run_stage` lets escape is Celery's Retry
+        # On the solo pool (clean, enrich) the guard enforces the hard time limit and notes the running
+        # message, so that one whose process dies is handed back (workers/solo.py); elsewhere a no-op.
+        note = {"stage": self.stage, "tag": (self.request.delivery_info or {}).get("delivery_tag"), "payload": payload}
         try:
-            outcome = self._run_stage(payload, handler, started)
+            with guard.running(note, self.time_limit or self.app.conf.task_time_limit):
+                outcome = self._run_stage(payload, handler, started)
             return outcome
         finally:
             self._observe(payload, outcome, started)
+            guard.after_task()
 
     def _run_stage(self, payload: Any, handler: Handler, started: float) -> str:
         ctx = self.context()
@@ -116,7 +128,8 @@ class StageTask(Task):  # type: ignore[misc]
                 # Only worker-lost retries get here (transient ones stop at max_retries): the process
                 # died on this article every time. A poison pill: dead-letter it, do not loop forever.
                 raise PermanentError("worker_lost", f"a worker process died on it {self.request.retries} times")
-            nxt = handler(ctx, checked)
+            with guard.soft_limit(self.soft_time_limit):
+                nxt = handler(ctx, checked)
             if nxt is not None:
                 self.forward(nxt)
             outcome = "ok" if nxt is not None or self.stage == topology.ORDER[-1] else "skipped"
@@ -169,7 +182,7 @@ class StageTask(Task):  # type: ignore[misc]
             )
             return "dead"
         countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
-        _quietly(metrics.count_retried, ctx.state.r, ctx.state.p, self.stage, exc.reason)
+        metrics.count_retried(shared_counters(), ctx.state.p, self.stage, exc.reason)
         bound.info(
             "stage_done",
             outcome="retry",
@@ -197,25 +210,37 @@ class StageTask(Task):  # type: ignore[misc]
             return
         # `enqueued_at` lets `newsflow status` tell how long the oldest message of a queue has waited.
         payload = {**payload, "enqueued_at": round(time.time(), 3)}
-        self.app.send_task(topology.task_name(nxt), args=(payload,), queue=topology.queue_of(nxt))
+        self.app.send_task(
+            topology.task_name(nxt),
+            args=(payload,),
+            queue=topology.queue_of(nxt),
+            # What Flower shows for the message. Celery's own repr of the payload (saferepr) costs
+            # ~0.2 ms per message; the id and URL say which article it is.
+            argsrepr=f"({payload['id']} {payload['url'][:200]})",
+            kwargsrepr="{}",
+        )
 
     def _observe(self, payload: Any, outcome: str, started: float) -> None:
-        """Metrics and per-source counters (newsflow/metrics.py); never changes the message's fate."""
-        state = shared_state()
-        _quietly(metrics.observe_stage, state.r, state.p, self.stage, outcome, time.perf_counter() - started)
+        """Metrics and per-source counters (newsflow/metrics.py); never changes the message's fate.
+
+        They are summed in this process and written about once a second (`metrics_flush_s`).
+        """
+        state, sink = shared_state(), shared_counters()
+        metrics.observe_stage(sink, state.p, self.stage, outcome, time.perf_counter() - started)
         body = payload if isinstance(payload, dict) else {}
         source = body.get("source") if isinstance(body.get("source"), str) else ""
         if self.stage == topology.FIRST_STAGE and not self.request.retries and source:
-            _quietly(state.count_source, source, "discovered")
+            state.count_source(source, "discovered", sink)
         if outcome == "skipped" and source:
-            _quietly(state.count_source, source, "skipped")
+            state.count_source(source, "skipped", sink)
         if self.stage == topology.ORDER[-1] and outcome == "ok":
             # The last stage returns only once its batch is committed: this is the indexed moment.
             if source:
-                _quietly(state.count_source, source, "indexed")
+                state.count_source(source, "indexed", sink)
             submitted = body.get("submitted_at")
             if isinstance(submitted, int | float):
-                _quietly(metrics.observe_lag, state.r, state.p, max(0.0, time.time() - submitted))
+                metrics.observe_lag(sink, state.p, max(0.0, time.time() - submitted))
+        _quietly(sink.maybe_flush)
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:

@@ -46,9 +46,11 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
             return _next(payload)  # redelivered after the doc was written: nothing to redo
         raise InputGone("blob_missing", "raw HTML expired or was lost")
     doc = build_doc(payload, html, ctx.settings.clean_max_html_bytes, ctx.settings.clean_min_body_chars)
-    ctx.state.put_doc(aid, doc)
-    ctx.state.delete_blob(key)
-    ctx.state.record(aid, payload["url"], "cleaned", ctx.stage, worker=ctx.worker)
+    pipe = ctx.state.pipeline()  # the document, the blob's release and the ledger: one round trip
+    ctx.state.put_doc(aid, doc, pipe)
+    ctx.state.delete_blob(key, pipe)
+    ctx.state.record(aid, payload["url"], "cleaned", ctx.stage, worker=ctx.worker, pipe=pipe)
+    pipe.execute()
     return _next(payload)
 
 

@@ -19,8 +19,10 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
         raise InputGone("doc_missing", "cleaned document expired or was lost")
     doc.update(enrich_article(doc))
     doc["cluster_id"] = assign_cluster(ctx.state.r, ctx.settings.key_prefix, aid, doc.get("body") or "")
-    ctx.state.put_doc(aid, doc)
-    ctx.state.record(aid, payload["url"], "enriched", ctx.stage, worker=ctx.worker)
+    pipe = ctx.state.pipeline()  # document and ledger in one round trip
+    ctx.state.put_doc(aid, doc, pipe)
+    ctx.state.record(aid, payload["url"], "enriched", ctx.stage, worker=ctx.worker, pipe=pipe)
+    pipe.execute()
     return payload
 
 

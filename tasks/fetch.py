@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import random
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,20 +36,12 @@ from workers.settings import get_settings
 log = get_logger("newsflow.fetch")
 # Keys the gate adds to a payload; not passed on to the next stage.
 _GATE_KEYS = ("slot_ms",)
-# Response headers of the last response seen by this thread (fetch_page does not return them).
-_last = threading.local()
-
-
-def _keep_headers(resp: requests.Response, *args: Any, **kwargs: Any) -> None:
-    _last.headers = resp.headers
 
 
 @functools.cache
 def session() -> requests.Session:
     """One HTTP session per worker process: connections are reused across tasks."""
-    s = make_session(get_settings())
-    s.hooks["response"].append(_keep_headers)
-    return s
+    return make_session(get_settings())
 
 
 @functools.cache
@@ -68,7 +59,6 @@ def robots() -> RobotsCache:
 
 def handle(ctx: StageContext, payload: Payload) -> Payload | None:
     url = payload["url"]
-    _last.headers = None
     try:
         result = fetch_page(url, ctx.settings, session())
     except NotModified:
@@ -80,9 +70,13 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
             limiter().hold(host_key(url), min(exc.retry_after_s, ctx.settings.visibility_timeout_s / 2))
         raise
     if ctx.settings.polite_obey_noindex:
-        _check_noindex(result.html, ctx.settings.user_agent)
-    key = ctx.state.put_blob(payload["id"], result.html)
-    ctx.state.record(payload["id"], url, "fetched", ctx.stage, worker=ctx.worker, extra={"bytes": result.n_bytes})
+        _check_noindex(result.html, result.headers.get("X-Robots-Tag", ""), ctx.settings.user_agent)
+    pipe = ctx.state.pipeline()  # claim check and ledger in one round trip
+    key = ctx.state.put_blob(payload["id"], result.html, pipe)
+    ctx.state.record(
+        payload["id"], url, "fetched", ctx.stage, worker=ctx.worker, extra={"bytes": result.n_bytes}, pipe=pipe
+    )
+    pipe.execute()
     fetch_meta = {
         "final_url": result.final_url,
         "status": result.status,
@@ -96,10 +90,8 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
     return {**out, "blob": key, "fetch": fetch_meta}
 
 
-def _check_noindex(html: str, user_agent: str) -> None:
+def _check_noindex(html: str, tag: str, user_agent: str) -> None:
     bot = bot_token(user_agent)
-    headers = getattr(_last, "headers", None)
-    tag = headers.get("X-Robots-Tag", "") if headers is not None else ""
     if tag and header_noindex([tag], bot):
         raise PermanentError("noindex", f"X-Robots-Tag: {tag[:200]}")
     if meta_noindex(html, bot):

@@ -66,12 +66,12 @@ def commit_batch(items: Sequence[Item]) -> None:
         pipe.delete(state.key("dead", doc["id"]))
     for aid in purged:
         pipe.delete(state.key("doc", aid))
-    pipe.execute()
-    for item in items:
+    for item in items:  # the ledger joins the same round trip: one per batch, not one per article
         if item.article_id in purged:
-            state.record(item.article_id, item.url, "dead", "index", reason="purged", detail="tombstoned")
+            state.record(item.article_id, item.url, "dead", "index", reason="purged", detail="tombstoned", pipe=pipe)
         elif item.error is None:
-            state.record(item.article_id, item.url, "indexed", "index")
+            state.record(item.article_id, item.url, "indexed", "index", pipe=pipe)
+    pipe.execute()
 
 
 @functools.cache

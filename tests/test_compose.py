@@ -80,7 +80,10 @@ def test_worker_services_follow_the_layout(compose: dict[str, Any]) -> None:
 
     settings = get_settings()
     routed = {str(r["queue"]) for r in task_routes().values()}
-    layout = {spec.queue: spec for spec in default_layout(settings) if spec.queue in routed}
+    layout: dict[str, Any] = {}
+    for spec in default_layout(settings):
+        if spec.queue in routed:
+            layout.setdefault(spec.queue, spec)  # solo stages: one spec per process, the first names the service
     workers = {name: svc for name, svc in services(compose).items() if name.startswith("worker-")}
     assert {name.removeprefix("worker-") for name in workers} == set(layout)
     for name, svc in workers.items():

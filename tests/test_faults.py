@@ -239,3 +239,32 @@ def test_origin_slow_timeouts_500_429(rig: Rig, origin: FaultyOrigin) -> None:
     assert faulted >= 20
     assert sum(retries.values()) >= 20
     assert counts.indexed >= 0.9 * len(batch.ids)
+
+
+def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
+    """The default layout's solo clean worker dies mid-task three times (SIGKILL: what the hard time
+    limit and the OOM killer do too). Each replacement finds the dead process's marker and hands its
+    message back at once instead of after the visibility timeout; nothing is lost or indexed twice.
+
+    Runs last: it swaps the rig's prefork clean worker for solo ones."""
+    from workers.runtime import WorkerSpec
+
+    prefork = rig.worker_proc("clean")
+    rig.extra_deployments.append(rig._deploy([WorkerSpec("clean", "solo", 1)]))
+    prefork.send_signal(signal.SIGTERM)  # warm shutdown: from now on only solo workers consume clean
+    prefork.wait(30)
+    run_dir = Path(rig.settings.data_dir) / "run"
+    batch = Batch(rig, origin, "solo-sigkill")
+    for fraction in (0.1, 0.3, 0.5):
+        batch.wait_terminal(fraction)
+        victim = rig.worker_proc("clean")
+        deadline = time.monotonic() + 20
+        while not any(p.stat().st_size for p in run_dir.glob(f"*-{victim.pid}.task")):
+            assert time.monotonic() < deadline, "the solo clean worker never noted a running task"
+            time.sleep(0.005)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        rig.replace_worker_spec(WorkerSpec("clean", "solo", 1))  # the supervisor's restart
+    batch.finish()
+    handed_back = [e for e in log_events(rig.log_path) if e.get("event") == "orphan_redelivered"]
+    assert len(handed_back) >= 3, handed_back

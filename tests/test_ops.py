@@ -5,6 +5,7 @@ Everything runs against real Redis and real workers, through the real CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -222,8 +223,11 @@ def test_per_source_counts(deployment: Any, origin: Any, ground_truth: dict[str,
     subs = [client.Submitted(u, article_id(u), started) for u in (url, bad)]
     outcomes = client.wait(state, subs, 60)
     assert [o.state for o in outcomes] == ["indexed", "dead"]
-    st = cli_json("status")
-    assert st["sources"]["ops-test-source"] == {"discovered": 2, "indexed": 1, "skipped": 0, "dead": 1}
+    want = {"discovered": 2, "indexed": 1, "skipped": 0, "dead": 1}
+    deadline = time.monotonic() + 10  # workers write their counters about once a second
+    while (got := cli_json("status")["sources"].get("ops-test-source")) != want and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert got == want
 
 
 def test_metrics_endpoint(ran: dict[str, Any]) -> None:
@@ -232,6 +236,19 @@ def test_metrics_endpoint(ran: dict[str, Any]) -> None:
         [sys.executable, "-m", "workers.cli", "metrics", "--port", str(port)],
         cwd=ROOT, env={**os.environ, **TEST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+
+    def value(pattern: str) -> float:
+        m = re.search("^" + pattern + r" ([0-9.e+]+)$", body, re.M)
+        assert m, pattern
+        return float(m.group(1))
+
+    def settled() -> bool:
+        """Workers write their counters about once a second (metrics_flush_s): allow for that."""
+        try:
+            return value(r'newsflow_stage_processed_total\{outcome="ok",stage="index"\}') >= 3
+        except AssertionError:
+            return False
+
     try:
         body = ""
         deadline = time.monotonic() + 30
@@ -239,18 +256,15 @@ def test_metrics_endpoint(ran: dict[str, Any]) -> None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                     body = resp.read().decode()
-                break
+                if settled():
+                    break
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         assert body, proc.stderr.read().decode() if proc.poll() is not None else "no answer"
     finally:
         proc.terminate()
         proc.wait(10)
-
-    def value(pattern: str) -> float:
-        m = re.search("^" + pattern + r" ([0-9.e+]+)$", body, re.M)
-        assert m, pattern
-        return float(m.group(1))
 
     assert value(r'newsflow_stage_processed_total\{outcome="ok",stage="index"\}') >= 3
     assert value(r'newsflow_stage_failed_total\{reason="http_404",stage="fetch"\}') >= 1
@@ -271,7 +285,8 @@ def test_worker_commands_follow_the_layout() -> None:
         proc = run_cli("worker", spec.queue, "--print", "--node", "t")
         assert proc.returncode == 0, proc.stderr
         argv = shlex.split(proc.stdout)
-        assert argv == spec.command("t", get_settings().log_level)
+        first = dataclasses.replace(spec, instance=0)  # `newsflow worker` runs one process; its node has no number
+        assert argv == first.command("t", get_settings().log_level)
         assert argv[argv.index("-P") + 1] == spec.pool and argv[argv.index("-Q") + 1] == spec.queue
     bad = run_cli("worker", "nonsense", "--print")
     assert bad.returncode == 2 and "choose one of" in bad.stderr

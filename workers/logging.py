@@ -36,6 +36,11 @@ def configure(level: str = "INFO") -> None:
     logging.captureWarnings(True)  # library warnings become JSON lines too
     for noisy in ("urllib3", "charset_normalizer", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Celery's "Task ... received" and "... succeeded in" lines repeat what each stage's one
+    # `stage_done` line says, at two JSON lines per task; they come back at DEBUG.
+    per_task = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(per_task)
     if not _configured:
         structlog.configure(
             processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -40,11 +40,17 @@ class WorkerSpec:
     pool: str
     concurrency: int
     extra: tuple[str, ...] = ()
+    # Several processes may consume one queue (solo pools: one per core); each needs its own node name.
+    instance: int = 0
+
+    def node(self, node_suffix: str) -> str:
+        """The Celery node name before the `@host` part."""
+        return f"{self.queue}-{node_suffix}" + (f".{self.instance}" if self.instance else "")
 
     def command(self, node_suffix: str, log_level: str) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "workers.app", "--quiet", "worker",
-            "-Q", self.queue, "-n", f"{self.queue}-{node_suffix}@%h",
+            "-Q", self.queue, "-n", f"{self.node(node_suffix)}@%h",
             "-P", self.pool, "-c", str(self.concurrency),
             "--without-gossip", "--without-mingle", "--loglevel", log_level,
             *self.extra,
@@ -75,18 +81,25 @@ def crawl_specs(settings: Settings) -> list[WorkerSpec]:
 
 
 def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
-    """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork; index as the single writer."""
+    """I/O-bound fetch on threads; CPU-bound clean/enrich on solo (or prefork); index as the single writer."""
     cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
     # Task events cost a Redis PUBLISH per task state; Flower enables them at run time when it runs.
     extra = ("-E",) if settings.worker_task_events else ()
     return [
         WorkerSpec("fetch", "threads", settings.fetch_concurrency, extra),
-        WorkerSpec("clean", "prefork", cpu, extra),
-        WorkerSpec("enrich", "prefork", cpu, extra),
+        *cpu_specs("clean", settings.cpu_pool, cpu, extra),
+        *cpu_specs("enrich", settings.cpu_pool, cpu, extra),
         # Threads = batch size: each thread holds one message until its batch is committed.
         WorkerSpec("index", "threads", settings.index_batch_size, extra),
         *crawl_specs(settings),
     ]
+
+
+def cpu_specs(queue: str, pool: str, processes: int, extra: tuple[str, ...]) -> list[WorkerSpec]:
+    """A CPU-bound stage: `processes` solo workers (the cheapest per task), or one prefork pool."""
+    if pool == "solo":
+        return [WorkerSpec(queue, "solo", 1, extra, instance=i) for i in range(processes)]
+    return [WorkerSpec(queue, "prefork", processes, extra)]
 
 
 def find_redis_server() -> str:
@@ -187,7 +200,7 @@ class Deployment:
         for spec in self.layout:
             self.procs.append(self._spawn(spec))
             if not isinstance(spec, BeatSpec):  # beat answers no pings
-                self.node_names.append(f"{spec.queue}-{suffix}@")
+                self.node_names.append(f"{spec.node(suffix)}@")
         self.wait_ready(timeout_s or self.settings.startup_timeout_s)
 
     def _spawn(self, spec: WorkerSpec) -> subprocess.Popen[bytes]:

@@ -16,6 +16,7 @@ from config.defaults import Settings
 ENV_PREFIX = "NEWSFLOW_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+CPU_POOLS = ("solo", "prefork")
 
 
 class SettingsError(ValueError):
@@ -49,7 +50,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         if raw is not None:
             values[f.name] = _parse(f.name, str(f.type), raw)
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.cpu_pool not in CPU_POOLS:
+        raise SettingsError(f"{ENV_PREFIX}CPU_POOL={settings.cpu_pool!r}: use one of {', '.join(CPU_POOLS)}")
+    return settings
 
 
 @functools.cache
@@ -67,6 +71,12 @@ def env_for(settings: Settings) -> dict[str, str]:
     return out
 
 
+# Set for worker processes unless the environment already says otherwise. glibc gives every thread
+# that allocates its own malloc arena (up to 8 per core); the threads of the fetch and index workers
+# then hold freed memory in dozens of arenas and resident memory creeps up (bench/pipeline.py --soak).
+WORKER_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
+
 def process_env() -> dict[str, str]:
-    """A copy of this process's environment, for starting child processes."""
-    return dict(os.environ)
+    """A copy of this process's environment, for starting worker processes (with their defaults)."""
+    return {**WORKER_ENV_DEFAULTS, **os.environ}

@@ -81,18 +81,35 @@ def _parsed(rules: RobotsRules) -> Any:
     return found
 
 
+# Origins whose rules a worker process remembers at most (a crawl of many sites just re-reads Redis).
+MEMO_MAX = 10_000
+
+
 class RobotsCache:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.r = client
         self.s = settings
         self.prefix = settings.key_prefix
+        # origin -> (rules, monotonic time they stop being trusted): spares a Redis round trip per fetch.
+        self._memo: dict[str, tuple[RobotsRules, float]] = {}
 
     def key(self, origin: str) -> str:
         return f"{self.prefix}robots:{origin}"
 
     def get(self, origin: str) -> RobotsRules | None:
+        now = time.monotonic()
+        hit = self._memo.get(origin)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         raw = self.r.get(self.key(origin))
-        return None if raw is None else RobotsRules.from_json(raw)
+        if raw is None:
+            return None
+        rules = RobotsRules.from_json(raw)
+        if rules.kind != "error":  # an error is re-read from Redis, whose short TTL decides the retry
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[origin] = (rules, now + min(self.s.polite_robots_memo_s, self.s.polite_robots_ttl_s))
+        return rules
 
     def try_lock(self, origin: str) -> bool:
         return bool(self.r.set(f"{self.prefix}robots-lock:{origin}", "1", nx=True, ex=LOCK_TTL_S))

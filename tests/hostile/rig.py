@@ -126,6 +126,7 @@ class PrivateDeployment(Deployment):
 
 
 def make_layout(settings: Settings) -> list[WorkerSpec]:
+    """Prefork for the CPU-bound stages, whose child kills the suite exercises (solo: its last test)."""
     return [
         WorkerSpec("fetch", "threads", settings.fetch_concurrency),
         WorkerSpec("clean", "prefork", settings.worker_concurrency or 2),
@@ -225,6 +226,9 @@ class Rig:
     def replace_worker(self, queue: str) -> None:
         """Start a fresh worker for `queue`, as an operator (or a supervisor) would."""
         spec = next(s for s in make_layout(self.settings) if s.queue == queue)
+        self.replace_worker_spec(spec)
+
+    def replace_worker_spec(self, spec: WorkerSpec) -> None:
         self.extra_deployments.append(self._deploy([spec]))
 
     def replace_exited(self) -> list[str]:

@@ -6,6 +6,7 @@ import dataclasses
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,9 +46,9 @@ def progress(total: int, label: str) -> Iterator[Any]:
 def up(concurrency: int | None) -> None:
     """Run a local deployment in the foreground until Ctrl-C.
 
-    Starts one Celery worker per queue (fetch on threads, clean and enrich on prefork, index as the
-    single batching writer) against NEWSFLOW_REDIS_URL. If no Redis answers there and it is a local
-    address, a private redis-server is started under the data dir and stopped on exit.
+    Starts the Celery workers (fetch on threads; clean and enrich on solo pools, one process per
+    core each; index as the single batching writer) against NEWSFLOW_REDIS_URL. If no Redis
+    answers there and it is a local address, a private redis-server is started under the data dir and stopped on exit.
     """
     from workers.runtime import Deployment, DeploymentError, default_layout
 
@@ -67,7 +68,8 @@ def up(concurrency: int | None) -> None:
         deployment.stop()
         fail(str(exc))
     where = redact_url(settings.redis_url) + (" (private redis-server)" if deployment.private_redis else "")
-    queues = ", ".join(f"{s.queue}:{s.pool}x{s.concurrency}" for s in deployment.layout)
+    counts = Counter((s.queue, s.pool, s.concurrency) for s in deployment.layout)
+    queues = ", ".join(f"{q}:{pool}x{c}" + (f" ({n} processes)" if n > 1 else "") for (q, pool, c), n in counts.items())
     click.echo(f"newsflow: {len(deployment.procs)} workers ready ({queues}) on {where}; Ctrl-C stops", err=True)
     _supervise(deployment, settings, stop)
     click.echo("newsflow: stopping (running tasks finish, unacked messages return to their queues)", err=True)

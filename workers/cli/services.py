@@ -19,6 +19,7 @@ import click
 
 from config.defaults import Settings
 from workers.cli.common import fail, redact_url, settings_or_exit
+from workers.settings import process_env
 
 
 def layout_queues(settings: Settings) -> list[str]:
@@ -32,9 +33,11 @@ def worker_command(
 ) -> list[str]:
     """The `celery worker` command for one queue, with the pool and flags of `default_layout`
     (the same spec `newsflow up` uses, so compose and a local deployment cannot drift apart)."""
-    from workers.runtime import default_layout
+    from workers.runtime import WorkerSpec, default_layout
 
-    specs = {spec.queue: spec for spec in default_layout(settings)}
+    specs: dict[str, WorkerSpec] = {}
+    for spec in default_layout(settings):
+        specs.setdefault(spec.queue, spec)  # solo stages list one spec per process; they differ only by node
     if queue not in specs:
         raise click.BadParameter(f"no worker for {queue!r}; choose one of: {', '.join(specs)}", param_hint="STAGE")
     spec = specs[queue]
@@ -51,9 +54,10 @@ def worker_command(
 def worker(stage: str, concurrency: int | None, node: str | None, print_only: bool) -> None:
     """Run one Celery worker for the queue of STAGE (fetch, clean, enrich, index, ...).
 
-    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O), clean and enrich on prefork
-    with children recycled by task count and memory, index as the single batching writer (threads =
-    batch size; run exactly one). Scale a stage by running more of these (never for index).
+    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); clean and enrich on the solo
+    pool, one process each (run one per core; NEWSFLOW_CPU_POOL=prefork gives one prefork worker with
+    --concurrency children instead), recycled by task count and memory; index as the single batching
+    writer (threads = batch size; run exactly one). Scale a stage by running more of these (never index).
     SIGTERM: running tasks finish, prefetched messages go back to the queue.
     """
     settings = settings_or_exit()
@@ -64,7 +68,7 @@ def worker(stage: str, concurrency: int | None, node: str | None, print_only: bo
         click.echo(shlex.join(cmd))
         return
     click.echo(f"newsflow: exec {shlex.join(cmd)}", err=True)
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, process_env())
 
 
 def is_loopback(host: str) -> bool:

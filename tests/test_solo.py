@@ -1,0 +1,90 @@
+"""The solo pool's guard (workers/solo.py): soft and hard time limits, and the marker a dead process leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+
+from config.defaults import Settings
+from workers.solo import SoloGuard, orphaned_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_soft_limit_interrupts_the_task(tmp_path: Path) -> None:
+    guard = SoloGuard()
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        guard.activate(Settings(data_dir=str(tmp_path)), "clean-test@host")
+        started = time.monotonic()
+        with (
+            pytest.raises(SoftTimeLimitExceeded),
+            guard.running({"stage": "clean", "tag": "t1"}, 30),
+            guard.soft_limit(0.3),
+        ):
+            time.sleep(5)
+        assert time.monotonic() - started < 2
+        # The timer is disarmed after the task: nothing fires later.
+        with guard.running({"stage": "clean", "tag": "t2"}, 30), guard.soft_limit(0.3):
+            pass
+        time.sleep(0.5)
+        assert guard.marker is not None and guard.marker.read_text() == ""  # no task running
+    finally:
+        guard.close()
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_inactive_guard_does_nothing(tmp_path: Path) -> None:
+    guard = SoloGuard()  # prefork and threads pools never activate it
+    with guard.running({"stage": "fetch"}, 0.01), guard.soft_limit(0.01):
+        time.sleep(0.1)
+    guard.after_task()
+    assert not list(tmp_path.iterdir())
+
+
+def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
+    """A regular expression that backtracks forever holds the GIL: only the C watchdog can stop it."""
+    script = textwrap.dedent(
+        f"""
+        import re, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from config.defaults import Settings
+        from workers.solo import SoloGuard
+        guard = SoloGuard()
+        guard.activate(Settings(data_dir={str(tmp_path)!r}), "clean-test@host")
+        payload = {{"v": 1, "id": "abc", "url": "http://example.test/a"}}
+        with guard.running({{"stage": "clean", "tag": "tag-1", "payload": payload}}, 1.0):
+            re.match(r"(a+)+$", "a" * 64 + "b")
+        print("not reached")
+        """
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode != 0
+    assert "not reached" not in proc.stdout
+    assert "Timeout" in proc.stderr  # faulthandler's traceback of the stuck task, for the worker log
+    orphans = orphaned_tasks(tmp_path / "run")
+    assert [(o["stage"], o["tag"], o["payload"]["id"]) for o in orphans] == [("clean", "tag-1", "abc")]
+    assert orphaned_tasks(tmp_path / "run") == []  # claimed once
+
+
+def test_markers_of_live_or_idle_processes_are_left_alone(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    live = run / f"clean_x-{os.getpid()}.task"
+    live.write_text(json.dumps({"stage": "clean", "tag": "t"}))
+    idle = subprocess.Popen([sys.executable, "-c", "pass"])
+    idle.wait()
+    (run / f"clean_y-{idle.pid}.task").write_text("")  # died between tasks: nothing to hand back
+    assert orphaned_tasks(run) == []
+    assert live.exists()

@@ -1,0 +1,234 @@
+"""What a solo-pool worker needs that prefork gives for free: time limits, worker-lost handling, recycling.
+
+The CPU-bound stages run on Celery's solo pool (one process per core): no parent process, no
+pipe between parent and child, about 1.3 ms less CPU per task (docs/benchmarks.md). Celery's solo
+pool enforces no time limits and has no parent to notice a dead child, so this module does it:
+
+- **soft time limit**: SIGALRM raises `SoftTimeLimitExceeded` in the task (the tasks run in the
+  main thread), which dead-letters the article `time_limit` as under prefork;
+- **hard time limit**: `faulthandler`'s watchdog is a C thread that needs no GIL, so it ends the
+  process even when the task is stuck inside C code; its traceback goes to the worker's log;
+- **worker lost**: before each task the process notes what it runs in a marker file. A process that
+  died mid-task (hard limit, OOM kill, SIGKILL) leaves a non-empty marker; the next solo worker
+  that starts on this data dir hands that message back to its queue at once (instead of after the
+  visibility timeout), and dead-letters it `worker_lost` once processes died on it more than
+  `max_retries` times: a poison pill cannot loop forever;
+- **recycling**: after `worker_max_tasks_per_child` tasks, or above `worker_max_memory_per_child_kb`
+  of resident memory, the process asks itself for a warm shutdown and its supervisor (`newsflow
+  up`, compose's restart policy, systemd) starts a fresh one, as prefork replaces its children.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from config.defaults import Settings
+from workers.logging import get_logger
+
+log = get_logger("newsflow.solo")
+_MARKER_SUFFIX = ".task"
+# How often (in tasks) a solo worker reads its own resident memory.
+_MEMORY_CHECK_EVERY = 50
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+class SoloGuard:
+    """Per-process state of a solo worker; inactive (every call a no-op) in any other pool."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.marker: Path | None = None
+        self._fd = -1
+        self.done = 0
+        self.recycling = False
+        self.settings: Settings | None = None
+
+    def activate(self, settings: Settings, node: str) -> None:
+        """Called once in the worker's main process when its pool is solo."""
+        self.settings = settings
+        run_dir = Path(settings.data_dir) / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.marker = run_dir / f"{_safe(node)}-{os.getpid()}{_MARKER_SUFFIX}"
+        self._fd = os.open(self.marker, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+        signal.signal(signal.SIGALRM, _on_alarm)
+        self.active = True
+
+    @contextmanager
+    def running(self, note: dict[str, Any], hard_s: float | None) -> Iterator[None]:
+        """Run one task under the hard limit, noted in the marker file while it runs."""
+        if not self.active:
+            yield
+            return
+        os.pwrite(self._fd, json.dumps({**note, "pid": os.getpid(), "started": time.time()}).encode(), 0)
+        if hard_s:
+            faulthandler.dump_traceback_later(hard_s, exit=True, file=sys.stderr)
+        try:
+            yield
+        finally:
+            if hard_s:
+                faulthandler.cancel_dump_traceback_later()
+            os.ftruncate(self._fd, 0)
+
+    @contextmanager
+    def soft_limit(self, soft_s: float | None) -> Iterator[None]:
+        """Raise SoftTimeLimitExceeded in this (the main) thread after `soft_s` seconds."""
+        if not self.active or not soft_s:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, soft_s)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def after_task(self) -> None:
+        """Recycle the process the way prefork recycles its children."""
+        if not self.active or self.settings is None or self.recycling:
+            return
+        self.done += 1
+        s = self.settings
+        too_many = 0 < s.worker_max_tasks_per_child <= self.done
+        too_big = self.done % _MEMORY_CHECK_EVERY == 0 and _rss_kb() > s.worker_max_memory_per_child_kb > 0
+        if too_many or too_big:
+            why = "tasks" if too_many else "memory"
+            log.info("solo_worker_recycling", tasks=self.done, rss_kb=_rss_kb(), reason=why)
+            self.recycling = True  # ask once
+            os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown: this task is acked first
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self.marker is not None:
+            with suppress(FileNotFoundError):
+                self.marker.unlink()
+
+
+def orphaned_tasks(run_dir: Path) -> list[dict[str, Any]]:
+    """Markers of dead processes that died mid-task, each claimed once (renamed away, then read)."""
+    found = []
+    for path in sorted(run_dir.glob(f"*{_MARKER_SUFFIX}")):
+        pid = _pid_of(path)
+        if pid is None or _alive(pid):
+            continue
+        claimed = path.with_suffix(".claimed")
+        try:
+            path.rename(claimed)  # atomic: two workers starting together claim a marker once
+        except FileNotFoundError:
+            continue
+        try:
+            text = claimed.read_text()
+            if text.strip():
+                found.append(json.loads(text))
+        except (OSError, ValueError) as exc:
+            log.warning("solo_marker_unreadable", path=str(claimed), error=str(exc))
+        finally:
+            with suppress(FileNotFoundError):
+                claimed.unlink()
+    return found
+
+
+def _pid_of(path: Path) -> int | None:
+    head, _, tail = path.stem.rpartition("-")
+    return int(tail) if head and tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _rss_kb() -> int:
+    with suppress(OSError, ValueError, IndexError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    return 0
+
+
+def _safe(node: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in node)[:80]
+
+
+guard = SoloGuard()
+
+
+def recover_orphans(app: Any, settings: Settings, worker: str) -> list[str]:
+    """Hand back (or, past `max_retries` deaths, dead-letter) what dead solo processes were running."""
+    from newsflow.state import State
+
+    orphans = orphaned_tasks(Path(settings.data_dir) / "run")
+    if not orphans:
+        return []
+    state = State.from_settings(settings)
+    outcomes = []
+    with app.connection_for_write() as conn:
+        qos = conn.default_channel.qos
+        for note in orphans:
+            outcomes.append(_recover(qos, state, settings, note, worker))
+    return outcomes
+
+
+def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], worker: str) -> str:
+    raw = note.get("payload")
+    payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    aid, url = str(payload.get("id") or "unknown"), str(payload.get("url") or "")
+    stage, tag = str(note["stage"]), note["tag"]
+    deaths_key = state.key("deaths", stage, aid)
+    deaths = int(state.r.incr(deaths_key))
+    state.r.expire(deaths_key, settings.ledger_ttl_s)
+    ran_s = time.time() - float(note.get("started") or time.time())
+    why = f"the process died after {ran_s:.0f} s (pid {note.get('pid')})"
+    if deaths > settings.max_retries:
+        detail = f"a worker process died on it {deaths} times; last: {why}"
+        state.dead_letter(aid, url, stage, "worker_lost", detail, payload, worker=worker)
+        with suppress(KeyError):  # kombu drops the tag from its own bookkeeping last; this process never had it
+            qos.ack(tag)
+        log.warning("orphan_dead_lettered", article_id=aid, url=url, stage=stage, deaths=deaths, detail=detail)
+        return f"{aid}:dead"
+    qos.restore_by_tag(tag, leftmost=True)
+    log.warning("orphan_redelivered", article_id=aid, url=url, stage=stage, deaths=deaths, detail=why)
+    return f"{aid}:redelivered"
+
+
+def install(app: Any, settings_fn: Any) -> None:
+    """Connect the guard to a worker's life cycle (every pool; it activates only for solo)."""
+    from celery import signals
+    from celery.concurrency import get_implementation
+    from celery.concurrency.solo import TaskPool as SoloPool
+
+    def on_init(sender: Any, **_: Any) -> None:
+        if get_implementation(sender.pool_cls) is SoloPool:
+            guard.activate(settings_fn(), str(sender.hostname))
+
+    def on_ready(sender: Any, **_: Any) -> None:
+        if guard.active:
+            try:
+                recover_orphans(sender.app, settings_fn(), str(sender.hostname))
+            except Exception:  # a broken marker or a Redis hiccup must not stop the worker starting
+                log.exception("orphan_recovery_failed")
+
+    def on_shutdown(**_: Any) -> None:
+        guard.close()
+
+    signals.worker_init.connect(on_init, weak=False)
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
