@@ -97,9 +97,9 @@ class Settings:
     cpu_pool: str = "solo"
     # Threads of the I/O-bound fetch worker.
     fetch_concurrency: int = 16
-    # A prefork child (or a solo worker) is replaced after this many tasks, bounding slow leaks in parsers.
+    # A prefork child is replaced after this many tasks, bounding slow leaks in parsers.
     worker_max_tasks_per_child: int = 2000
-    # ... or once its resident memory exceeds this many kilobytes.
+    # ... or once its resident memory exceeds this many kilobytes (a solo worker then exits for a fresh one).
     worker_max_memory_per_child_kb: int = 512 * 1024
     # How long `up` waits for every worker to answer before giving up.
     startup_timeout_s: float = 60.0
