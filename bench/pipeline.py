@@ -238,6 +238,7 @@ class PipelineRun:
                     str(p.pid),
                     "--subprocesses",
                     "--nonblocking",
+                    "--gil",  # only the thread holding the GIL: CPU in Python, not waits
                     "-r",
                     "50",
                     "-f",

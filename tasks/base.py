@@ -109,15 +109,16 @@ class StageTask(Task):  # type: ignore[misc]
         # On the solo pool (clean, enrich) the guard enforces the hard time limit and notes the running
         # message, so that one whose process dies is handed back (workers/solo.py); elsewhere a no-op.
         note = {"stage": self.stage, "tag": (self.request.delivery_info or {}).get("delivery_tag"), "payload": payload}
+        hard_s = self.time_limit or self.app.conf.task_time_limit
         try:
-            with guard.running(note, self.time_limit or self.app.conf.task_time_limit):
-                outcome = self._run_stage(payload, handler, started)
+            with guard.running(note, hard_s):
+                outcome = self._run_stage(payload, handler, started, hard_s)
             return outcome
         finally:
             self._observe(payload, outcome, started)
             guard.after_task()
 
-    def _run_stage(self, payload: Any, handler: Handler, started: float) -> str:
+    def _run_stage(self, payload: Any, handler: Handler, started: float, hard_s: float | None = None) -> str:
         ctx = self.context()
         raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
         raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
@@ -128,7 +129,8 @@ class StageTask(Task):  # type: ignore[misc]
                 # Only worker-lost retries get here (transient ones stop at max_retries): the process
                 # died on this article every time. A poison pill: dead-letter it, do not loop forever.
                 raise PermanentError("worker_lost", f"a worker process died on it {self.request.retries} times")
-            with guard.soft_limit(self.soft_time_limit):
+            # Solo pool only: the soft limit, or the hard one on the wall clock (that one counts CPU).
+            with guard.soft_limit(self.soft_time_limit or hard_s):
                 nxt = handler(ctx, checked)
             if nxt is not None:
                 self.forward(nxt)
@@ -218,6 +220,7 @@ class StageTask(Task):  # type: ignore[misc]
             # ~0.2 ms per message; the id and URL say which article it is.
             argsrepr=f"({payload['id']} {payload['url'][:200]})",
             kwargsrepr="{}",
+            ignore_result=True,  # no result backend: spares Celery a look at it on every send
         )
 
     def _observe(self, payload: Any, outcome: str, started: float) -> None:

@@ -33,11 +33,12 @@ def test_soft_limit_interrupts_the_task(tmp_path: Path) -> None:
         ):
             time.sleep(5)
         assert time.monotonic() - started < 2
-        # The timer is disarmed after the task: nothing fires later.
-        with guard.running({"stage": "clean", "tag": "t2"}, 30), guard.soft_limit(0.3):
+        # The timers are disarmed after the task: nothing fires later.
+        with guard.running({"stage": "clean", "tag": "t2"}, 0.3), guard.soft_limit(0.3):
             pass
         time.sleep(0.5)
-        assert guard.marker is not None and guard.marker.read_text() == ""  # no task running
+        assert guard.marker is not None
+        assert json.loads(guard.marker.read_text())["tag"] == "t2"  # the last task, padded over the first
     finally:
         guard.close()
         signal.signal(signal.SIGALRM, previous)
@@ -70,9 +71,9 @@ def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert time.monotonic() - started < 30
-    assert proc.returncode != 0
+    assert proc.returncode == -signal.SIGPROF, proc.stderr
     assert "not reached" not in proc.stdout
-    assert "Timeout" in proc.stderr  # faulthandler's traceback of the stuck task, for the worker log
+    assert "most recent call first" in proc.stderr  # the stuck task's traceback, for the worker log
     orphans = orphaned_tasks(tmp_path / "run")
     assert [(o["stage"], o["tag"], o["payload"]["id"]) for o in orphans] == [("clean", "tag-1", "abc")]
     assert orphaned_tasks(tmp_path / "run") == []  # claimed once

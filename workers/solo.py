@@ -6,13 +6,16 @@ pool enforces no time limits and has no parent to notice a dead child, so this m
 
 - **soft time limit**: SIGALRM raises `SoftTimeLimitExceeded` in the task (the tasks run in the
   main thread), which dead-letters the article `time_limit` as under prefork;
-- **hard time limit**: `faulthandler`'s watchdog is a C thread that needs no GIL, so it ends the
-  process even when the task is stuck inside C code; its traceback goes to the worker's log;
+- **hard time limit**: a CPU-time timer (ITIMER_PROF) whose signal the kernel delivers even while
+  the task is stuck inside C code holding the GIL; it ends the process, after `faulthandler` wrote
+  the stuck task's traceback to the worker's log. It counts the task's CPU seconds: a task blocked
+  in a system call does not burn them, and the soft limit (wall clock) interrupts it instead. One
+  syscall per task; a `faulthandler` watchdog thread per task cost ~55 us and more under load;
 - **worker lost**: before each task the process notes what it runs in a marker file. A process that
-  died mid-task (hard limit, OOM kill, SIGKILL) leaves a non-empty marker; the next solo worker
-  that starts on this data dir hands that message back to its queue at once (instead of after the
-  visibility timeout), and dead-letters it `worker_lost` once processes died on it more than
-  `max_retries` times: a poison pill cannot loop forever;
+  died (hard limit, OOM kill, SIGKILL) leaves its marker; the next solo worker that starts on this
+  data dir hands that message back to its queue at once if the broker still holds it unacked
+  (instead of after the visibility timeout), and dead-letters it `worker_lost` once processes died
+  on it more than `max_retries` times: a poison pill cannot loop forever;
 - **recycling**: above `worker_max_memory_per_child_kb` of resident memory, the process asks itself
   for a warm shutdown and its supervisor (`newsflow up`, compose's restart policy, systemd) starts a
   fresh one, as prefork replaces a child that grew too big. Unlike prefork it does not also restart
@@ -55,6 +58,7 @@ class SoloGuard:
         self.active = False
         self.marker: Path | None = None
         self._fd = -1
+        self._last_len = 0
         self.done = 0
         self.recycling = False
         self.settings: Settings | None = None
@@ -67,23 +71,30 @@ class SoloGuard:
         self.marker = run_dir / f"{_safe(node)}-{os.getpid()}{_MARKER_SUFFIX}"
         self._fd = os.open(self.marker, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
         signal.signal(signal.SIGALRM, _on_alarm)
+        # Hard limit: a traceback for the log, then the signal's default action ends the process.
+        faulthandler.register(signal.SIGPROF, file=sys.stderr, all_threads=True, chain=True)
         self.active = True
 
     @contextmanager
     def running(self, note: dict[str, Any], hard_s: float | None) -> Iterator[None]:
-        """Run one task under the hard limit, noted in the marker file while it runs."""
+        """Run one task under the hard limit, noted in the marker file.
+
+        The marker is not cleared afterwards (a syscall per task saved): recovery hands a message
+        back only if the broker still holds it unacked, which a finished task's message is not.
+        """
         if not self.active:
             yield
             return
-        os.pwrite(self._fd, json.dumps({**note, "pid": os.getpid(), "started": time.time()}).encode(), 0)
+        raw = json.dumps({**note, "pid": os.getpid(), "started": time.time()}).encode()
+        os.pwrite(self._fd, raw.ljust(self._last_len), 0)  # blanks pad over a longer previous note
+        self._last_len = len(raw)
         if hard_s:
-            faulthandler.dump_traceback_later(hard_s, exit=True, file=sys.stderr)
+            signal.setitimer(signal.ITIMER_PROF, hard_s)
         try:
             yield
         finally:
             if hard_s:
-                faulthandler.cancel_dump_traceback_later()
-            os.ftruncate(self._fd, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
 
     @contextmanager
     def soft_limit(self, soft_s: float | None) -> Iterator[None]:
@@ -190,7 +201,11 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     raw = note.get("payload")
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     aid, url = str(payload.get("id") or "unknown"), str(payload.get("url") or "")
-    stage, tag = str(note["stage"]), note["tag"]
+    stage, tag = str(note["stage"]), note.get("tag")
+    if not tag:
+        return f"{aid}:untagged"
+    if not qos.channel.client.hexists(qos.unacked_key, tag):
+        return f"{aid}:done"  # acked (finished, or already handed back by the visibility sweep)
     deaths_key = state.key("deaths", stage, aid)
     deaths = int(state.r.incr(deaths_key))
     state.r.expire(deaths_key, settings.ledger_ttl_s)
