@@ -265,6 +265,7 @@ class PipelineRun:
             roots = [p.pid for p in self.dep.procs]
             cpu_each0 = [tree_cpu_s(p) for p in roots]
             redis_cpu0 = cpu_s(self.redis_pid)
+            self.state.r.config_resetstat()  # INFO commandstats from here on: commands per article
             spies = self.profilers(profile)
             self.t0 = time.time()
             sampler = Sampler(self.sample, 0.5)
@@ -286,6 +287,9 @@ class PipelineRun:
             cpu = sum(cpu_each)
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
+            commands = {
+                k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in self.state.r.info("commandstats").items()
+            }
             rss = {name: tree_rss(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
             workers = [(spec.queue, spec.pool, spec.concurrency) for spec in self.dep.layout]
         finally:
@@ -305,6 +309,7 @@ class PipelineRun:
             "cpu_s": cpu,
             "redis_cpu_s": redis_cpu,
             "cpu_by_worker": cpu_by_worker,
+            "redis_commands": commands,
             "rss": rss,
             "samples": self.samples,
             "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
@@ -484,6 +489,18 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             + f", redis {1000 * pipe['redis_cpu_s'] / max(1, pipe['indexed']):.1f} ms/article",
         )
     )
+    cmds = pipe.get("redis_commands", {})
+    if cmds:
+        top = sorted(cmds.items(), key=lambda kv: -kv[1])[:8]
+        n = max(1, pipe["indexed"])
+        rows.append(
+            (
+                "  Redis commands",
+                f"{sum(cmds.values()) / n:.0f} per article ("
+                + ", ".join(f"{k} {v / n:.1f}" for k, v in top)
+                + "; includes the benchmark's own polling)",
+            )
+        )
     for st in STAGES:
         h = pipe["handler_ms"].get(st, [])
         rows.append(

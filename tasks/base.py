@@ -108,7 +108,9 @@ class StageTask(Task):  # type: ignore[misc]
         outcome = "retry"  # the only thing `_run_stage` lets escape is Celery's Retry
         # On the solo pool (clean, enrich) the guard enforces the hard time limit and notes the running
         # message, so that one whose process dies is handed back (workers/solo.py); elsewhere a no-op.
-        note = {"stage": self.stage, "tag": (self.request.delivery_info or {}).get("delivery_tag"), "payload": payload}
+        # kombu's delivery tag (the key of the unacked message in Redis) travels in the properties.
+        tag = (getattr(self.request, "properties", None) or {}).get("delivery_tag")
+        note = {"stage": self.stage, "tag": tag, "payload": payload}
         hard_s = self.time_limit or self.app.conf.task_time_limit
         try:
             with guard.running(note, hard_s):

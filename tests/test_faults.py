@@ -258,10 +258,12 @@ def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
     for fraction in (0.1, 0.3, 0.5):
         batch.wait_terminal(fraction)
         victim = rig.worker_proc("clean")
-        deadline = time.monotonic() + 20
-        while not any(p.stat().st_size for p in run_dir.glob(f"*-{victim.pid}.task")):
-            assert time.monotonic() < deadline, "the solo clean worker never noted a running task"
-            time.sleep(0.005)
+        # The marker holds the task the process started last: kill right after a new one starts.
+        marker = next(iter(run_dir.glob(f"*-{victim.pid}.task")))
+        before, deadline = marker.read_text(), time.monotonic() + 20
+        while marker.read_text() in (before, ""):
+            assert time.monotonic() < deadline, "the solo clean worker started no task"
+            time.sleep(0.002)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
         rig.replace_worker_spec(WorkerSpec("clean", "solo", 1))  # the supervisor's restart

@@ -203,9 +203,12 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     aid, url = str(payload.get("id") or "unknown"), str(payload.get("url") or "")
     stage, tag = str(note["stage"]), note.get("tag")
     if not tag:
+        log.warning("orphan_untagged", article_id=aid, url=url, stage=stage)
         return f"{aid}:untagged"
     if not qos.channel.client.hexists(qos.unacked_key, tag):
-        return f"{aid}:done"  # acked (finished, or already handed back by the visibility sweep)
+        # Acked (the process died between tasks), or already handed back by the visibility sweep.
+        log.info("orphan_already_acked", article_id=aid, url=url, stage=stage)
+        return f"{aid}:done"
     deaths_key = state.key("deaths", stage, aid)
     deaths = int(state.r.incr(deaths_key))
     state.r.expire(deaths_key, settings.ledger_ttl_s)
