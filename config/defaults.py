@@ -91,10 +91,11 @@ class Settings:
     # --- local deployment (`newsflow up`) ----------------------------------------------------------
     # Processes for each CPU-bound stage (clean, enrich); 0 means one per core.
     worker_concurrency: int = 0
-    # Pool of the CPU-bound stages. "solo": one single-process worker each (no parent/child pipe:
-    # ~1.3 ms less CPU per task; workers/solo.py enforces time limits and recycling). "prefork": one
-    # worker with that many children, Celery's classic layout.
-    cpu_pool: str = "solo"
+    # Pool of the CPU-bound stages. "prefork": one worker with that many children (Celery enforces
+    # the time limits and recycles children). "solo": that many single-process workers, for one
+    # process per container; workers/solo.py then enforces time limits and hands back the message
+    # of a process that died. Both cost the same CPU per article here (docs/benchmarks.md).
+    cpu_pool: str = "prefork"
     # Threads of the I/O-bound fetch worker.
     fetch_concurrency: int = 16
     # A prefork child is replaced after this many tasks, bounding slow leaks in parsers.

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -89,3 +90,41 @@ def test_markers_of_live_or_idle_processes_are_left_alone(tmp_path: Path) -> Non
     (run / f"clean_y-{idle.pid}.task").write_text("")  # died between tasks: nothing to hand back
     assert orphaned_tasks(run) == []
     assert live.exists()
+
+
+@pytest.mark.integration
+def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[str, Any], tmp_path: Path) -> None:
+    """NEWSFLOW_CPU_POOL=solo: one solo process per core for clean and enrich, ingesting real pages;
+    each process notes its tasks in a marker and removes it on a warm shutdown."""
+    from celery import Celery
+
+    from newsflow.state import State
+    from tests.conftest import TEST_ENV
+    from workers import client
+    from workers.celeryconfig import celery_config
+    from workers.runtime import Deployment, default_layout
+    from workers.settings import load_settings
+
+    own_db = redis_url.rsplit("/", 1)[0] + "/7"  # its own database: the session deployment keeps its queues
+    settings = load_settings(
+        {**os.environ, **TEST_ENV, "NEWSFLOW_REDIS_URL": own_db, "NEWSFLOW_DATA_DIR": str(tmp_path),
+         "NEWSFLOW_CPU_POOL": "solo", "NEWSFLOW_WORKER_CONCURRENCY": "2"}
+    )  # fmt: skip
+    layout = default_layout(settings)
+    assert [(s.queue, s.pool, s.instance) for s in layout if s.queue in ("clean", "enrich")] == [
+        ("clean", "solo", 0), ("clean", "solo", 1), ("enrich", "solo", 0), ("enrich", "solo", 1)
+    ]  # fmt: skip
+    state = State.from_settings(settings)
+    state.r.flushdb()
+    app = Celery("solo-test-client")
+    app.conf.update(celery_config(settings))
+    urls = [f"{origin.base_url}/bench/{page_id}.html" for page_id in sorted(ground_truth)[:12]]
+    run_dir = tmp_path / "run"
+    with Deployment(settings, layout, log_path=tmp_path / "workers.log"):
+        assert len(list(run_dir.glob("*.task"))) == 4  # one marker per solo process
+        submitted, rejected = client.submit(app, state, urls)
+        assert not rejected
+        outcomes = client.wait(state, submitted, 120)
+    assert [o.state for o in outcomes].count("indexed") >= len(urls) - 1, outcomes  # one page says noindex
+    assert list(run_dir.glob("*.task")) == []  # warm shutdown removed them
+    app.close()

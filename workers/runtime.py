@@ -81,7 +81,7 @@ def crawl_specs(settings: Settings) -> list[WorkerSpec]:
 
 
 def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
-    """I/O-bound fetch on threads; CPU-bound clean/enrich on solo (or prefork); index as the single writer."""
+    """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork (or solo); index as the single writer."""
     cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
     # Task events cost a Redis PUBLISH per task state; Flower enables them at run time when it runs.
     extra = ("-E",) if settings.worker_task_events else ()

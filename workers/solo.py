@@ -1,8 +1,9 @@
 """What a solo-pool worker needs that prefork gives for free: time limits, worker-lost handling, recycling.
 
-The CPU-bound stages run on Celery's solo pool (one process per core): no parent process, no
-pipe between parent and child, about 1.3 ms less CPU per task (docs/benchmarks.md). Celery's solo
-pool enforces no time limits and has no parent to notice a dead child, so this module does it:
+With `NEWSFLOW_CPU_POOL=solo` the CPU-bound stages run on Celery's solo pool: one process per
+worker, no parent process and no pipe to a child (one process per container, as orchestrators
+like it). Celery's solo pool enforces no time limits and has no parent to notice a dead child, so
+this module does it:
 
 - **soft time limit**: SIGALRM raises `SoftTimeLimitExceeded` in the task (the tasks run in the
   main thread), which dead-letters the article `time_limit` as under prefork;

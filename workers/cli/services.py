@@ -54,10 +54,10 @@ def worker_command(
 def worker(stage: str, concurrency: int | None, node: str | None, print_only: bool) -> None:
     """Run one Celery worker for the queue of STAGE (fetch, clean, enrich, index, ...).
 
-    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); clean and enrich on the solo
-    pool, one process each (run one per core; NEWSFLOW_CPU_POOL=prefork gives one prefork worker with
-    --concurrency children instead), recycled by task count and memory; index as the single batching
-    writer (threads = batch size; run exactly one). Scale a stage by running more of these (never index).
+    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); clean and enrich on prefork
+    with children recycled by task count and memory (NEWSFLOW_CPU_POOL=solo: one process each, run
+    one per core); index as the single batching writer (threads = batch size; run exactly one).
+    Scale a stage by running more of these (never index).
     SIGTERM: running tasks finish, prefetched messages go back to the queue.
     """
     settings = settings_or_exit()
