@@ -47,6 +47,7 @@ class FeedServer:
             "/to-feed": lambda h: _redirect(h, "/feed"),
             "/page": _page,
             "/drip-feed": _drip_feed,
+            "/robots.txt": lambda h: _send(h, 304, b"", {}),  # a broken server: 304 to a plain GET
         }
         server = self
 
@@ -364,3 +365,13 @@ def test_slow_drip_feed_is_cut_off_by_the_total_deadline(feeds: FeedServer, host
         assert 1.5 < elapsed < 4.0, elapsed
         # The session (its pool held the connection the deadline shut down) still works.
         assert fetch_document(f"{feeds.base_url}/feed", s, session, max_bytes=100_000).body == RSS
+
+
+def test_robots_txt_answered_with_an_unasked_304_is_an_error_not_a_crash(
+    feeds: FeedServer, settings: Settings, session: requests.Session
+) -> None:
+    from newsflow.polite.robots import fetch_rules
+
+    rules = fetch_rules(feeds.base_url, settings, session)
+    assert rules.kind == "error"  # retried after the error TTL, like an unreadable robots.txt
+    assert "304" in rules.detail

@@ -22,6 +22,7 @@ from protego import Protego
 
 from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
+from newsflow.fetcher import NotModified
 from newsflow.sources.http import fetch_document
 
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: parse at least the first 500 KiB
@@ -136,4 +137,8 @@ def fetch_rules(origin: str, settings: Settings, session: requests.Session) -> R
     except PermanentError as exc:
         # 4xx: no robots.txt, everything is allowed. Other refusals (too large, bad URL) are not a policy.
         return RobotsRules("allow_all", "", now, exc.reason)
+    except NotModified:
+        # A 304 to a request that was not conditional is a broken server, not a policy: treated like
+        # an unreadable robots.txt (retried after the error TTL) instead of escaping as a crash.
+        return RobotsRules("error", "", now, "http_304 to an unconditional request")
     return RobotsRules("rules", doc.body.decode("utf-8", errors="replace"), now)
