@@ -529,8 +529,8 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
     rows.append(
         (
             "claim-check blobs",
-            f"raw HTML zlib median {pct(blob, 0.5) / 1024:.1f} kB (max {max(blob) / 1024:.0f} kB); "
-            f"doc JSON zlib median {pct(doc, 0.5) / 1024:.1f} kB",
+            f"raw HTML zstd-1 median {pct(blob, 0.5) / 1024:.1f} kB (max {max(blob) / 1024:.0f} kB); "
+            f"doc JSON zstd-3 median {pct(doc, 0.5) / 1024:.1f} kB",
         )
     )
     for queue, procs in pipe["rss"].items():

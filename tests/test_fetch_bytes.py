@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -23,7 +20,7 @@ from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
 from newsflow.fetcher import FetchedBytes, FetchResult, NotModified, ResponseHead, fetch_bytes, fetch_page, make_session
 from newsflow.sources.http import ACCEPT, Document, fetch_document
-from tests.hostile.server import ARTICLE_EN, HostileServer
+from tests.hostile.server import ARTICLE_EN, HostileServer, RouteServer
 
 TOTAL_DEADLINE_S = 2.0
 DRIP_MAX_S = 20.0  # a dripping response ends by itself after this long, whatever the client does
@@ -35,57 +32,29 @@ ETAG = '"feed-v1"'
 LAST_MODIFIED = "Tue, 01 Apr 2025 10:00:00 GMT"
 
 
-class FeedServer:
+class FeedServer(RouteServer):
     """A small feed origin: a feed with validators and X-Robots-Tag, a redirect to it, a drip."""
 
+    name = "feed-server"
+
     def __init__(self) -> None:
-        self.hits: dict[str, int] = {}
         self.accepts: dict[str, str] = {}  # the Accept header last sent for each path
-        self._lock = threading.Lock()
-        routes: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
-            "/feed": _feed,
-            "/to-feed": lambda h: _redirect(h, "/feed"),
-            "/page": _page,
-            "/drip-feed": _drip_feed,
-            "/robots.txt": lambda h: _send(h, 304, b"", {}),  # a broken server: 304 to a plain GET
-        }
-        server = self
+        super().__init__(
+            {
+                "/feed": _feed,
+                "/to-feed": lambda h: _redirect(h, "/feed"),
+                "/page": _page,
+                "/drip-feed": _drip_feed,
+                "/robots.txt": lambda h: _send(h, 304, b"", {}),  # a broken server: 304 to a plain GET
+            }
+        )
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                with server._lock:
-                    server.hits[path] = server.hits.get(path, 0) + 1
-                    server.accepts[path] = self.headers.get("Accept", "")
-                try:
-                    routes.get(path, _not_found)(self)
-                except OSError:
-                    self.close_connection = True  # the client hung up on a slow route: expected
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="feed-server", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def seen(self, path: str, request: BaseHTTPRequestHandler) -> None:
+        self.accepts[path] = request.headers.get("Accept", "")
 
     def __enter__(self) -> FeedServer:
-        self.thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _send(h: BaseHTTPRequestHandler, code: int, body: bytes, headers: dict[str, str]) -> None:
@@ -121,10 +90,6 @@ def _page(h: BaseHTTPRequestHandler) -> None:
 
 def _redirect(h: BaseHTTPRequestHandler, location: str) -> None:
     _send(h, 302, b"", {"Location": location})
-
-
-def _not_found(h: BaseHTTPRequestHandler) -> None:
-    _send(h, 404, b"not found", {"Content-Type": "text/plain"})
 
 
 def _drip_feed(h: BaseHTTPRequestHandler) -> None:

@@ -135,24 +135,30 @@ class PrivateRedis:
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        """Append-only (queued messages survive a restart), noeviction (a full Redis refuses writes)."""
+        return [
             find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--maxmemory-policy", "noeviction", "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
-        url = f"redis://127.0.0.1:{self.port}/0"
         while time.monotonic() < deadline:
-            if redis_answers(url):
+            if redis_answers(self.url):
                 return
             if self.proc.poll() is not None:
-                raise DeploymentError(
-                    f"redis-server exited with {self.proc.returncode}; see {self.data_dir / 'redis.log'}"
-                )
+                log = self.data_dir / "redis.log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise DeploymentError(f"redis-server exited with {self.proc.returncode}; see {log}: {tail}")
             time.sleep(0.05)
         raise DeploymentError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from config.defaults import Settings
 from newsflow.state import TERMINAL_STATES, State
 from workers import client
 from workers.celeryconfig import celery_config
-from workers.runtime import Deployment, DeploymentError, WorkerSpec, find_redis_server
+from workers.runtime import Deployment, DeploymentError, PrivateRedis, WorkerSpec
 from workers.settings import load_settings
 
 
@@ -37,15 +37,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class RedisProc:
-    """redis-server on 127.0.0.1 with append-only on; `kill()` is a SIGKILL, `start()` reloads the AOF."""
+class RedisProc(PrivateRedis):
+    """The deployment's private redis-server, plus what tests need: a password, TLS only (no plain
+    port), and `kill()` (SIGKILL; `start()` again reloads the append-only file)."""
 
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    password: str = ""
-    tls: dict[str, str] | None = None  # {"cert": ..., "key": ..., "ca": ...}: TLS only, no plain port
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(
+        self, data_dir: Path, port: int | None = None, password: str = "", tls: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(port or free_port(), data_dir)
+        self.password = password
+        self.tls = tls  # {"cert": ..., "key": ..., "ca": ...}
 
     @property
     def url(self) -> str:
@@ -55,12 +56,7 @@ class RedisProc:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        cmd = [
-            find_redis_server(), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction", "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
+        cmd = super().command()
         if self.password:
             cmd += ["--requirepass", self.password]
         if self.tls:
@@ -69,36 +65,15 @@ class RedisProc:
                 "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
                 "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no",
             ]  # fmt: skip
-        else:
-            cmd += ["--port", str(self.port)]
         return cmd
 
     def start(self, timeout_s: float = 15.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise DeploymentError(f"redis-server exited with {self.proc.returncode}: {log}")
-            with contextlib.suppress(redis.RedisError, OSError):
-                if redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2).ping():
-                    return
-            time.sleep(0.05)
-        raise DeploymentError(f"redis-server did not answer on {self.port} within {timeout_s} s")
+        super().start(timeout_s)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class PrivateDeployment(Deployment):

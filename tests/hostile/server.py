@@ -56,14 +56,21 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients hanging up on a hostile route is expected, not news
 
 
-class HostileServer:
-    """Routes by path; `routes` maps a path to a handler `(request_handler) -> None`."""
+Route = Callable[[BaseHTTPRequestHandler], None]
 
-    def __init__(self) -> None:
-        self.bomb = _gzip_bomb(256)
+
+class RouteServer:
+    """A threaded HTTP/1.1 origin on 127.0.0.1 that dispatches GETs by path and counts hits.
+
+    Subclasses give `routes` (path -> handler) and may override `route` (patterns) and `seen`.
+    """
+
+    name = "route-server"
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
-        routes = self._routes()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,23 +80,28 @@ class HostileServer:
                 path = urlsplit(self.path).path
                 with server._lock:
                     server.hits[path] = server.hits.get(path, 0) + 1
-                route = routes.get(path)
-                if route is None and path.startswith("/endless/"):
-                    route = server._endless
+                    server.seen(path, self)
+                route = server.route(path)
                 try:
                     if route is None:
                         send(self, 404, b"not found", "text/plain")
                     else:
                         route(self)
-                except (BrokenPipeError, ConnectionResetError, OSError):
-                    self.close_connection = True  # the client gave up on us: that is the point
+                except OSError:  # BrokenPipe, ConnectionReset: the client gave up on a slow route
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="hostile-server", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=self.name, daemon=True)
+
+    def route(self, path: str) -> Route | None:
+        return self.routes.get(path)
+
+    def seen(self, path: str, request: BaseHTTPRequestHandler) -> None:
+        """Called under the lock for every request, before its route runs."""
 
     @property
     def port(self) -> int:
@@ -99,7 +111,7 @@ class HostileServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> HostileServer:
+    def __enter__(self) -> RouteServer:
         self.thread.start()
         return self
 
@@ -107,8 +119,28 @@ class HostileServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+
+class HostileServer(RouteServer):
+    """Every route misbehaves in one documented way; `/endless/...` redirects forever."""
+
+    name = "hostile-server"
+
+    def __init__(self) -> None:
+        self.bomb = _gzip_bomb(256)
+        super().__init__(self._routes())
+
+    def route(self, path: str) -> Route | None:
+        found = self.routes.get(path)
+        if found is None and path.startswith("/endless/"):
+            return self._endless
+        return found
+
+    def __enter__(self) -> HostileServer:
+        super().__enter__()
+        return self
+
     # --- routes -----------------------------------------------------------------------------
-    def _routes(self) -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
+    def _routes(self) -> dict[str, Route]:
         html = "text/html"
         u8 = "text/html; charset=utf-8"
         return {
