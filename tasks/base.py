@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from config.defaults import Settings
@@ -57,6 +57,14 @@ def shared_state() -> State:
 def shared_counters() -> metrics.CounterBuffer:
     """The worker process's metric counters, flushed to Redis about once a second."""
     return metrics.CounterBuffer(shared_state().r, get_settings().metrics_flush_s)
+
+
+@signals.worker_process_shutdown.connect  # a prefork child exiting (recycled after N tasks)
+@signals.worker_shutdown.connect  # a solo or threads worker's warm shutdown
+def _flush_counters(**_: Any) -> None:
+    """Write what the process still holds before it goes: recycled children must not lose counts."""
+    if shared_counters.cache_info().currsize:
+        _quietly(shared_counters().flush)
 
 
 def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = None) -> float:
