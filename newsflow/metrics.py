@@ -61,7 +61,7 @@ class CounterBuffer:
     """
 
     def __init__(self, client: redis.Redis, flush_every_s: float = 1.0) -> None:
-        self.client, self.flush_every_s = client, flush_every_s
+        self.client, self.flush_every_s = client, max(0.05, flush_every_s)
         self._ints: dict[tuple[str, str], int] = {}
         self._floats: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -83,19 +83,24 @@ class CounterBuffer:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered; on a Redis error put it back and re-raise."""
+        """Write what is buffered, all or none; if Redis was unreachable put it back and re-raise.
+
+        A refused write (e.g. maxmemory) drops the sums: retrying them every second could not help.
+        """
         with self._lock:
             ints, floats, self._ints, self._floats = self._ints, self._floats, {}, {}
             self._last = time.monotonic()
         if not ints and not floats:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         for (name, key), n in ints.items():
             pipe.hincrby(name, key, n)
         for (name, key), x in floats.items():
             pipe.hincrbyfloat(name, key, x)
         try:
             pipe.execute()
+        except redis.ResponseError:
+            raise
         except redis.RedisError:
             with self._lock:
                 for k, n in ints.items():

@@ -120,8 +120,9 @@ class State:
         return None if raw is None else json.loads(_unpack(raw))  # type: ignore[arg-type]
 
     def pipeline(self) -> Pipe:
-        """A non-transactional pipeline: a stage's writes in one round trip."""
-        return self.r.pipeline(transaction=False)
+        """A stage's writes in one round trip, all or none (MULTI/EXEC): a Redis refusing one of
+        them (maxmemory) must not let the others through, e.g. free the blob without the document."""
+        return self.r.pipeline(transaction=True)
 
     def get_docs(self, article_ids: list[str]) -> list[dict[str, Any] | None]:
         raws = self.r.mget([self.key("doc", a) for a in article_ids]) if article_ids else []

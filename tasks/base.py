@@ -157,11 +157,16 @@ class StageTask(Task):  # type: ignore[misc]
             return self._transient(ctx, payload, exc, bound, started)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             return self._transient(ctx, payload, TransientError("redis_unavailable", str(exc)), bound, started)
+        except redis.exceptions.OutOfMemoryError as exc:  # maxmemory with noeviction: wait for room
+            return self._transient(ctx, payload, TransientError("redis_full", str(exc)), bound, started)
         except PermanentError as exc:
             self._dead(ctx, payload, exc.reason, exc.detail)
             bound.warning("stage_done", outcome="dead", reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
             return "dead"
         except SoftTimeLimitExceeded:
+            # Raised from a signal handler, maybe between two replies of a pipeline: a connection
+            # put back with unread replies would hand them to the next command. Start afresh.
+            ctx.state.r.connection_pool.disconnect()
             self._dead(ctx, payload, "time_limit", "the stage ran past its soft time limit")
             bound.warning("stage_done", outcome="dead", reason="time_limit", duration_ms=_ms(started))
             return "dead"

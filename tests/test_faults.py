@@ -242,7 +242,7 @@ def test_origin_slow_timeouts_500_429(rig: Rig, origin: FaultyOrigin) -> None:
 
 
 def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
-    """The default layout's solo clean worker dies mid-task three times (SIGKILL: what the hard time
+    """A solo clean worker (NEWSFLOW_CPU_POOL=solo) dies mid-task three times (SIGKILL: what the hard time
     limit and the OOM killer do too). Each replacement finds the dead process's marker and hands its
     message back at once instead of after the visibility timeout; nothing is lost or indexed twice.
 

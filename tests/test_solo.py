@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -76,20 +77,31 @@ def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
     assert "not reached" not in proc.stdout
     assert "most recent call first" in proc.stderr  # the stuck task's traceback, for the worker log
     orphans = orphaned_tasks(tmp_path / "run")
-    assert [(o["stage"], o["tag"], o["payload"]["id"]) for o in orphans] == [("clean", "tag-1", "abc")]
-    assert orphaned_tasks(tmp_path / "run") == []  # claimed once
+    assert [(o.note["stage"], o.note["tag"], o.note["payload"]["id"]) for o in orphans] == [("clean", "tag-1", "abc")]
+    assert orphaned_tasks(tmp_path / "run") == []  # we hold its lock: nobody else claims it meanwhile
+    orphans[0].release()  # recovery failed: it stays for the next worker
+    again = orphaned_tasks(tmp_path / "run")
+    assert len(again) == 1
+    again[0].done()
+    assert orphaned_tasks(tmp_path / "run") == []
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_markers_of_live_or_idle_processes_are_left_alone(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    live = run / f"clean_x-{os.getpid()}.task"
+    live = run / "clean_x-1-aaaa.task"  # a live process holds its marker's lock (pid reuse cannot fool it)
     live.write_text(json.dumps({"stage": "clean", "tag": "t"}))
-    idle = subprocess.Popen([sys.executable, "-c", "pass"])
-    idle.wait()
-    (run / f"clean_y-{idle.pid}.task").write_text("")  # died between tasks: nothing to hand back
-    assert orphaned_tasks(run) == []
-    assert live.exists()
+    fd = os.open(live, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    idle = run / "clean_y-2-bbbb.task"
+    idle.write_text("")  # died between tasks: nothing to hand back
+    try:
+        assert orphaned_tasks(run) == []
+        assert live.exists() and not idle.exists()
+    finally:
+        os.close(fd)
+    assert [o.note["tag"] for o in orphaned_tasks(run)] == ["t"]  # its process is gone now
 
 
 @pytest.mark.integration

@@ -13,8 +13,9 @@ this module does it:
   in a system call does not burn them, and the soft limit (wall clock) interrupts it instead. One
   syscall per task; a `faulthandler` watchdog thread per task cost ~55 us and more under load;
 - **worker lost**: before each task the process notes what it runs in a marker file. A process that
-  died (hard limit, OOM kill, SIGKILL) leaves its marker; the next solo worker that starts on this
-  data dir hands that message back to its queue at once if the broker still holds it unacked
+  died (hard limit, OOM kill, SIGKILL) leaves its marker, whose lock the kernel released; the next
+  solo worker that starts on this data dir hands that message back to its queue at once (to the
+  end of it, like any new message) if the broker still holds that delivery unacked
   (instead of after the visibility timeout), and dead-letters it `worker_lost` once processes died
   on it more than `max_retries` times: a poison pill cannot loop forever;
 - **recycling**: above `worker_max_memory_per_child_kb` of resident memory, the process asks itself
@@ -27,13 +28,16 @@ this module does it:
 from __future__ import annotations
 
 import faulthandler
+import fcntl
 import json
 import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +73,11 @@ class SoloGuard:
         self.settings = settings
         run_dir = Path(settings.data_dir) / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.marker = run_dir / f"{_safe(node)}-{os.getpid()}{_MARKER_SUFFIX}"
-        self._fd = os.open(self.marker, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+        # A unique name (a restarted container may get the same node name and pid), locked for the
+        # life of this process: a marker whose lock can be taken belongs to a dead process.
+        self.marker = run_dir / f"{_safe(node)}-{os.getpid()}-{uuid.uuid4().hex[:12]}{_MARKER_SUFFIX}"
+        self._fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         signal.signal(signal.SIGALRM, _on_alarm)
         # Hard limit: a traceback for the log, then the signal's default action ends the process.
         faulthandler.register(signal.SIGPROF, file=sys.stderr, all_threads=True, chain=True)
@@ -87,8 +94,11 @@ class SoloGuard:
             yield
             return
         raw = json.dumps({**note, "pid": os.getpid(), "started": time.time()}).encode()
-        os.pwrite(self._fd, raw.ljust(self._last_len), 0)  # blanks pad over a longer previous note
-        self._last_len = len(raw)
+        try:
+            os.pwrite(self._fd, raw.ljust(self._last_len), 0)  # blanks pad over a longer previous note
+            self._last_len = len(raw)
+        except OSError as exc:  # a full disk costs the hand-back of this task, never the task itself
+            log.warning("solo_marker_not_written", error=str(exc))
         if hard_s:
             signal.setitimer(signal.ITIMER_PROF, hard_s)
         try:
@@ -129,43 +139,48 @@ class SoloGuard:
                 self.marker.unlink()
 
 
-def orphaned_tasks(run_dir: Path) -> list[dict[str, Any]]:
-    """Markers of dead processes that died mid-task, each claimed once (renamed away, then read)."""
+@dataclass
+class Orphan:
+    """The note a dead process left, its marker locked by us until `done` or `release`."""
+
+    path: Path
+    fd: int
+    note: dict[str, Any]
+
+    def done(self) -> None:
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self.fd)
+
+    def release(self) -> None:
+        """Leave the marker for the next worker that starts (recovery failed this time)."""
+        os.close(self.fd)
+
+
+def orphaned_tasks(run_dir: Path) -> list[Orphan]:
+    """Markers of dead processes (their lock is free) that hold a note; empty or broken ones are removed."""
     found = []
     for path in sorted(run_dir.glob(f"*{_MARKER_SUFFIX}")):
-        pid = _pid_of(path)
-        if pid is None or _alive(pid):
-            continue
-        claimed = path.with_suffix(".claimed")
         try:
-            path.rename(claimed)  # atomic: two workers starting together claim a marker once
+            fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
-            continue
+            continue  # another worker just finished with it
         try:
-            text = claimed.read_text()
-            if text.strip():
-                found.append(json.loads(text))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # its process is alive (or another worker is recovering it right now)
+        orphan = Orphan(path, fd, {})
+        try:
+            text = os.pread(fd, 1 << 20, 0).decode("utf-8", errors="replace")
+            orphan.note = json.loads(text) if text.strip() else {}
         except (OSError, ValueError) as exc:
-            log.warning("solo_marker_unreadable", path=str(claimed), error=str(exc))
-        finally:
-            with suppress(FileNotFoundError):
-                claimed.unlink()
+            log.warning("solo_marker_unreadable", path=str(path), error=str(exc))
+        if orphan.note:
+            found.append(orphan)
+        else:
+            orphan.done()  # it died between tasks, or before its first one
     return found
-
-
-def _pid_of(path: Path) -> int | None:
-    head, _, tail = path.stem.rpartition("-")
-    return int(tail) if head and tail.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _rss_kb() -> int:
@@ -193,8 +208,13 @@ def recover_orphans(app: Any, settings: Settings, worker: str) -> list[str]:
     outcomes = []
     with app.connection_for_write() as conn:
         qos = conn.default_channel.qos
-        for note in orphans:
-            outcomes.append(_recover(qos, state, settings, note, worker))
+        for orphan in orphans:
+            try:
+                outcomes.append(_recover(qos, state, settings, orphan.note, worker))
+                orphan.done()
+            except Exception:  # one bad note or a Redis hiccup: the others still go, this one waits
+                log.exception("orphan_recovery_failed", marker=str(orphan.path))
+                orphan.release()
     return outcomes
 
 
@@ -202,14 +222,19 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     raw = note.get("payload")
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     aid, url = str(payload.get("id") or "unknown"), str(payload.get("url") or "")
-    stage, tag = str(note["stage"]), note.get("tag")
+    stage, tag = str(note.get("stage") or "?"), note.get("tag")
     if not tag:
         log.warning("orphan_untagged", article_id=aid, url=url, stage=stage)
         return f"{aid}:untagged"
-    if not qos.channel.client.hexists(qos.unacked_key, tag):
-        # Acked (the process died between tasks), or already handed back by the visibility sweep.
+    delivered_at = qos.channel.client.zscore(qos.unacked_index_key, tag)
+    if delivered_at is None:
+        # Acked (the process finished it), or already handed back by the visibility sweep.
         log.info("orphan_already_acked", article_id=aid, url=url, stage=stage)
         return f"{aid}:done"
+    if float(delivered_at) > float(note.get("started") or 0) + 1:
+        # The tag survives a restore: this is a later delivery of the message, held by a live worker.
+        log.info("orphan_redelivered_elsewhere", article_id=aid, url=url, stage=stage)
+        return f"{aid}:elsewhere"
     deaths_key = state.key("deaths", stage, aid)
     deaths = int(state.r.incr(deaths_key))
     state.r.expire(deaths_key, settings.ledger_ttl_s)
@@ -218,11 +243,10 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     if deaths > settings.max_retries:
         detail = f"a worker process died on it {deaths} times; last: {why}"
         state.dead_letter(aid, url, stage, "worker_lost", detail, payload, worker=worker)
-        with suppress(KeyError):  # kombu drops the tag from its own bookkeeping last; this process never had it
-            qos.ack(tag)
+        qos.ack(tag)
         log.warning("orphan_dead_lettered", article_id=aid, url=url, stage=stage, deaths=deaths, detail=detail)
         return f"{aid}:dead"
-    qos.restore_by_tag(tag, leftmost=True)
+    qos.restore_by_tag(tag, leftmost=True)  # back to its queue now, not after the visibility timeout
     log.warning("orphan_redelivered", article_id=aid, url=url, stage=stage, deaths=deaths, detail=why)
     return f"{aid}:redelivered"
 
