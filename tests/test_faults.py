@@ -241,6 +241,16 @@ def test_origin_slow_timeouts_500_429(rig: Rig, origin: FaultyOrigin) -> None:
     assert counts.indexed >= 0.9 * len(batch.ids)
 
 
+def _solo_marker(run_dir: Path, pid: int, timeout_s: float = 30) -> Path:
+    """The marker file of solo process `pid` ({node}-{pid}-{unique}.task), once its worker has started."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := sorted(run_dir.glob(f"*-{pid}-*.task"))):
+        assert time.monotonic() < deadline, f"solo worker {pid} wrote no marker in {run_dir}"
+        time.sleep(0.05)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
     """A solo clean worker (NEWSFLOW_CPU_POOL=solo) dies mid-task three times (SIGKILL: what the hard time
     limit and the OOM killer do too). Each replacement finds the dead process's marker and hands its
@@ -259,8 +269,8 @@ def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
         batch.wait_terminal(fraction)
         victim = rig.worker_proc("clean")
         # The marker holds the task the process started last: kill right after a new one starts.
-        marker = next(iter(run_dir.glob(f"*-{victim.pid}.task")))
-        before, deadline = marker.read_text(), time.monotonic() + 20
+        marker, deadline = _solo_marker(run_dir, victim.pid), time.monotonic() + 20
+        before = marker.read_text()
         while marker.read_text() in (before, ""):
             assert time.monotonic() < deadline, "the solo clean worker started no task"
             time.sleep(0.002)
