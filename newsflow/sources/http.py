@@ -8,27 +8,18 @@ past it), plus conditional GET (ETag / Last-Modified) so an unchanged feed costs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import requests
 
 from config.defaults import Settings
-from newsflow.fetcher import fetch_bytes
+from newsflow.fetcher import FetchedBytes, fetch_bytes
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
 
 
-@dataclass(frozen=True)
-class Document:
-    url: str
-    final_url: str
-    status: int
-    body: bytes
-    content_type: str
-    etag: str | None
-    last_modified: str | None
+# What `fetch_document` returns: the body undecoded, with its final URL, type and validators.
+Document = FetchedBytes
 
 
 def fetch_document(
@@ -43,7 +34,7 @@ def fetch_document(
     max_redirects: int = 5,
 ) -> Document:
     """Raises NotModified (304), TransientError (timeouts, 5xx, 429) or PermanentError (4xx, too large)."""
-    raw = fetch_bytes(
+    return fetch_bytes(
         url,
         settings,
         session,
@@ -54,13 +45,4 @@ def fetch_document(
         max_redirects=max_redirects,
         # The crawl only counts a 304 as "unchanged", and always has, asked conditionally or not.
         any_304_is_not_modified=True,
-    )
-    return Document(
-        url=raw.url,
-        final_url=raw.final_url,
-        status=raw.status,
-        body=raw.body,
-        content_type=raw.content_type,
-        etag=raw.etag,
-        last_modified=raw.last_modified,
     )
