@@ -75,15 +75,12 @@ def test_worker_services_follow_the_layout(compose: dict[str, Any]) -> None:
     """One service per layout queue, each `newsflow worker Q`, which expands to the layout's command."""
     from tasks.topology import task_routes
     from workers.cli.services import worker_command
-    from workers.runtime import default_layout
+    from workers.runtime import default_layout, spec_per_queue
     from workers.settings import get_settings
 
     settings = get_settings()
     routed = {str(r["queue"]) for r in task_routes().values()}
-    layout: dict[str, Any] = {}
-    for spec in default_layout(settings):
-        if spec.queue in routed:
-            layout.setdefault(spec.queue, spec)  # solo stages: one spec per process, the first names the service
+    layout = {q: spec for q, spec in spec_per_queue(default_layout(settings)).items() if q in routed}
     workers = {name: svc for name, svc in services(compose).items() if name.startswith("worker-")}
     assert {name.removeprefix("worker-") for name in workers} == set(layout)
     for name, svc in workers.items():

@@ -95,6 +95,14 @@ def default_layout(settings: Settings, concurrency: int | None = None) -> list[W
     ]
 
 
+def spec_per_queue(layout: list[WorkerSpec]) -> dict[str, WorkerSpec]:
+    """Each queue's worker spec: solo stages list one per process, alike but for their instance number."""
+    specs: dict[str, WorkerSpec] = {}
+    for spec in layout:
+        specs.setdefault(spec.queue, spec)
+    return specs
+
+
 def cpu_specs(queue: str, pool: str, processes: int, extra: tuple[str, ...]) -> list[WorkerSpec]:
     """A CPU-bound stage: `processes` solo workers (the cheapest per task), or one prefork pool."""
     if pool == "solo":

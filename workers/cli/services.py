@@ -22,22 +22,14 @@ from workers.cli.common import fail, redact_url, settings_or_exit
 from workers.settings import process_env
 
 
-def layout_queues(settings: Settings) -> list[str]:
-    from workers.runtime import default_layout
-
-    return [spec.queue for spec in default_layout(settings)]
-
-
 def worker_command(
     settings: Settings, queue: str, concurrency: int | None = None, node: str | None = None
 ) -> list[str]:
     """The `celery worker` command for one queue, with the pool and flags of `default_layout`
     (the same spec `newsflow up` uses, so compose and a local deployment cannot drift apart)."""
-    from workers.runtime import WorkerSpec, default_layout
+    from workers.runtime import default_layout, spec_per_queue
 
-    specs: dict[str, WorkerSpec] = {}
-    for spec in default_layout(settings):
-        specs.setdefault(spec.queue, spec)  # solo stages list one spec per process; they differ only by node
+    specs = spec_per_queue(default_layout(settings))
     if queue not in specs:
         raise click.BadParameter(f"no worker for {queue!r}; choose one of: {', '.join(specs)}", param_hint="STAGE")
     spec = specs[queue]
