@@ -20,9 +20,9 @@ from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
 from newsflow.fetcher import FetchedBytes, FetchResult, NotModified, ResponseHead, fetch_bytes, fetch_page, make_session
 from newsflow.sources.http import ACCEPT, Document, fetch_document
-from tests.hostile.server import ARTICLE_EN, HostileServer, RouteServer
+from tests.hostile.cases import TOTAL_DEADLINE_S, strict_fetch_settings
+from tests.hostile.server import ARTICLE_EN, HostileServer, RouteServer, redirect, send, trickle
 
-TOTAL_DEADLINE_S = 2.0
 DRIP_MAX_S = 20.0  # a dripping response ends by itself after this long, whatever the client does
 RSS = (
     b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Harbour news</title>'
@@ -42,10 +42,10 @@ class FeedServer(RouteServer):
         super().__init__(
             {
                 "/feed": _feed,
-                "/to-feed": lambda h: _redirect(h, "/feed"),
+                "/to-feed": lambda h: redirect(h, "/feed"),
                 "/page": _page,
-                "/drip-feed": _drip_feed,
-                "/robots.txt": lambda h: _send(h, 304, b"", {}),  # a broken server: 304 to a plain GET
+                "/drip-feed": lambda h: trickle(h, "application/rss+xml", 0.2, DRIP_MAX_S),
+                "/robots.txt": lambda h: send(h, 304, b"", ""),  # a broken server: 304 to a plain GET
             }
         )
 
@@ -57,54 +57,18 @@ class FeedServer(RouteServer):
         return self
 
 
-def _send(h: BaseHTTPRequestHandler, code: int, body: bytes, headers: dict[str, str]) -> None:
-    h.send_response(code)
-    for k, v in headers.items():
-        h.send_header(k, v)
-    if code != 304:
-        h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    if code != 304:
-        h.wfile.write(body)
-
-
 def _feed(h: BaseHTTPRequestHandler) -> None:
     """The feed, or 304 when asked with its ETag. Echoes the Accept header it was sent."""
     seen = {"X-Seen-Accept": h.headers.get("Accept", "")}
     if h.headers.get("If-None-Match") == ETAG:
-        _send(h, 304, b"", {"ETag": ETAG, **seen})
+        send(h, 304, b"", "", {"ETag": ETAG, **seen})
         return
-    headers = {
-        "Content-Type": "application/rss+xml; charset=UTF-8",
-        "ETag": ETAG,
-        "Last-Modified": LAST_MODIFIED,
-        "X-Robots-Tag": "noindex",
-        **seen,
-    }
-    _send(h, 200, RSS, headers)
+    headers = {"ETag": ETAG, "Last-Modified": LAST_MODIFIED, "X-Robots-Tag": "noindex", **seen}
+    send(h, 200, RSS, "application/rss+xml; charset=UTF-8", headers)
 
 
 def _page(h: BaseHTTPRequestHandler) -> None:
-    _send(h, 200, ARTICLE_EN.encode(), {"Content-Type": "text/html; charset=utf-8", "X-Robots-Tag": "noarchive"})
-
-
-def _redirect(h: BaseHTTPRequestHandler, location: str) -> None:
-    _send(h, 302, b"", {"Location": location})
-
-
-def _drip_feed(h: BaseHTTPRequestHandler) -> None:
-    """Feed headers at once, then a byte every 0.2 s: never a read timeout, never an end."""
-    h.send_response(200)
-    h.send_header("Content-Type", "application/rss+xml")
-    h.send_header("Content-Length", "100000")
-    h.end_headers()
-    h.wfile.flush()
-    end = time.monotonic() + DRIP_MAX_S
-    while time.monotonic() < end:
-        h.wfile.write(b"<")
-        h.wfile.flush()
-        time.sleep(0.2)
-    h.close_connection = True
+    send(h, 200, ARTICLE_EN.encode(), "text/html; charset=utf-8", {"X-Robots-Tag": "noarchive"})
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +84,7 @@ def hostile() -> Iterator[HostileServer]:
 
 
 def strict_settings(feeds: FeedServer, hostile: HostileServer, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "fetch_allow_private": False,
-        "fetch_allow_hosts": f"127.0.0.1:{feeds.port},127.0.0.1:{hostile.port}",
-        "fetch_connect_timeout_s": 2.0,
-        "fetch_read_timeout_s": 1.5,
-        "fetch_total_timeout_s": TOTAL_DEADLINE_S,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return strict_fetch_settings(f"127.0.0.1:{feeds.port},127.0.0.1:{hostile.port}", **overrides)
 
 
 @pytest.fixture(scope="module")

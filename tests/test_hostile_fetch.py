@@ -17,10 +17,16 @@ from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
 from newsflow.fetcher import Deadline, FetchResult, fetch_page, looks_binary, make_session
 from newsflow.netguard import NetPolicy, check_connected_socket, current_policy, is_public_address, parse_resolve
-from tests.hostile.cases import CASES, IDN_HOST, REBIND_HOST, Case, by_name
+from tests.hostile.cases import (
+    CASES,
+    IDN_HOST,
+    REBIND_HOST,
+    TOTAL_DEADLINE_S,
+    Case,
+    by_name,
+    strict_fetch_settings,
+)
 from tests.hostile.server import HostileServer
-
-TOTAL_DEADLINE_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +36,8 @@ def hostile() -> Iterator[HostileServer]:
 
 
 def strict_settings(port: int, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "fetch_allow_private": False,
-        "fetch_allow_hosts": f"127.0.0.1:{port},{IDN_HOST}:{port}",
-        "fetch_resolve": f"{IDN_HOST}:{port}:127.0.0.1,{REBIND_HOST}:{port}:127.0.0.1",
-        "fetch_connect_timeout_s": 2.0,
-        "fetch_read_timeout_s": 1.5,
-        "fetch_total_timeout_s": TOTAL_DEADLINE_S,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    resolve = f"{IDN_HOST}:{port}:127.0.0.1,{REBIND_HOST}:{port}:127.0.0.1"
+    return strict_fetch_settings(f"127.0.0.1:{port},{IDN_HOST}:{port}", **{"fetch_resolve": resolve, **overrides})
 
 
 @pytest.fixture(scope="module")

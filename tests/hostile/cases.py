@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.defaults import Settings
+
+# The fetch suites' total deadline per fetch: short, so a stalling route costs seconds.
+TOTAL_DEADLINE_S = 2.0
 IDN_HOST = "bücher.example"  # pinned to 127.0.0.1 with fetch_resolve; no DNS query leaves the machine
 REBIND_HOST = "rebind.example"  # pinned to 127.0.0.1 but NOT allow-listed: must be refused
 
@@ -137,3 +141,17 @@ CASES: list[Case] = [
 
 def by_name(name: str) -> Case:
     return next(c for c in CASES if c.name == name)
+
+
+def strict_fetch_settings(allow_hosts: str, **overrides: object) -> Settings:
+    """Production's address guard (private targets refused) with only `allow_hosts` let through,
+    and short timeouts."""
+    values: dict[str, object] = {
+        "fetch_allow_private": False,
+        "fetch_allow_hosts": allow_hosts,
+        "fetch_connect_timeout_s": 2.0,
+        "fetch_read_timeout_s": 1.5,
+        "fetch_total_timeout_s": TOTAL_DEADLINE_S,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]

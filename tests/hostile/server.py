@@ -218,9 +218,7 @@ class HostileServer(RouteServer):
         redirect(h, f"/endless/{n + 1}")
 
 
-def send(
-    h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
-) -> None:
+def send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
     h.send_response(code)
     if ctype:
         h.send_header("Content-Type", ctype)
@@ -301,19 +299,23 @@ def _huge(h: BaseHTTPRequestHandler, size: int, declared: bool) -> None:
         h.wfile.write(b"0\r\n\r\n")
 
 
-def _trickle_body(h: BaseHTTPRequestHandler) -> None:
-    """Headers at once, then one byte a second: never a read timeout, never an end."""
+def trickle(h: BaseHTTPRequestHandler, ctype: str, every_s: float, max_s: float = TRICKLE_MAX_S) -> None:
+    """Headers at once, then a byte every `every_s`: never a read timeout, never an end (until `max_s`)."""
     h.send_response(200)
-    h.send_header("Content-Type", "text/html; charset=utf-8")
+    h.send_header("Content-Type", ctype)
     h.send_header("Content-Length", "100000")
     h.end_headers()
     h.wfile.flush()
-    end = time.monotonic() + TRICKLE_MAX_S
+    end = time.monotonic() + max_s
     while time.monotonic() < end:
         h.wfile.write(b"<")
         h.wfile.flush()
-        time.sleep(1.0)
+        time.sleep(every_s)
     h.close_connection = True
+
+
+def _trickle_body(h: BaseHTTPRequestHandler) -> None:
+    trickle(h, "text/html; charset=utf-8", 1.0)
 
 
 def _trickle_headers(h: BaseHTTPRequestHandler) -> None:
