@@ -141,8 +141,8 @@ def count_failed(r: redis.Redis, prefix: str, stage: str, reason: str) -> None:
     r.hincrby(f"{prefix}metrics:failed", f"{stage}|{reason[:REASON_MAX]}", 1)
 
 
-def count_retried(r: CounterSink, prefix: str, stage: str, reason: str) -> None:
-    r.hincrby(f"{prefix}metrics:retried", f"{stage}|{reason[:REASON_MAX]}", 1)
+def count_retried(sink: CounterSink, prefix: str, stage: str, reason: str) -> None:
+    sink.hincrby(f"{prefix}metrics:retried", f"{stage}|{reason[:REASON_MAX]}", 1)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
     from workers.runtime import WorkerSpec
 
     prefork = rig.worker_proc("clean")
-    rig.extra_deployments.append(rig._deploy([WorkerSpec("clean", "solo", 1)]))
+    rig.replace_worker_spec(WorkerSpec("clean", "solo", 1))
     prefork.send_signal(signal.SIGTERM)  # warm shutdown: from now on only solo workers consume clean
     prefork.wait(30)
     run_dir = Path(rig.settings.data_dir) / "run"

@@ -35,7 +35,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,7 +251,7 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     return f"{aid}:redelivered"
 
 
-def install(app: Any, settings_fn: Any) -> None:
+def install(app: Any, settings_fn: Callable[[], Settings]) -> None:
     """Connect the guard to a worker's life cycle (every pool; it activates only for solo)."""
     from celery import signals
     from celery.concurrency import get_implementation
