@@ -123,6 +123,17 @@ def is_public_address(ip: str) -> bool:
     return bool(addr.is_global) and not addr.is_multicast
 
 
+def is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback addresses: where a listening service (`newsflow serve`,
+    `newsflow flower`) may go without auth. A host name may resolve anywhere: False."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_address(ip: str, host: str, port: int, policy: NetPolicy) -> None:
     if policy.allow_private or policy.host_exempt(host, port):
         return

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,15 +18,10 @@ import redis
 
 from newsflow.enrich.clusters import TTL_S, assign_cluster, assign_cluster_detail
 from newsflow.enrich.evaluation import cluster_test_set, load_benchmark, pair_scores
+from workers.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "nftest:"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_binary() -> str | None:
@@ -53,7 +47,7 @@ def redis_client() -> Iterator[redis.Redis]:
     binary = _redis_binary()
     if binary is None:
         _unavailable("no redis-server binary")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

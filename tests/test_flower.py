@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TEST_ENV, need, run_cli
+from workers.runtime import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,6 @@ STAGE_QUEUES = ("fetch", "clean", "enrich", "index")
 STAGE_TASKS = ("fetch.page", "clean.page", "enrich.article", "index.article")
 AUTH = ("ops", "flower-test-pw")
 DOCS_SCREENSHOT = ROOT / "docs" / "img" / "flower.png"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Flower:

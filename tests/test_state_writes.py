@@ -13,8 +13,7 @@ from config.defaults import Settings
 from newsflow.metrics import CounterBuffer
 from newsflow.state import State
 from tests.conftest import need
-from tests.hostile.rig import free_port
-from workers.runtime import PrivateRedis, find_redis_server
+from workers.runtime import PrivateRedis, find_redis_server, free_port
 
 
 @pytest.fixture

@@ -24,15 +24,24 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from config.defaults import Settings
-from newsflow.search import QueryError, SchemaMismatch, SearchIndex, SearchRequest
-from newsflow.search.engine import SORTS
+from newsflow.search import (
+    SORTS,
+    IndexBackend,
+    NoIndex,
+    ParamError,
+    QueryError,
+    SchemaMismatch,
+    SearchRequest,
+    open_index,
+)
+from newsflow.search.engine import FACETS
 from newsflow.search.query import HELP
-from newsflow.search.service import result_dict
+from newsflow.search.service import HIT_FIELDS, result_dict
 
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
 MAX_CLIENTS = 10_000  # rate-limit buckets kept; the least recently seen are forgotten beyond this
-MAX_PAGE = 1000
+MAX_PAGE = 1000  # deeper pages are refused (the CLI allows newsflow.search.backend.MAX_PAGE)
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 
 
@@ -80,58 +89,21 @@ def _static(name: str) -> bytes | None:
         return None
 
 
-def _ints(params: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
-    raw = params.get(name, [str(default)])[-1]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _flag(params: dict[str, list[str]], name: str) -> bool:
-    return params.get(name, ["0"])[-1].lower() in ("1", "true", "yes", "on")
-
-
-def search_request(params: dict[str, list[str]], max_limit: int) -> SearchRequest:
-    sort = params.get("sort", ["relevance"])[-1]
-    if sort not in SORTS:
-        raise ApiError(400, "bad_parameter", f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
-    cluster = params.get("cluster", [""])[-1] or None
-    return SearchRequest(
-        query=params.get("q", [""])[-1],
-        limit=_ints(params, "limit", 10, 1, max_limit),
-        page=_ints(params, "page", 1, 1, MAX_PAGE),
-        sort=sort,
-        since=params.get("since", [""])[-1] or None,
-        until=params.get("until", [""])[-1] or None,
-        site=[v for v in params.get("site", []) if v],
-        language=[v for v in params.get("lang", []) if v],
-        entity=[v for v in params.get("entity", []) if v],
-        cluster=cluster,
-        facets=_flag(params, "facets"),
-        collapse=not (_flag(params, "expand_clusters") or cluster),
-    )
-
-
 class SearchService:
     """The index, opened lazily (the server may start before the first article is indexed)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._index: SearchIndex | None = None
+        self._index: IndexBackend | None = None
         self._lock = threading.Lock()
 
-    def index(self) -> SearchIndex:
+    def index(self) -> IndexBackend:
         with self._lock:
             if self._index is None:
-                path = Path(self.settings.index_dir)
-                if not (path / "meta.json").exists():
-                    raise ApiError(503, "no_index", f"no index at {path} yet: ingest some articles first")
                 try:
-                    self._index = SearchIndex(path)
+                    self._index = open_index(self.settings, create=False)
+                except NoIndex as exc:
+                    raise ApiError(503, "no_index", f"{exc} yet: ingest some articles first") from None
                 except SchemaMismatch as exc:
                     raise ApiError(503, "schema_mismatch", str(exc)) from None
             return self._index
@@ -190,7 +162,10 @@ def make_handler(settings: Settings, service: SearchService, limiter: RateLimite
                 raise ApiError(429, "rate_limited", "too many requests: slow down", retry_after_s=max(1, round(wait)))
             if path == "/search":
                 self._auth()
-                req = search_request(params, settings.api_max_limit)
+                try:
+                    req = SearchRequest.from_params(params, settings.api_max_limit, MAX_PAGE)
+                except ParamError as exc:
+                    raise ApiError(400, "bad_parameter", str(exc)) from None
                 try:
                     result = service.index().search(req)
                 except QueryError as exc:
@@ -291,8 +266,7 @@ def openapi(settings: Settings) -> dict[str, Any]:
 
     err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     hit_props: dict[str, Any] = {k: {"type": ["string", "null"]} for k in
-                 ("id", "url", "title", "published", "site_name", "language", "snippet", "snippet_html", "title_html",
-                  "site", "author", "cluster_id")}  # fmt: skip
+                 (*HIT_FIELDS, "snippet", "snippet_html", "title_html", "site", "author", "cluster_id")}  # fmt: skip
     hit_props["score"] = {"type": ["number", "null"], "description": "relevance; null when sorted by date"}
     hit_props["similar"] = {"type": "integer", "description": "near-duplicates collapsed under this hit"}
     bucket = {"type": "array", "items": {"type": "object", "properties": {"value": {}, "count": {"type": "integer"}}}}
@@ -328,7 +302,7 @@ def openapi(settings: Settings) -> dict[str, Any]:
                         "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}},
                         "facets": {
                             "type": "object",
-                            "properties": {k: bucket for k in ("site", "language", "entity", "month")},
+                            "properties": {k: bucket for k in FACETS},
                         },
                     },
                 },

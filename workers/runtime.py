@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,8 @@ from urllib.parse import urlsplit
 import redis
 
 from config.defaults import Settings
+from config.settings import env_for, process_env
 from newsflow.state import connect
-from workers.settings import env_for, process_env
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -108,6 +110,39 @@ def cpu_specs(queue: str, pool: str, processes: int, extra: tuple[str, ...]) -> 
     if pool == "solo":
         return [WorkerSpec(queue, "solo", 1, extra, instance=i) for i in range(processes)]
     return [WorkerSpec(queue, "prefork", processes, extra)]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it), for a private redis-server or server."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ping_workers(
+    app: Any,
+    node_names: Sequence[str],
+    timeout_s: float,
+    check: Callable[[], None] = lambda: None,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> None:
+    """Return once a worker answers a ping, through `app`'s broker, for each node name prefix
+    (`fetch-123@`); DeploymentError after timeout_s. `check` runs before each round (it raises to give
+    up early); a ping failing with one of `retry_on` (a broker restarting) is retried until the deadline."""
+    deadline = time.monotonic() + timeout_s
+    missing = list(node_names)
+    while time.monotonic() < deadline:
+        check()
+        try:
+            replies = app.control.ping(timeout=0.5) or []
+        except retry_on:
+            time.sleep(0.2)
+            continue
+        answered = {name for reply in replies for name in reply}
+        missing = [n for n in node_names if not any(a.startswith(n) for a in answered)]
+        if not missing:
+            return
+    raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
 
 
 def find_redis_server() -> str:
@@ -244,25 +279,20 @@ class Deployment:
     def wait_ready(self, timeout_s: float) -> None:
         from celery import Celery
 
-        from workers.celeryconfig import celery_config
+        from tasks.celeryconfig import celery_config
 
         # Ping through this deployment's broker, which need not be the one of this process's settings.
         app = Celery("newsflow-deployment-probe")
         app.conf.update(celery_config(self.settings))
-        deadline = time.monotonic() + timeout_s
-        missing = list(self.node_names)
-        while time.monotonic() < deadline:
-            for proc, spec in zip(self.procs, self.layout, strict=True):
-                if proc.poll() is not None:
-                    raise DeploymentError(
-                        f"the {spec.queue} worker exited with {proc.returncode} during start-up; see its log"
-                    )
-            replies = app.control.ping(timeout=0.5) or []
-            answered = {name for reply in replies for name in reply}
-            missing = [n for n in self.node_names if not any(a.startswith(n) for a in answered)]
-            if not missing:
-                return
-        raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
+        ping_workers(app, self.node_names, timeout_s, self.check_started)
+
+    def check_started(self) -> None:
+        """DeploymentError when a worker exited during start-up."""
+        for proc, spec in zip(self.procs, self.layout, strict=True):
+            if proc.poll() is not None:
+                raise DeploymentError(
+                    f"the {spec.queue} worker exited with {proc.returncode} during start-up; see its log"
+                )
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)

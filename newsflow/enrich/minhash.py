@@ -65,8 +65,3 @@ def band_keys(sig: npt.NDArray[np.uint32]) -> list[str]:
     raw = sig.astype("<u4").tobytes()
     width = BAND_ROWS * 4
     return [f"{i}:{zlib.crc32(raw[i * width : (i + 1) * width]):08x}" for i in range(NUM_BANDS)]
-
-
-def jaccard(sig_a: npt.NDArray[np.uint32], sig_b: npt.NDArray[np.uint32]) -> float:
-    """Estimated Jaccard similarity of the two shingle sets."""
-    return float(np.mean(sig_a == sig_b))

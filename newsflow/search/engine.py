@@ -12,14 +12,24 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tantivy
 
 from newsflow.search import schema as S
+from newsflow.search.backend import (
+    DEFAULT_HEAP_BYTES,
+    SORTS,
+    Hit,
+    IndexBackend,
+    IndexUnavailable,
+    NoIndex,
+    SchemaMismatch,
+    SearchRequest,
+    SearchResult,
+)
 from newsflow.search.query import (
     EXACT_FIELDS,
     PLAIN_FIELDS,
@@ -34,54 +44,15 @@ from newsflow.search.query import (
 )
 from newsflow.urls import InvalidURL, looks_like_article_id, normalize_url
 
+if TYPE_CHECKING:
+    from config.defaults import Settings
+
 FIELD_BOOSTS = {"title": 2.5, "description": 1.5, "body": 1.0}
 SNIPPET_MAX_CHARS = 240
 TITLE_MAX_CHARS = 400
-SORTS = ("relevance", "date", "date_asc")
 FACETS = {"site": ("site", 10), "language": ("language", 10), "entity": ("entity_facet", 15), "month": ("month", 24)}
 MAX_WINDOW = 20_000  # hits scanned at most to fill a page of collapsed stories
 LANG_CACHE_S = 5.0
-
-
-class SchemaMismatch(RuntimeError):
-    """The index on disk was built by another schema version: it must be rebuilt."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    doc: dict[str, Any]
-    score: float | None
-    snippet: str
-    snippet_html: str = ""
-    title_html: str = ""
-    similar: int = 0  # other matching articles of the same story, collapsed under this one
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    total: int  # matching articles
-    hits: list[Hit]
-    stories: int | None = None  # matching stories (distinct clusters, approximate); only with facets
-    facets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    page: int = 1
-    limit: int = 10
-    took_ms: float = 0.0
-
-
-@dataclass
-class SearchRequest:
-    query: str = ""
-    limit: int = 10
-    page: int = 1
-    sort: str = "relevance"
-    since: str | None = None
-    until: str | None = None
-    site: Sequence[str] = ()
-    language: Sequence[str] = ()
-    entity: Sequence[str] = ()
-    cluster: str | None = None  # only this story's articles (the "+N similar" expander)
-    facets: bool = False
-    collapse: bool = True
 
 
 def read_version(path: Path) -> int | None:
@@ -100,6 +71,26 @@ def write_version(path: Path) -> None:
     (path / S.SCHEMA_FILE).write_text(json.dumps({"schema_version": S.SCHEMA_VERSION}) + "\n")
 
 
+def open_index(where: Settings | str | Path, create: bool = True) -> IndexBackend:
+    """The search index of these settings (their index_dir), or at this path.
+
+    A missing index is created, unless create=False: then NoIndex. SchemaMismatch when the index
+    was built by another schema version (`newsflow reindex` rebuilds it)."""
+    path = Path(where if isinstance(where, str | Path) else where.index_dir)
+    if not create and read_version(path) is None:
+        raise NoIndex(path)
+    return SearchIndex(path)
+
+
+def writer_lock(path: str | Path) -> object:
+    """Hold the writer lock of the index at path, whatever its schema version, until the returned
+    object is dropped: no other process writes meanwhile. IndexUnavailable when one holds it already."""
+    try:
+        return tantivy.Index.open(str(path)).writer(heap_size=15_000_000, num_threads=1)
+    except ValueError as exc:
+        raise IndexUnavailable(str(exc)) from exc
+
+
 def iter_sources(path: str | Path) -> Iterator[dict[str, Any]]:
     """Every stored article JSON of the index at path, whatever its schema version (it opens the
     index with the schema saved in it). Readers see one commit: safe while a writer runs."""
@@ -113,6 +104,8 @@ def iter_sources(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 class SearchIndex:
+    """The tantivy IndexBackend."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -146,16 +139,19 @@ class SearchIndex:
         return self.index.searcher()
 
     # --- writing (one writer process) ----------------------------------------------------------
-    def writer(self, heap_bytes: int = 128 * 1024 * 1024, threads: int = 1) -> tantivy.IndexWriter:
-        """The writer; ValueError when another process holds the index lock."""
+    def writer(self, heap_bytes: int = DEFAULT_HEAP_BYTES, threads: int = 1) -> tantivy.IndexWriter:
+        """The writer; IndexUnavailable when another process holds the index lock."""
         if self._writer is None:
-            self._writer = self.index.writer(heap_size=heap_bytes, num_threads=threads)
+            try:
+                self._writer = self.index.writer(heap_size=heap_bytes, num_threads=threads)
+            except ValueError as exc:
+                raise IndexUnavailable(str(exc)) from exc
         return self._writer
 
     def upsert_batch(
         self,
         docs: Iterable[Mapping[str, Any]],
-        heap_bytes: int = 128 * 1024 * 1024,
+        heap_bytes: int = DEFAULT_HEAP_BYTES,
         delete_ids: Iterable[str] = (),
         rejected: dict[str, str] | None = None,
     ) -> int:
@@ -180,7 +176,7 @@ class SearchIndex:
                     rejected[str(doc["id"])] = f"{type(exc).__name__}: {exc}"
                     continue
                 n += 1
-            w.commit()
+            _commit(w)
         except BaseException:
             # Uncommitted adds would otherwise ride along with the next batch's commit.
             w.rollback()
@@ -192,7 +188,7 @@ class SearchIndex:
         w = self.writer()
         for aid in article_ids:
             w.delete_documents_by_term("id", aid)
-        w.commit()
+        _commit(w)
         self.index.reload()
 
     def close(self) -> None:
@@ -272,14 +268,9 @@ class SearchIndex:
         return compiled
 
     # --- search ------------------------------------------------------------------------------------
-    def search(self, query: str | SearchRequest = "", limit: int = 10, offset: int = 0) -> SearchResult:
-        """Search; a plain string keeps the old call (`search("a b", limit=5)`, no collapsing)."""
+    def search(self, req: SearchRequest) -> SearchResult:
         t0 = time.perf_counter()
-        if isinstance(query, str):
-            req = SearchRequest(query=query, limit=limit, collapse=False)
-        else:
-            req = query
-            offset = (max(1, req.page) - 1) * req.limit
+        offset = (max(1, req.page) - 1) * req.limit
         if req.sort not in SORTS:
             raise QueryError(f"unknown sort {req.sort!r}: use one of {', '.join(SORTS)}")
         searcher = self._fresh_searcher()
@@ -389,6 +380,13 @@ class SearchIndex:
             for name in FACETS
         }
         return facets, round(agg["stories"]["value"] or 0)
+
+
+def _commit(w: tantivy.IndexWriter) -> None:
+    try:
+        w.commit()
+    except ValueError as exc:  # tantivy's I/O trouble
+        raise IndexUnavailable(str(exc)) from exc
 
 
 def _count(res: tantivy.SearchResult) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsflow.search.engine import Hit, SearchRequest, SearchResult
+from newsflow.search.backend import Hit, SearchRequest, SearchResult
 from newsflow.search.schema import site_of
 
 HIT_FIELDS = ("id", "url", "title", "published", "site_name", "language")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import click
 
 from config.defaults import Settings
+from newsflow.search import SORTS, IndexBackend, ParamError, SearchRequest
+from newsflow.search.backend import MAX_LIMIT, MAX_PAGE
 from workers.cli.common import emit_json, fail, settings_or_exit
 
-HIT_FIELDS = ("id", "url", "title", "published", "site_name", "language")
 SHOW_FIELDS = (
     "author", "description", "canonical_url", "final_url", "fetched_at",
     "word_count", "reading_time_min", "language_confidence", "entities", "keywords", "summary", "cluster_id",
@@ -33,16 +32,17 @@ Near-duplicates are collapsed into one hit per story ("+N similar"); --expand-cl
 """
 
 
-def open_index(settings: Settings) -> Any:
-    from newsflow.search import SchemaMismatch, SearchIndex
+def reader(settings: Settings) -> IndexBackend:
+    """The index, for reading; exits with the reason when there is none (or it needs a reindex)."""
+    from newsflow.search import NoIndex, SchemaMismatch, open_index
 
-    path = Path(settings.index_dir)
-    if not (path / "meta.json").exists():
-        fail(f"no index at {path}: ingest something first (`newsflow demo`, or `newsflow up` + `newsflow ingest URL`)")
     try:
-        return SearchIndex(path)
+        return open_index(settings, create=False)
+    except NoIndex as exc:
+        fail(f"{exc}: ingest something first (`newsflow demo`, or `newsflow up` + `newsflow ingest URL`)")
     except SchemaMismatch as exc:
         fail(str(exc))
+    raise AssertionError("unreachable")  # fail() exits
 
 
 def _print_hits(out: dict[str, Any]) -> None:
@@ -65,35 +65,14 @@ def _print_hits(out: dict[str, Any]) -> None:
 
 def print_search(settings: Settings, query: str, limit: int, as_json: bool) -> None:
     """Run one search and print it (used by `newsflow demo` too)."""
-    run_search(settings, SearchParams(query=query, limit=limit), as_json)
+    run_search(settings, SearchRequest(query=query, limit=limit), as_json)
 
 
-@dataclasses.dataclass
-class SearchParams:
-    query: str
-    limit: int = 10
-    page: int = 1
-    sort: str = "relevance"
-    since: str | None = None
-    until: str | None = None
-    site: tuple[str, ...] = ()
-    lang: tuple[str, ...] = ()
-    entity: tuple[str, ...] = ()
-    cluster: str | None = None
-    facets: bool = False
-    expand_clusters: bool = False
-
-
-def run_search(settings: Settings, p: SearchParams, as_json: bool) -> None:
-    from newsflow.search import QueryError, SearchRequest
+def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
+    from newsflow.search import QueryError
     from newsflow.search.service import result_dict
 
-    index = open_index(settings)
-    req = SearchRequest(
-        query=p.query, limit=p.limit, page=p.page, sort=p.sort, since=p.since, until=p.until, site=p.site,
-        language=p.lang, entity=p.entity, cluster=p.cluster, facets=p.facets,
-        collapse=not (p.expand_clusters or p.cluster),
-    )  # fmt: skip
+    index = reader(settings)
     try:
         out = result_dict(req, index.search(req))
     except QueryError as exc:
@@ -106,14 +85,12 @@ def run_search(settings: Settings, p: SearchParams, as_json: bool) -> None:
         _print_hits(out)
 
 
+# Option names are SearchRequest.from_params's parameter names: the API's query parameters.
 @click.command(help=QUERY_HELP)
-@click.argument("query")
-@click.option("--limit", "-n", type=click.IntRange(1, 1000), default=10, show_default=True, help="Hits per page.")
-@click.option("--page", "-p", type=click.IntRange(1, 10_000), default=1, show_default=True)
-@click.option(
-    "--sort", type=click.Choice(["relevance", "date", "date_asc"]), default="relevance", show_default=True,
-    help="date = newest first.",
-)  # fmt: skip
+@click.argument("q", metavar="QUERY")
+@click.option("--limit", "-n", type=int, default=10, show_default=True, help=f"Hits per page (at most {MAX_LIMIT}).")
+@click.option("--page", "-p", type=int, default=1, show_default=True, help=f"At most {MAX_PAGE}.")
+@click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True, help="date = newest first.")
 @click.option("--since", metavar="DATE", help="Published on or after (YYYY, YYYY-MM, YYYY-MM-DD or ISO time).")
 @click.option("--until", metavar="DATE", help="Published on or before (a date includes its whole day/month).")
 @click.option("--site", multiple=True, metavar="HOST", help="Only this site (repeat for several).")
@@ -123,23 +100,12 @@ def run_search(settings: Settings, p: SearchParams, as_json: bool) -> None:
 @click.option("--facets", is_flag=True, help="Count matches per site, language, entity and month.")
 @click.option("--expand-clusters", is_flag=True, help="Show every near-duplicate instead of one hit per story.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "hits": [...], ...} to stdout.')
-def search(
-    query: str,
-    limit: int,
-    page: int,
-    sort: str,
-    since: str | None,
-    until: str | None,
-    site: tuple[str, ...],
-    lang: tuple[str, ...],
-    entity: tuple[str, ...],
-    cluster: str | None,
-    facets: bool,
-    expand_clusters: bool,
-    as_json: bool,
-) -> None:
-    params = SearchParams(query, limit, page, sort, since, until, site, lang, entity, cluster, facets, expand_clusters)
-    run_search(settings_or_exit(), params, as_json)
+def search(as_json: bool, **params: Any) -> None:
+    try:
+        req = SearchRequest.from_params(params)
+    except ParamError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.name}") from None
+    run_search(settings_or_exit(), req, as_json)
 
 
 @click.command()
@@ -147,10 +113,12 @@ def search(
 @click.option("--json", "as_json", is_flag=True, help="Print the whole article as one JSON object.")
 def show(id_or_url: str, as_json: bool) -> None:
     """Show one indexed article by id, requested URL, final URL or canonical URL (exit 1 if none)."""
-    doc = open_index(settings_or_exit()).get(id_or_url)
+    doc = reader(settings_or_exit()).get(id_or_url)
     if doc is None:
         fail(f"no indexed article for {id_or_url!r}")
         return
+    from newsflow.search.service import HIT_FIELDS
+
     out = {name: doc.get(name) for name in HIT_FIELDS + SHOW_FIELDS}
     if as_json:
         emit_json(out)
