@@ -23,9 +23,10 @@ test: $(STAMP) ## the test suite (unit + integration: real Redis, real workers, 
 test-all: $(STAMP) ## everything, including the fault-injection suite
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, mypy, and the import layers (config <- newsflow <- tasks <- workers)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/extraction.py

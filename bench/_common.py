@@ -18,6 +18,10 @@ from typing import Any
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
+# The benchmarks' data: the repository's own test fixtures (tests/fixtures/README.md), or NEWSFLOW_FIXTURES_DIR.
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR") or ROOT / "tests" / "fixtures")
+
 
 def free_port() -> int:
     with socket.socket() as s:

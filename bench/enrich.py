@@ -22,8 +22,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import redis  # noqa: E402
+from _common import DEFAULT_FIXTURES  # noqa: E402
 
 from newsflow.enrich import enrich_article  # noqa: E402
 from newsflow.enrich.clusters import assign_cluster  # noqa: E402
@@ -31,7 +33,6 @@ from newsflow.enrich.entities import extract_entities  # noqa: E402
 from newsflow.enrich.evaluation import (  # noqa: E402
     cluster_test_set,
     entity_scores,
-    load_benchmark,
     pair_scores,
 )
 from newsflow.enrich.keywords import extract_keywords  # noqa: E402
@@ -40,7 +41,7 @@ from newsflow.enrich.minhash import shingle_hashes, signature  # noqa: E402
 from newsflow.enrich.summary import summarize  # noqa: E402
 from newsflow.extract import extract_article  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = DEFAULT_FIXTURES
 DATA = ROOT / "tests" / "data"
 
 
@@ -155,8 +156,14 @@ def private_redis() -> Iterator[redis.Redis | None]:
         proc.wait(timeout=10)
 
 
+def load_bodies() -> dict[str, str]:
+    """{article id: articleBody} of the extraction benchmark under FIXTURES."""
+    truth = json.loads((FIXTURES / "extraction-benchmark" / "ground-truth.json").read_text(encoding="utf-8"))
+    return {key: value["articleBody"] for key, value in truth.items()}
+
+
 def main() -> None:
-    bodies = load_benchmark(ROOT)
+    bodies = load_bodies()
     with private_redis() as r:
         bench_cost(bodies, r)
         bench_language()

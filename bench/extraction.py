@@ -2,7 +2,7 @@
 
     python bench/extraction.py [DIR] [--json] [--ablation] [--worst N]
 
-DIR defaults to the shared benchmark (../shared/fixtures/extraction-benchmark, or
+DIR defaults to the repository's copy of the benchmark (tests/fixtures/extraction-benchmark, or
 $NEWSFLOW_FIXTURES_DIR/extraction-benchmark). Prints F1/precision/recall with the benchmark's own metric
 (newsflow.extract.evaluate), median and p95 milliseconds per page (wall clock, and CPU time of this process,
 which a busy shared machine disturbs less), and the worst pages.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -23,6 +22,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DEFAULT_FIXTURES  # noqa: E402
 
 from newsflow.extract import extract_article  # noqa: E402
 from newsflow.extract.evaluate import (  # noqa: E402
@@ -37,9 +39,7 @@ from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions  # noqa: E4
 
 
 def default_dir() -> Path:
-    base = os.environ.get("NEWSFLOW_FIXTURES_DIR")
-    fixtures = Path(base) if base else ROOT.parent / "shared" / "fixtures"
-    return fixtures / "extraction-benchmark"
+    return DEFAULT_FIXTURES / "extraction-benchmark"
 
 
 @dataclass

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    DEFAULT_FIXTURES,
     Origin,
     Sampler,
     cpu_s,
@@ -74,6 +75,7 @@ def pct(values: list[float], q: float) -> float:
 def _limit_child(
     urls: list[str], index_dir: str, barrier: Any, out: Any, batch_size: int
 ) -> None:  # pragma: no cover - runs in a child process
+    from config.settings import get_settings
     from newsflow.enrich import assign_cluster, enrich_article, warm_up
     from newsflow.errors import PermanentError, TransientError
     from newsflow.fetcher import fetch_page, make_session
@@ -81,7 +83,6 @@ def _limit_child(
     from newsflow.state import connect
     from newsflow.urls import article_id
     from tasks.clean import build_doc
-    from workers.settings import get_settings
 
     s = get_settings()
     session, r, index = make_session(s), connect(s.state_url), SearchIndex(index_dir)
@@ -186,22 +187,23 @@ class PipelineRun:
     """One deployment, fed `urls`, watched until every article is indexed or dead."""
 
     def __init__(self, settings: Any, urls: list[str], work: Path, redis_pid: int, label: str) -> None:
-        from newsflow.state import State
+        from newsflow.state import connect
+        from newsflow.stores import Stores
 
         self.settings, self.urls, self.work, self.redis_pid, self.label = settings, urls, work, redis_pid, label
-        self.state = State.from_settings(settings)
+        self.stores = Stores.from_settings(settings)
+        self.state = self.stores.state
+        self.r = connect(settings.state_url)  # the instrument's own client: queue lists, INFO, sizes
         self.samples: list[dict[str, Any]] = []
         self.msg_sizes: dict[str, list[int]] = defaultdict(list)
 
     def done_count(self) -> int:
         """indexed + dead so far, from the ledger's hourly counters (cheap to poll)."""
-        hours = {time.strftime("%Y%m%d%H", time.gmtime(t)) for t in (self.t0, time.time())}
-        keys = [self.state.key("stats", st, h) for st in ("indexed", "dead") for h in hours]
-        return sum(int(v) for v in self.state.r.mget(keys) if v)
+        counts = self.state.transitions_hours(2 if time.gmtime(self.t0).tm_hour != time.gmtime().tm_hour else 1)
+        return counts["indexed"] + counts["dead"]
 
     def sample(self) -> None:
-        r = self.state.r
-        pipe = r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=False)
         for q in STAGES:
             pipe.llen(q)
             pipe.lrange(q, 0, 2)
@@ -265,12 +267,12 @@ class PipelineRun:
             roots = [p.pid for p in self.dep.procs]
             cpu_each0 = [tree_cpu_s(p) for p in roots]
             redis_cpu0 = cpu_s(self.redis_pid)
-            self.state.r.config_resetstat()  # INFO commandstats from here on: commands per article
+            self.r.config_resetstat()  # INFO commandstats from here on: commands per article
             spies = self.profilers(profile)
             self.t0 = time.time()
             sampler = Sampler(self.sample, 0.5)
             sampler.start()
-            submitted, _ = submit(app, self.state, self.urls)
+            submitted, _ = submit(app, self.stores, self.urls)
             submit_s = time.time() - self.t0
             deadline = time.monotonic() + timeout_s
             n = len({s.article_id for s in submitted})
@@ -288,7 +290,7 @@ class PipelineRun:
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
             commands = {
-                k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in self.state.r.info("commandstats").items()
+                k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in self.r.info("commandstats").items()
             }
             rss = {name: tree_rss(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
             workers = [(spec.queue, spec.pool, spec.concurrency) for spec in self.dep.layout]
@@ -321,24 +323,18 @@ class PipelineRun:
     def traces(self, ids: list[str]) -> tuple[list[tuple[str, float]], dict[str, int]]:
         events: list[tuple[str, float]] = []
         outcomes: dict[str, int] = defaultdict(int)
-        for i in range(0, len(ids), 500):
-            pipe = self.state.r.pipeline(transaction=False)
-            for aid in ids[i : i + 500]:
-                pipe.lrange(self.state.key("trace", aid), 0, -1)
-            for lines in pipe.execute():
-                final = None
-                for raw in lines:
-                    ev = json.loads(raw)
-                    if ev["t"] >= self.t0 - 1 and ev["state"] in STATE_OF:
-                        events.append((STATE_OF[ev["state"]], ev["t"]))
-                    final = final or ev["state"]  # newest first
-                outcomes[final or "missing"] += 1
+        for aid in ids:
+            trace = self.state.trace(aid)  # oldest first
+            for ev in trace:
+                if ev["t"] >= self.t0 - 1 and ev["state"] in STATE_OF:
+                    events.append((STATE_OF[ev["state"]], ev["t"]))
+            outcomes[trace[-1]["state"] if trace else "missing"] += 1
         return events, outcomes
 
     def doc_sizes(self, ids: list[str]) -> list[int]:
-        pipe = self.state.r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=False)
         for aid in ids[:2000]:
-            pipe.strlen(self.state.key("doc", aid))
+            pipe.strlen(f"{self.settings.key_prefix}doc:{aid}")
         return [n for n in pipe.execute() if n]
 
 
@@ -405,26 +401,29 @@ LAYOUTS = {
 
 
 # --- queue memory, with no workers -------------------------------------------------------------------
-def measure_queue(urls: list[str], state: Any, sources: list[str]) -> dict[str, Any]:
+def measure_queue(urls: list[str], settings: Any, sources: list[str]) -> dict[str, Any]:
     """Redis memory and message size per article queued for fetch, before any worker runs."""
+    from newsflow.dispatch import send_first
+    from newsflow.pipeline import FIRST, Message
+    from newsflow.state import connect
+    from newsflow.stores import Stores
     from newsflow.urls import article_id
-    from tasks import topology
     from workers.app import app
-    from workers.client import make_payload, submit
+    from workers.client import submit
 
-    r = state.r
+    r = connect(settings.state_url)
     r.flushall()
     before = int(r.info("memory")["used_memory"])
-    name, queue = topology.task_name("fetch"), topology.queue_of("fetch")
-    with app.producer_or_acquire() as producer:
-        for url in urls:
-            app.send_task(name, args=(make_payload(url, article_id(url)),), queue=queue, producer=producer)
+    queue = FIRST.queue
+    send_first(app, (Message.new(url, article_id(url)) for url in urls))
     after_queue = int(r.info("memory")["used_memory"])
     queued = r.lrange(queue, 0, -1)
     sizes = [len(m) for m in queued]
     r.flushall()
     before_submit = int(r.info("memory")["used_memory"])
-    submit(app, state, urls)
+    stores = Stores(r, settings)
+    state = stores.state
+    submit(app, stores, urls)
     after_submit = int(r.info("memory")["used_memory"])
     r.flushall()
     # Claim-check blobs as the fetch stage stores them (State.put_blob), one per distinct page.
@@ -656,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-pages", type=int, default=500, help="articles for the 1-process runs (default 500)")
     ap.add_argument("--chart", type=Path, default=ROOT / "docs" / "img" / "pipeline-throughput.png")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
-    ap.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures")
+    ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, indexes)")
     ap.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every worker during pipeline runs (raw stacks)")
     ap.add_argument(
@@ -692,15 +691,15 @@ def main(argv: list[str] | None = None) -> int:
             "NEWSFLOW_POLITE_HOST_RATE_PER_S": "1000000",
         }
     )
-    from newsflow.state import State
+    from config.settings import get_settings, load_settings
+    from newsflow.state import connect
     from workers.runtime import PrivateRedis
-    from workers.settings import get_settings, load_settings
 
     settings = get_settings()
     redis = PrivateRedis(port, work / "redis")
     redis.start()
     assert redis.proc is not None
-    state = State.from_settings(settings)
+    r = connect(settings.state_url)
     sources = load_sources(args.fixtures)
     res: dict[str, Any] = {
         "cores": cores,
@@ -712,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         with Origin(sources) as origin:
 
             def pipeline(n: int, label: str, layout: Any = None, **overrides: Any) -> dict[str, Any]:
-                state.r.flushall()
+                r.flushall()
                 s = load_settings(data_dir=str(work / label), **overrides)
                 log(f"pipeline '{label}': {n} pages")
                 run = PipelineRun(s, [origin.url(i) for i in range(n)], work, redis.proc.pid, label)
@@ -721,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
                 return out
 
             def limit(n: int, procs: int) -> dict[str, Any]:
-                state.r.flushall()
+                r.flushall()
                 log(f"limit: {n} pages, {procs} processes")
                 out = run_limit(
                     [origin.url(i) for i in range(n)], procs, work, settings.index_batch_size, redis.proc.pid
@@ -737,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = 0 if ok else 1
             else:
                 log("queue memory and message size, no workers")
-                res["queue"] = measure_queue([origin.url(i) for i in range(min(args.pages, 2000))], state, sources)
+                res["queue"] = measure_queue([origin.url(i) for i in range(min(args.pages, 2000))], settings, sources)
                 res["limit"] = limit(args.pages, cores)
                 res["pipeline"] = pipeline(args.pages, "pipeline")
                 # The load of a shared machine drifts: bracket the pipeline by a second limit run.

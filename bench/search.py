@@ -33,10 +33,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import DEFAULT_FIXTURES  # noqa: E402
 
 from newsflow.search import SearchIndex, SearchRequest  # noqa: E402
 
-FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures"))
+FIXTURES = DEFAULT_FIXTURES
 KINDS = ("term", "phrase", "boolean", "filtered", "faceted", "date_sorted")
 
 

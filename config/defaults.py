@@ -1,6 +1,6 @@
 """Every newsflow setting, its default and why it has that value.
 
-This is the one place defaults live. `workers.settings` is the one module that reads the
+This is the one place defaults live. `config.settings` is the one module that reads the
 environment: each field below can be overridden by `NEWSFLOW_<FIELD NAME IN UPPER CASE>`
 (for example `NEWSFLOW_FETCH_TIMEOUT_S=5`). Units are part of the names.
 

@@ -7,7 +7,6 @@ field's type. Nothing else in newsflow looks at `os.environ` for settings.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Mapping
 
@@ -56,10 +55,25 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     return settings
 
 
-@functools.cache
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """Settings of this process, read once."""
-    return load_settings()
+    """Settings of this process: read from the environment on first use, then kept."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make `settings` this process's settings (None: read the environment again on next use).
+
+    For tests and embedders; call it before anything has used the settings (the Celery app
+    configures itself from them on first use).
+    """
+    global _current
+    _current = settings
 
 
 def env_for(settings: Settings) -> dict[str, str]:

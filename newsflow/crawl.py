@@ -8,12 +8,7 @@
 No Celery here: the caller passes `enqueue` and `fetch_queue_depth`, so the Celery task
 (`tasks.crawl`) and the CLI (`newsflow crawl`) run the same code.
 
-Redis keys (under the prefix):
-- `crawl:seen`             zset article id -> when a crawl enqueued it; entries older than
-                           `crawl_seen_ttl_s` and beyond `crawl_seen_max` are dropped each run
-- `crawl:lock:{source}`    the source's crawl lock (token, TTL `crawl_lock_ttl_s`)
-- `crawl:validators:{url}` ETag / Last-Modified of a feed or sitemap (TTL `crawl_seen_ttl_s`)
-- `crawl:last:{source}`    the source's last crawl report (JSON, same TTL)
+What a crawl remembers lives in `newsflow.crawlstore.CrawlStore` (seen-set, validators, reports, locks).
 """
 
 from __future__ import annotations
@@ -21,22 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
 import requests
 
 from config.defaults import Settings
 from newsflow.errors import PermanentError, StageError, TransientError
 from newsflow.fetcher import NotModified
+from newsflow.pipeline import Message
 from newsflow.polite.hosts import host_key, interval_s, origin_of
 from newsflow.polite.limiter import HostLimiter
 from newsflow.polite.robots import LOCK_TTL_S as ROBOTS_LOCK_TTL_S
-from newsflow.polite.robots import RobotsCache, RobotsRules, bot_token
+from newsflow.polite.robots import RobotsRules, bot_token
 from newsflow.sources.config import Source
 from newsflow.sources.feeds import parse_feed
 from newsflow.sources.http import Document, fetch_document
@@ -44,16 +37,15 @@ from newsflow.sources.model import Discovered, SourceError
 from newsflow.sources.sitemaps import parse_sitemap
 from newsflow.sources.urllist import parse_url_list
 from newsflow.state import State
+from newsflow.stores import Stores
 from newsflow.urls import InvalidURL, article_id, normalize_url
 
-PAYLOAD_VERSION = 1  # = tasks.topology.PAYLOAD_VERSION (newsflow/ does not import tasks/)
 ENQUEUE_CHUNK = 100
 BACKPRESSURE_POLL_S = 0.5
 # Dead letters whose reason may pass: the next crawl tries such a URL again.
 RETRYABLE_DEAD = ("timeout", "connection_error", "http_5", "http_429", "http_408", "robots_unavailable", "redis_")
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
-Enqueue = Callable[[list[dict[str, Any]]], object]
+Enqueue = Callable[[list[Message]], object]
 
 
 @dataclass
@@ -83,25 +75,22 @@ class CrawlReport:
 @dataclass
 class CrawlContext:
     settings: Settings
-    state: State
+    stores: Stores
     session: requests.Session
     enqueue: Enqueue
     fetch_queue_depth: Callable[[], int]
     sleep: Callable[[float], None] = time.sleep
 
     @property
-    def r(self) -> redis.Redis:
-        return self.state.r
-
-    def key(self, *parts: str) -> str:
-        return self.state.key(*parts)
+    def state(self) -> State:
+        return self.stores.state
 
 
 def crawl_source(source: Source, ctx: CrawlContext, *, refresh: bool = False) -> CrawlReport:
     """Crawl `source` once. Never raises for the source's own failures: the report says them."""
     report = CrawlReport(source.name)
     started = time.monotonic()
-    with crawl_lock(ctx, source.name) as held:
+    with ctx.stores.crawl.lock(source.name).held() as held:
         if not held:
             report.status, report.reason = "locked", "already_running"
             report.detail = "another crawl of this source is running; this one did nothing"
@@ -122,20 +111,9 @@ def crawl_source(source: Source, ctx: CrawlContext, *, refresh: bool = False) ->
         todo = select_new(source, ctx, entries, refresh, report)
         complete = enqueue_all(source, ctx, todo, report)
         if complete:  # only then may the next run skip unchanged documents
-            _store_validators(ctx, validators)
-        _trim_seen(ctx)
+            ctx.stores.crawl.store_validators(validators)
+        ctx.stores.crawl.trim_seen()
     return _finish(report, started, ctx)
-
-
-@contextmanager
-def crawl_lock(ctx: CrawlContext, name: str) -> Iterator[bool]:
-    key, token = ctx.key("crawl", "lock", name), uuid.uuid4().hex
-    held = bool(ctx.r.set(key, token, nx=True, ex=ctx.settings.crawl_lock_ttl_s))
-    try:
-        yield held
-    finally:
-        if held:
-            ctx.r.eval(_RELEASE, 1, key, token)
 
 
 # --- discovery ------------------------------------------------------------------------------------
@@ -169,11 +147,11 @@ def _sitemap_entries(
         doc = polite_get(source.location, source, ctx, refresh, report, validators)
     except NotModified:
         # An unchanged index still has children that may have changed (the news sitemap does).
-        known = _validators(ctx, source.location).get("children")
+        known = ctx.stores.crawl.validators(source.location).get("children")
         if not known:
             raise
         children = [(str(u), t) for u, t in json.loads(known)]
-        validators.setdefault(source.location, _validators(ctx, source.location))
+        validators.setdefault(source.location, ctx.stores.crawl.validators(source.location))
     else:
         top = parse_sitemap(doc.body, doc.final_url, s.crawl_max_doc_bytes, s.crawl_max_sitemap_entries)
         if not top.is_index:
@@ -222,7 +200,7 @@ def polite_get(
     """GET a feed/sitemap the way the fetch stage gets pages: robots.txt, the host's limiter, 304s."""
     s = ctx.settings
     key, origin, bot = host_key(url), origin_of(url), bot_token(s.user_agent)
-    limiter = HostLimiter(ctx.r, s.key_prefix, s.polite_max_reserve_s)
+    limiter = ctx.stores.limiter
     crawl_delay = None
     if s.polite_obey_robots:
         rules = _robots_rules(origin, key, source, ctx, limiter)
@@ -231,7 +209,7 @@ def polite_get(
         if not rules.allowed(url, bot):
             raise SourceError("robots_disallowed", f"{origin}/robots.txt disallows {url}")
         crawl_delay = rules.crawl_delay(bot)
-    known = {} if refresh else _validators(ctx, url)
+    known = {} if refresh else ctx.stores.crawl.validators(url)
     limiter.wait_for_slot(key, interval_s(key, s, source.rate_per_s, crawl_delay))
     try:
         doc = fetch_document(
@@ -254,44 +232,23 @@ def polite_get(
 
 def _robots_rules(origin: str, key: str, source: Source, ctx: CrawlContext, limiter: HostLimiter) -> RobotsRules:
     """The origin's robots.txt from the cache, or fetched once (other crawls and workers wait for it)."""
-    robots = RobotsCache(ctx.r, ctx.settings)
+    robots = ctx.stores.robots
     rules = robots.get(origin)
     deadline = time.monotonic() + ROBOTS_LOCK_TTL_S
     while rules is None:
-        if robots.try_lock(origin):
-            try:
+        with robots.lock(origin).held() as ours:
+            if ours:
                 # Checked again under the lock: another fetcher may have stored it since our first look.
                 cached = robots.get(origin)
                 if cached is not None:
                     return cached
                 limiter.wait_for_slot(key, interval_s(key, ctx.settings, source.rate_per_s))
                 return robots.fetch_and_store(origin, ctx.session)
-            finally:
-                robots.unlock(origin)
         if time.monotonic() > deadline:
             raise TransientError("robots_unavailable", f"{origin}/robots.txt: another fetcher held it too long")
         ctx.sleep(0.1)
         rules = robots.get(origin)
     return rules
-
-
-def _validators(ctx: CrawlContext, url: str) -> dict[str, str]:
-    raw: dict[bytes, bytes] = ctx.r.hgetall(_validator_key(ctx, url))  # type: ignore[assignment]
-    return {k.decode(): v.decode() for k, v in raw.items()}
-
-
-def _validator_key(ctx: CrawlContext, url: str) -> str:
-    return ctx.key("crawl", "validators", hashlib.sha256(url.encode()).hexdigest()[:32])
-
-
-def _store_validators(ctx: CrawlContext, validators: dict[str, dict[str, str]]) -> None:
-    pipe = ctx.r.pipeline(transaction=False)
-    for url, values in validators.items():
-        key = _validator_key(ctx, url)
-        pipe.delete(key)
-        pipe.hset(key, mapping=values)  # type: ignore[arg-type]
-        pipe.expire(key, ctx.settings.crawl_seen_ttl_s)
-    pipe.execute()
 
 
 # --- what is new ----------------------------------------------------------------------------------
@@ -317,18 +274,14 @@ def select_new(
         ids.add(aid)
         candidates.append((entry.url.strip(), aid, entry))
     now = time.time()
-    seen_key = ctx.key("crawl", "seen")
     todo: list[tuple[str, str, Discovered]] = []
     for start in range(0, len(candidates), 500):
         batch = candidates[start : start + 500]
-        pipe = ctx.r.pipeline(transaction=False)
-        for _url, aid, _e in batch:
-            pipe.zscore(seen_key, aid)
-            pipe.hmget(ctx.key("article", aid), "state", "reason")
-        answers = pipe.execute()
-        for i, item in enumerate(batch):
-            seen_at, (state, reason) = answers[2 * i], answers[2 * i + 1]
-            if refresh or should_refetch(item[2], seen_at, _text(state), _text(reason), source, now):
+        ids_ = [aid for _url, aid, _e in batch]
+        seen = ctx.stores.crawl.seen_at(ids_)
+        for item, seen_at, known in zip(batch, seen, ctx.state.ledgers(ids_), strict=True):
+            state, reason = (known.state, known.reason) if known else ("", "")
+            if refresh or should_refetch(item[2], seen_at, state, reason, source, now):
                 todo.append(item)
             else:
                 report.skipped_seen += 1
@@ -353,10 +306,6 @@ def should_refetch(
     return source.recrawl_after_s > 0 and now - seen_at > source.recrawl_after_s
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
 # --- enqueue ---------------------------------------------------------------------------------------
 
 
@@ -365,20 +314,19 @@ def enqueue_all(
 ) -> bool:
     """Enqueue in chunks with backpressure. False when backpressure cut the run short."""
     s = ctx.settings
-    seen_key = ctx.key("crawl", "seen")
     for start in range(0, len(todo), ENQUEUE_CHUNK):
         if not wait_for_room(ctx):
             report.left_over += len(todo) - start
             report.detail = _join(report.detail, f"fetch queue stayed above {s.crawl_max_fetch_queue} messages")
             return False
         chunk = todo[start : start + ENQUEUE_CHUNK]
-        payloads = [_payload(url, aid, entry, source) for url, aid, entry in chunk]
-        now = time.time()
-        for url, aid, _entry in chunk:
-            ctx.state.record(aid, url, "discovered", "crawl", extra={"source": source.name})
-        ctx.enqueue(payloads)
-        ctx.r.zadd(seen_key, {aid: now for _u, aid, _e in chunk})
-        ctx.r.expire(seen_key, s.crawl_seen_ttl_s)
+        messages = [new_message(url, aid, entry, source) for url, aid, entry in chunk]
+        for msg in messages:
+            ctx.state.record(
+                msg.id, msg.url, "discovered", "crawl", extra={"source": source.name}, origin=msg.origin_json()
+            )
+        ctx.enqueue(messages)
+        ctx.stores.crawl.mark_seen(msg.id for msg in messages)
         report.enqueued += len(chunk)
         report.enqueued_items.extend((url, aid) for url, aid, _e in chunk)
     return True
@@ -394,24 +342,12 @@ def wait_for_room(ctx: CrawlContext) -> bool:
     return True
 
 
-def _payload(url: str, aid: str, entry: Discovered, source: Source) -> dict[str, Any]:
-    payload: dict[str, Any] = {"v": PAYLOAD_VERSION, "id": aid, "url": url, "source": source.name}
+def new_message(url: str, aid: str, entry: Discovered, source: Source) -> Message:
+    """The first-stage message of a URL the source listed, with the source's hints and rate."""
     hints = dict(entry.hints)
     if source.language and "language" not in hints:
         hints["language"] = source.language
-    if hints:
-        payload["hints"] = hints
-    if source.rate_per_s:
-        payload["rate_per_s"] = source.rate_per_s
-    return payload
-
-
-def _trim_seen(ctx: CrawlContext) -> None:
-    key = ctx.key("crawl", "seen")
-    pipe = ctx.r.pipeline(transaction=False)
-    pipe.zremrangebyscore(key, "-inf", time.time() - ctx.settings.crawl_seen_ttl_s)
-    pipe.zremrangebyrank(key, 0, -ctx.settings.crawl_seen_max - 1)
-    pipe.execute()
+    return Message.new(url, aid, source=source.name, hints=hints, rate_per_s=source.rate_per_s)
 
 
 # --- outcome ---------------------------------------------------------------------------------------
@@ -420,15 +356,8 @@ def _trim_seen(ctx: CrawlContext) -> None:
 def _finish(report: CrawlReport, started: float, ctx: CrawlContext) -> CrawlReport:
     report.duration_s = time.monotonic() - started
     if report.status != "locked":
-        ctx.r.set(
-            ctx.key("crawl", "last", report.source), json.dumps(report.to_dict()), ex=ctx.settings.crawl_seen_ttl_s
-        )
+        ctx.stores.crawl.save_report(report.source, report.to_dict())
     return report
-
-
-def last_report(state: State, name: str) -> dict[str, Any] | None:
-    raw = state.r.get(state.key("crawl", "last", name))
-    return None if raw is None else dict(json.loads(raw))
 
 
 def _source_record_id(source: Source, url: str | None = None) -> str:
@@ -452,4 +381,4 @@ def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
 
 
-__all__ = ["CrawlContext", "CrawlReport", "PermanentError", "crawl_source", "last_report"]
+__all__ = ["CrawlContext", "CrawlReport", "PermanentError", "crawl_source"]

@@ -54,13 +54,3 @@ def configure(level: str = "INFO") -> None:
 def get_logger(name: str = "newsflow") -> Any:
     return structlog.stdlib.get_logger(name)
 
-
-def connect_celery_signals(level: str) -> None:
-    """Keep Celery from installing its own text handlers; use ours in every worker process."""
-    from celery import signals
-
-    def _setup(**_: Any) -> None:
-        configure(level)
-
-    signals.setup_logging.connect(_setup, weak=False)
-    signals.worker_process_init.connect(_setup, weak=False)

@@ -3,18 +3,21 @@
 At-least-once delivery has one gap with Celery's Redis transport: a worker process killed between
 popping a message and recording it as unacknowledged takes the message with it, and no
 visibility timeout brings it back. The ledger still knows the article is in flight, so the
-reconciler re-sends the message of the stage the article was about to enter. Stages are idempotent
-on the article id, so a re-send of a message that was merely slow costs work, never a duplicate.
+reconciler re-sends the message of the stage the article was about to enter, rebuilt from the
+origin the ledger kept (source, hints, rate). Stages are idempotent on the article id, so a
+re-send of a message that was merely slow costs work, never a duplicate.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from newsflow.state import DONE_STATE, STATES, LedgerEntry
+from celery import Celery
 
-# Ledger state -> the stage that consumes it next (the state just before the one that stage leaves).
-NEXT_STAGE = {STATES[STATES.index(done) - 1]: stage for stage, done in DONE_STATE.items()}
+from newsflow.dispatch import send
+from newsflow.pipeline import Message, reentry, resume_from
+from newsflow.state import State
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,21 @@ class Resume:
     idle_s: float
 
 
-def resume_stage(entry: LedgerEntry, has_doc: bool) -> str:
-    """Where to re-enter: the next stage, or fetch when that stage's input is gone.
-
-    The raw HTML's claim-check key and fetch metadata travel only in the clean message, so an
-    article lost on its way to clean is fetched again; enrich and index need the stored document.
-    """
-    stage = NEXT_STAGE.get(entry.state, "fetch")
-    if stage in ("enrich", "index") and not has_doc:
-        return "fetch"
-    return "fetch" if stage == "clean" else stage
+def reconcile(
+    app: Celery, state: State, older_than_s: float, *, dry_run: bool = False, limit: int = 1000
+) -> list[Resume]:
+    """Re-send the message of each article stuck in flight longer than `older_than_s`."""
+    now = time.time()
+    resumed: list[Resume] = []
+    for entry in state.stuck(older_than_s, limit):
+        message = Message.from_origin(entry.article_id, entry.url, entry.origin)
+        # The raw HTML's key and what the fetch saw travel only in the clean message, so an
+        # article lost on its way to clean is fetched again; enrich and index need the document.
+        at = reentry(resume_from(entry.state).name, message, state)
+        resumed.append(Resume(entry.article_id, entry.url, entry.state, at.name, round(now - entry.updated_at, 1)))
+        if dry_run:
+            continue
+        # Recording first keeps a slow re-send from being picked up twice by the next sweep.
+        state.record(entry.article_id, entry.url, entry.state, "reconcile", reason=f"resumed_at_{at.name}")
+        send(app, at, message.restart(at.name))
+    return resumed

@@ -21,7 +21,7 @@ import json
 import time
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -29,11 +29,8 @@ import zstandard
 
 from config.defaults import Settings
 from newsflow import metrics
+from newsflow.pipeline import STATES, TERMINAL_STATES
 
-TERMINAL_STATES = frozenset({"indexed", "dead"})
-STATES = ("discovered", "fetched", "cleaned", "enriched", "indexed", "dead")
-# The ledger state each stage leaves an article in, in pipeline order.
-DONE_STATE = {"fetch": "fetched", "clean": "cleaned", "enrich": "enriched", "index": "indexed"}
 TRACE_LEN = 50
 STATS_TTL_S = 2 * 24 * 3600
 MINUTE_STATS_TTL_S = 2 * 3600
@@ -66,6 +63,7 @@ class LedgerEntry:
     stage: str
     reason: str
     updated_at: float
+    origin: dict[str, Any] = field(default_factory=dict)  # where it came from (newsflow.pipeline.ORIGIN_KEYS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,7 +83,7 @@ def connect(url: str) -> redis.Redis:
 
 class State:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        self.r = client
+        self._r = client
         self.s = settings
         self.p = settings.key_prefix
 
@@ -93,45 +91,49 @@ class State:
     def from_settings(cls, settings: Settings) -> State:
         return cls(connect(settings.state_url), settings)
 
-    def key(self, *parts: str) -> str:
+    def _key(self, *parts: str) -> str:
         return self.p + ":".join(parts)
 
     # --- claim check ----------------------------------------------------------------------
+    def blob_key(self, article_id: str) -> str:
+        """The claim check of an article's raw HTML (opaque to everyone else; it travels in messages)."""
+        return self._key("blob", article_id)
+
     def put_blob(self, article_id: str, data: str, pipe: Pipe | None = None) -> str:
         """Park raw HTML; with `pipe`, the write joins that pipeline (the caller executes it)."""
-        key = self.key("blob", article_id)
-        (pipe or self.r).set(key, _pack(data.encode("utf-8"), _BLOB_LEVEL), ex=self.s.blob_ttl_s)
+        key = self.blob_key(article_id)
+        (pipe or self._r).set(key, _pack(data.encode("utf-8"), _BLOB_LEVEL), ex=self.s.blob_ttl_s)
         return key
 
     def get_blob(self, key: str) -> str | None:
-        raw = self.r.get(key)
+        raw = self._r.get(key)
         return None if raw is None else _unpack(raw).decode("utf-8")  # type: ignore[arg-type]
 
     def delete_blob(self, key: str, pipe: Pipe | None = None) -> None:
-        (pipe or self.r).delete(key)
+        (pipe or self._r).delete(key)
 
     # --- documents --------------------------------------------------------------------------
     def put_doc(self, article_id: str, doc: Mapping[str, Any], pipe: Pipe | None = None) -> None:
         raw = _pack(json.dumps(doc, ensure_ascii=False).encode("utf-8"), _DOC_LEVEL)
-        (pipe or self.r).set(self.key("doc", article_id), raw, ex=self.s.doc_ttl_s)
+        (pipe or self._r).set(self._key("doc", article_id), raw, ex=self.s.doc_ttl_s)
 
     def get_doc(self, article_id: str) -> dict[str, Any] | None:
-        raw = self.r.get(self.key("doc", article_id))
+        raw = self._r.get(self._key("doc", article_id))
         return None if raw is None else json.loads(_unpack(raw))  # type: ignore[arg-type]
 
     def pipeline(self) -> Pipe:
         """A stage's writes in one round trip, all or none (MULTI/EXEC): a Redis refusing one of
         them (maxmemory) must not let the others through, e.g. free the blob without the document."""
-        return self.r.pipeline(transaction=True)
+        return self._r.pipeline(transaction=True)
 
     def get_docs(self, article_ids: list[str]) -> list[dict[str, Any] | None]:
-        raws = self.r.mget([self.key("doc", a) for a in article_ids]) if article_ids else []
+        raws = self._r.mget([self._key("doc", a) for a in article_ids]) if article_ids else []
         return [None if raw is None else json.loads(_unpack(raw)) for raw in raws]  # type: ignore[arg-type]
 
     def delete_docs(self, article_ids: Iterable[str]) -> None:
-        keys = [self.key("doc", a) for a in article_ids]
+        keys = [self._key("doc", a) for a in article_ids]
         if keys:
-            self.r.delete(*keys)
+            self._r.delete(*keys)
 
     # --- ledger -------------------------------------------------------------------------------
     def record(
@@ -145,10 +147,13 @@ class State:
         detail: str = "",
         worker: str = "",
         extra: Mapping[str, Any] | None = None,
+        origin: str | None = None,
         pipe: Pipe | None = None,
     ) -> None:
         """One transition: the ledger's current state, the trace line and the hourly counter.
 
+        `origin` (the message's origin as JSON, `Message.origin_json()`) is kept with the entry so
+        that an article started again later (reconcile) keeps its source, hints and rate.
         With `pipe`, the writes join that pipeline and the caller executes it.
         """
         now = time.time()
@@ -162,11 +167,13 @@ class State:
         }
         if extra:
             event.update(extra)
-        akey, tkey = self.key("article", article_id), self.key("trace", article_id)
-        skey = self.key("stats", state, time.strftime("%Y%m%d%H", time.gmtime(now)))
+        akey, tkey = self._key("article", article_id), self._key("trace", article_id)
+        skey = self._key("stats", state, time.strftime("%Y%m%d%H", time.gmtime(now)))
         own = pipe is None
         pipe = self.pipeline() if pipe is None else pipe
-        mapping = {"url": url, "state": state, "stage": stage, "reason": reason, "updated_at": now}
+        mapping: dict[str, Any] = {"url": url, "state": state, "stage": stage, "reason": reason, "updated_at": now}
+        if origin:
+            mapping["origin"] = origin
         pipe.hset(akey, mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(akey, self.s.ledger_ttl_s)
         pipe.lpush(tkey, json.dumps(event))
@@ -174,71 +181,77 @@ class State:
         pipe.expire(tkey, self.s.ledger_ttl_s)
         pipe.incr(skey)
         pipe.expire(skey, STATS_TTL_S)
-        mkey = self.key("statm", state, time.strftime("%Y%m%d%H%M", time.gmtime(now)))
+        mkey = self._key("statm", state, time.strftime("%Y%m%d%H%M", time.gmtime(now)))
         pipe.incr(mkey)
         pipe.expire(mkey, MINUTE_STATS_TTL_S)
         # In-flight index: what the reconciler looks at (bounded: terminal states leave it).
         if state in TERMINAL_STATES:
-            pipe.zrem(self.key("inflight"), article_id)
+            pipe.zrem(self._key("inflight"), article_id)
         else:
-            pipe.zadd(self.key("inflight"), {article_id: now})
+            pipe.zadd(self._key("inflight"), {article_id: now})
         if own:
             pipe.execute()
 
     def stuck(self, older_than_s: float, limit: int = 1000) -> list[LedgerEntry]:
         """Articles not terminal whose last transition is older than `older_than_s`."""
-        zkey = self.key("inflight")
-        raw: list[bytes] = self.r.zrangebyscore(zkey, 0, time.time() - older_than_s, start=0, num=limit)  # type: ignore[assignment]
+        zkey = self._key("inflight")
+        raw: list[bytes] = self._r.zrangebyscore(zkey, 0, time.time() - older_than_s, start=0, num=limit)  # type: ignore[assignment]
         ids = [x.decode() for x in raw]
         out: list[LedgerEntry] = []
         for aid, entry in zip(ids, self.ledgers(ids), strict=True):
             if entry is None or entry.state in TERMINAL_STATES:
-                self.r.zrem(zkey, aid)  # the ledger expired or moved on: nothing to watch
+                self._r.zrem(zkey, aid)  # the ledger expired or moved on: nothing to watch
                 continue
             out.append(entry)
         return out
 
     def has_doc(self, article_id: str) -> bool:
-        return bool(self.r.exists(self.key("doc", article_id)))
+        return bool(self._r.exists(self._key("doc", article_id)))
+
+    def has_blob(self, key: str) -> bool:
+        return key.startswith(self._key("blob", "")) and bool(self._r.exists(key))
+
+    def release_indexed(self, article_id: str, pipe: Pipe) -> None:
+        """An article is in the index: its dead letter goes, and its document only once a
+        redelivered message can no longer need it (the broker's visibility timeout)."""
+        pipe.expire(self._key("doc", article_id), self.s.visibility_timeout_s)
+        self.clear_dead(article_id, pipe)
+
+    def delete_doc(self, article_id: str, pipe: Pipe | None = None) -> None:
+        (pipe or self._r).delete(self._key("doc", article_id))
+
+    def count_death(self, stage: str, article_id: str) -> int:
+        """One more worker process died while running this article's `stage`: how many so far."""
+        key = self._key("deaths", stage, article_id)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self.s.ledger_ttl_s)
+        return int(pipe.execute()[0])
+
+    def reset_connections(self) -> None:
+        """Drop pooled connections (one interrupted mid-pipeline may hold unread replies)."""
+        self._r.connection_pool.disconnect()
 
     def ledger(self, article_id: str) -> LedgerEntry | None:
-        raw: dict[bytes, bytes] = self.r.hgetall(self.key("article", article_id))  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self._r.hgetall(self._key("article", article_id))  # type: ignore[assignment]
         if not raw:
             return None
-        d = {k.decode(): v.decode() for k, v in raw.items()}
-        return LedgerEntry(
-            article_id,
-            d.get("url", ""),
-            d.get("state", ""),
-            d.get("stage", ""),
-            d.get("reason", ""),
-            float(d.get("updated_at", 0)),
-        )
+        return _entry(article_id, raw)
 
     def ledgers(self, article_ids: list[str]) -> list[LedgerEntry | None]:
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self._r.pipeline(transaction=False)
         for a in article_ids:
-            pipe.hgetall(self.key("article", a))
+            pipe.hgetall(self._key("article", a))
         out: list[LedgerEntry | None] = []
         for a, raw in zip(article_ids, pipe.execute(), strict=True):
             if not raw:
                 out.append(None)
                 continue
-            d = {k.decode(): v.decode() for k, v in raw.items()}
-            out.append(
-                LedgerEntry(
-                    a,
-                    d.get("url", ""),
-                    d.get("state", ""),
-                    d.get("stage", ""),
-                    d.get("reason", ""),
-                    float(d.get("updated_at", 0)),
-                )
-            )
+            out.append(_entry(a, raw))
         return out
 
     def trace(self, article_id: str) -> list[dict[str, Any]]:
-        raw: list[bytes] = self.r.lrange(self.key("trace", article_id), 0, -1)  # type: ignore[assignment]
+        raw: list[bytes] = self._r.lrange(self._key("trace", article_id), 0, -1)  # type: ignore[assignment]
         return [json.loads(x) for x in reversed(raw)]
 
     # --- dead letters ---------------------------------------------------------------------------
@@ -262,24 +275,24 @@ class State:
             "time": now,
             "payload": payload,
         }
-        dkey, zkey = self.key("dead", article_id), self.key("dead")
+        dkey, zkey = self._key("dead", article_id), self._key("dead")
         pair = _pair(stage, reason)
-        previous = self.dead_letter_record(article_id)  # died before elsewhere: leave that index
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self._r.pipeline(transaction=False)
         pipe.set(dkey, json.dumps(record, ensure_ascii=False), ex=self.s.ledger_ttl_s)
         pipe.zadd(zkey, {article_id: now})
         # Bound the dead-letter set: drop the oldest beyond the cap.
         pipe.zremrangebyrank(zkey, 0, -self.s.deadletter_max - 1)
-        if previous is not None:
-            pipe.zrem(self.key("deadidx", _pair(previous.get("stage", ""), previous.get("reason", ""))), article_id)
-        pipe.sadd(self.key("deadidx"), pair)
-        pipe.zadd(self.key("deadidx", pair), {article_id: now})
-        pipe.zremrangebyrank(self.key("deadidx", pair), 0, -self.s.deadletter_max - 1)
+        for other in self._dead_pairs():  # died before elsewhere, maybe cleared since: leave those indexes
+            if other != pair:
+                pipe.zrem(self._key("deadidx", other), article_id)
+        pipe.sadd(self._key("deadidx"), pair)
+        pipe.zadd(self._key("deadidx", pair), {article_id: now})
+        pipe.zremrangebyrank(self._key("deadidx", pair), 0, -self.s.deadletter_max - 1)
         pipe.execute()
         source = payload.get("source") if isinstance(payload, Mapping) else None
         if isinstance(source, str) and source and payload.get("id"):  # an article, not a failed crawl
             self.count_source(source, "dead")
-        metrics.count_failed(self.r, self.p, stage, reason)
+        metrics.count_failed(self._r, self.p, stage, reason)
         self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)
 
     def dead_letters(
@@ -287,20 +300,20 @@ class State:
     ) -> list[dict[str, Any]]:
         """The newest dead letters first, optionally only those of one stage and/or reason."""
         if stage is None and reason is None:
-            ids: list[bytes] = self.r.zrevrange(self.key("dead"), 0, limit - 1)  # type: ignore[assignment]
+            ids: list[bytes] = self._r.zrevrange(self._key("dead"), 0, limit - 1)  # type: ignore[assignment]
         else:
             pairs = [p for p in self._dead_pairs() if _matches(p, stage, reason)]
             scored: list[Any] = []
             for pair in pairs:
-                scored.extend(self.r.zrevrange(self.key("deadidx", pair), 0, limit - 1, withscores=True))
+                scored.extend(self._r.zrevrange(self._key("deadidx", pair), 0, limit - 1, withscores=True))
             ids = [i for i, _ in sorted(scored, key=lambda x: -x[1])[:limit]]
         if not ids:
             return []
-        raws = self.r.mget([self.key("dead", i.decode()) for i in ids])
+        raws = self._r.mget([self._key("dead", i.decode()) for i in ids])
         return [json.loads(x) for x in raws if x is not None]
 
     def dead_letter_record(self, article_id: str) -> dict[str, Any] | None:
-        raw = self.r.get(self.key("dead", article_id))
+        raw = self._r.get(self._key("dead", article_id))
         return None if raw is None else dict(json.loads(raw))
 
     def dead_letter_counts(self) -> list[dict[str, Any]]:
@@ -311,39 +324,41 @@ class State:
         """
         out: list[dict[str, Any]] = []
         for pair in self._dead_pairs():
-            ikey = self.key("deadidx", pair)
-            self.r.zinterstore(ikey, {ikey: 1, self.key("dead"): 0})
-            n = int(self.r.zcard(ikey))
+            ikey = self._key("deadidx", pair)
+            self._r.zinterstore(ikey, {ikey: 1, self._key("dead"): 0})
+            n = int(self._r.zcard(ikey))
             if n == 0:
-                self.r.srem(self.key("deadidx"), pair)
+                self._r.srem(self._key("deadidx"), pair)
                 continue
             stage, _, reason = pair.partition("|")
             out.append({"stage": stage, "reason": reason, "count": n})
         return sorted(out, key=lambda d: (-d["count"], d["stage"], d["reason"]))
 
     def _dead_pairs(self) -> list[str]:
-        raw: set[bytes] = self.r.smembers(self.key("deadidx"))  # type: ignore[assignment]
+        raw: set[bytes] = self._r.smembers(self._key("deadidx"))  # type: ignore[assignment]
         return sorted(x.decode() for x in raw)
 
-    def clear_dead(self, article_id: str) -> None:
-        previous = self.dead_letter_record(article_id)
-        self.r.zrem(self.key("dead"), article_id)
-        self.r.delete(self.key("dead", article_id))
-        if previous is not None:
-            pair = _pair(previous.get("stage", ""), previous.get("reason", ""))
-            self.r.zrem(self.key("deadidx", pair), article_id)
+    def clear_dead(self, article_id: str, pipe: Pipe | None = None) -> None:
+        """Forget an article's dead letter (replayed, or indexed since). Its entry in the per-pair
+        index is dropped lazily: `dead_letter_counts` intersects that index with `dead`."""
+        own = pipe is None
+        pipe = self._r.pipeline(transaction=False) if pipe is None else pipe
+        pipe.zrem(self._key("dead"), article_id)
+        pipe.delete(self._key("dead", article_id))
+        if own:
+            pipe.execute()
 
     # --- operations: per-source counters and transition statistics ------------------------------
     def count_source(self, source: str, state: str, sink: metrics.CounterSink | None = None) -> None:
         """One more article of `source` reached `state` (discovered, indexed or dead)."""
-        (sink or self.r).hincrby(self.key("sources"), f"{source[:SOURCE_NAME_MAX]}|{state}", 1)
+        (sink or self._r).hincrby(self._key("sources"), f"{source[:SOURCE_NAME_MAX]}|{state}", 1)
 
     def source_counts(self) -> dict[str, dict[str, int]]:
         """Per source: how many articles were discovered, indexed and dead-lettered (all time)."""
-        raw: dict[bytes, bytes] = self.r.hgetall(self.key("sources"))  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self._r.hgetall(self._key("sources"))  # type: ignore[assignment]
         out: dict[str, dict[str, int]] = {}
-        for field, value in raw.items():
-            source, _, state = field.decode().rpartition("|")
+        for name, value in raw.items():
+            source, _, state = name.decode().rpartition("|")
             out.setdefault(source, dict.fromkeys(SOURCE_STATES, 0))[state] = int(value)
         return dict(sorted(out.items()))
 
@@ -360,13 +375,30 @@ class State:
         return self._sum_counters("stats", stamps)
 
     def _sum_counters(self, kind: str, stamps: list[str]) -> dict[str, int]:
-        keys = [self.key(kind, state, stamp) for state in STATES for stamp in stamps]
-        values = self.r.mget(keys)
+        keys = [self._key(kind, state, stamp) for state in STATES for stamp in stamps]
+        values = self._r.mget(keys)
         out = dict.fromkeys(STATES, 0)
         for i, value in enumerate(values):
             if value is not None:
                 out[STATES[i // len(stamps)]] += int(value)
         return out
+
+
+def _entry(article_id: str, raw: Mapping[bytes, bytes]) -> LedgerEntry:
+    d = {k.decode(): v.decode() for k, v in raw.items()}
+    try:
+        origin = json.loads(d["origin"]) if d.get("origin") else {}
+    except ValueError:
+        origin = {}
+    return LedgerEntry(
+        article_id,
+        d.get("url", ""),
+        d.get("state", ""),
+        d.get("stage", ""),
+        d.get("reason", ""),
+        float(d.get("updated_at", 0)),
+        origin if isinstance(origin, dict) else {},
+    )
 
 
 def _pair(stage: str, reason: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from config.defaults import Settings
-from tasks.topology import task_routes
+from newsflow.pipeline import CRAWL_TASK, stage, task_routes
 
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 _SSL_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
@@ -30,6 +30,15 @@ def broker_ssl(url: str) -> dict[str, Any] | None:
     options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[reqs]}
     options.update({k: query[k] for k in _SSL_KEYS if query.get(k)})
     return options
+
+
+def time_limits(s: Settings) -> dict[str, dict[str, float]]:
+    """Per-task soft and hard time limits from the settings (the rest use `task_time_limit`)."""
+    return {
+        stage("clean").task: {"soft_time_limit": s.clean_time_limit_s, "time_limit": s.clean_time_limit_s + 10},
+        # A crawl waits on backpressure at most `crawl_backpressure_max_wait_s`; stay under the visibility timeout.
+        CRAWL_TASK: {"soft_time_limit": s.crawl_time_limit_s, "time_limit": s.crawl_time_limit_s + 30},
+    }
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
@@ -63,6 +72,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": s.task_time_limit_s,
         "task_routes": task_routes(),
+        "task_annotations": time_limits(s),
         "task_default_queue": "fetch",
         "task_create_missing_queues": True,
         # Per-task events cost a Redis PUBLISH each (about a sixth of a CPU-bound worker's time);

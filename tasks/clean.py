@@ -6,25 +6,25 @@ from typing import Any
 
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
-from tasks.base import Payload, StageContext, StageTask
-from workers.app import app
-from workers.settings import get_settings
+from newsflow.pipeline import Message
+from tasks.app import app
+from tasks.base import StageContext, StageTask
 
 
-def build_doc(payload: Payload, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
+def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
     """The pure part: HTML and fetch metadata in, article document out."""
     if len(html.encode("utf-8", errors="ignore")) > max_html_bytes:
         raise PermanentError("too_large", f"HTML exceeds {max_html_bytes} bytes; not parsed")
-    fetch = payload.get("fetch") or {}
-    final_url = fetch.get("final_url") or payload["url"]
-    article = extract_article(html, final_url, payload.get("hints"))
+    fetch = msg.fetch or {}
+    final_url = fetch.get("final_url") or msg.url
+    article = extract_article(html, final_url, dict(msg.hints) if msg.hints else None)
     if len(article.body) < min_body_chars:
         raise PermanentError("no_article", f"main text has {len(article.body)} characters (< {min_body_chars})")
     doc = article.to_dict()
     doc.update(
         {
-            "id": payload["id"],
-            "url": payload["url"],
+            "id": msg.id,
+            "url": msg.url,
             "final_url": final_url,
             "canonical_url": article.canonical_url,
             "fetched_at": fetch.get("fetched_at"),
@@ -33,41 +33,28 @@ def build_doc(payload: Payload, html: str, max_html_bytes: int, min_body_chars: 
             "last_modified": fetch.get("last_modified"),
         }
     )
-    if payload.get("source"):
-        doc["source_name"] = payload["source"]
+    if msg.source:
+        doc["source_name"] = msg.source
     return doc
 
 
-def handle(ctx: StageContext, payload: Payload) -> Payload | None:
-    aid, key = payload["id"], payload.get("blob") or ""
+def handle(ctx: StageContext, msg: Message) -> Message | None:
+    aid, key = msg.id, msg.blob or ""
     html = ctx.state.get_blob(key) if key else None
     if html is None:
-        if ctx.state.get_doc(aid) is not None:
-            return _next(payload)  # redelivered after the doc was written: nothing to redo
+        if ctx.state.has_doc(aid):
+            return msg.forward()  # redelivered after the doc was written: nothing to redo
         raise InputGone("blob_missing", "raw HTML expired or was lost")
-    doc = build_doc(payload, html, ctx.settings.clean_max_html_bytes, ctx.settings.clean_min_body_chars)
+    doc = build_doc(msg, html, ctx.settings.clean_max_html_bytes, ctx.settings.clean_min_body_chars)
     pipe = ctx.state.pipeline()  # the document, the blob's release and the ledger: one round trip
     ctx.state.put_doc(aid, doc, pipe)
     ctx.state.delete_blob(key, pipe)
-    ctx.state.record(aid, payload["url"], "cleaned", ctx.stage, worker=ctx.worker, pipe=pipe)
+    ctx.state.record(aid, msg.url, "cleaned", ctx.stage.name, worker=ctx.worker, pipe=pipe)
     pipe.execute()
-    return _next(payload)
+    return msg.forward()
 
 
-def _next(payload: Payload) -> Payload:
-    return {k: v for k, v in payload.items() if k not in ("blob", "fetch", "hints")}
-
-
-_settings = get_settings()
-
-
-@app.task(
-    name="clean.page",
-    base=StageTask,
-    bind=True,
-    stage="clean",
-    soft_time_limit=_settings.clean_time_limit_s,
-    time_limit=_settings.clean_time_limit_s + 10,
-)
+# Its time limits come from the settings through Celery's task annotations (tasks/celeryconfig.py).
+@app.task(name="clean.page", base=StageTask, bind=True, stage="clean")
 def clean_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)

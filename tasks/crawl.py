@@ -6,51 +6,44 @@ run (so an edited file takes effect at the next run), and enqueues `fetch.page` 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import requests
 
+from config.settings import get_settings
 from newsflow.crawl import CrawlContext, crawl_source
+from newsflow.dispatch import queue_depth, send_first
 from newsflow.fetcher import make_session
+from newsflow.logs import get_logger
+from newsflow.pipeline import CRAWL_TASK, FIRST
 from newsflow.sources.config import SourcesFileError, load_sources, select, sources_path
-from tasks import topology
-from tasks.base import shared_state
-from workers.app import app
-from workers.client import queue_depth, send_first_stage
-from workers.logging import get_logger
-from workers.settings import get_settings
+from tasks.app import app
+from tasks.base import process_stores
 
 log = get_logger("newsflow.crawl")
-_settings = get_settings()
+_session: requests.Session | None = None
 
 
-@functools.cache
 def session() -> requests.Session:
-    return make_session(get_settings())
+    global _session
+    if _session is None:
+        _session = make_session(get_settings())
+    return _session
 
 
 def crawl_context() -> CrawlContext:
     """What a crawl needs, wired to this process's Celery app and Redis."""
-    first_queue = topology.queue_of(topology.FIRST_STAGE)
     return CrawlContext(
         settings=get_settings(),
-        state=shared_state(),
+        stores=process_stores(),
         session=session(),
-        enqueue=lambda payloads: send_first_stage(app, payloads),
-        fetch_queue_depth=lambda: queue_depth(app, first_queue),
+        enqueue=lambda messages: send_first(app, messages),
+        fetch_queue_depth=lambda: queue_depth(app, FIRST.queue),
     )
 
 
-@app.task(
-    name=topology.CRAWL_TASK,
-    bind=True,
-    acks_late=True,
-    ignore_result=True,
-    # A crawl waits on backpressure at most `crawl_backpressure_max_wait_s`; stay under the visibility timeout.
-    soft_time_limit=_settings.crawl_time_limit_s,
-    time_limit=_settings.crawl_time_limit_s + 30,
-)
+# Its time limits come from the settings through Celery's task annotations (tasks/celeryconfig.py).
+@app.task(name=CRAWL_TASK, bind=True, acks_late=True, ignore_result=True)
 def crawl_task(self: Any, name: str, sources_file: str | None = None, refresh: bool = False) -> dict[str, Any]:
     settings = get_settings()
     path = sources_path(settings, sources_file)

@@ -6,24 +6,25 @@ from typing import Any
 
 from celery import signals
 
-from newsflow.enrich import assign_cluster, enrich_article, warm_up
+from newsflow.enrich import enrich_article, warm_up
 from newsflow.errors import InputGone
-from tasks.base import Payload, StageContext, StageTask
-from workers.app import app
+from newsflow.pipeline import Message
+from tasks.app import app
+from tasks.base import StageContext, StageTask
 
 
-def handle(ctx: StageContext, payload: Payload) -> Payload | None:
-    aid = payload["id"]
+def handle(ctx: StageContext, msg: Message) -> Message | None:
+    aid = msg.id
     doc = ctx.state.get_doc(aid)
     if doc is None:
         raise InputGone("doc_missing", "cleaned document expired or was lost")
     doc.update(enrich_article(doc))
-    doc["cluster_id"] = assign_cluster(ctx.state.r, ctx.settings.key_prefix, aid, doc.get("body") or "")
+    doc["cluster_id"] = ctx.stores.clusters.assign(aid, doc.get("body") or "")
     pipe = ctx.state.pipeline()  # document and ledger in one round trip
     ctx.state.put_doc(aid, doc, pipe)
-    ctx.state.record(aid, payload["url"], "enriched", ctx.stage, worker=ctx.worker, pipe=pipe)
+    ctx.state.record(aid, msg.url, "enriched", ctx.stage.name, worker=ctx.worker, pipe=pipe)
     pipe.execute()
-    return payload
+    return msg.forward()
 
 
 @app.task(name="enrich.article", base=StageTask, bind=True, stage="enrich")

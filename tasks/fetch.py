@@ -14,67 +14,63 @@ noindex (X-Robots-Tag header or robots meta tag) are dead-lettered `noindex`.
 
 from __future__ import annotations
 
-import functools
 import random
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from newsflow.errors import PermanentError, TransientError
+from config.settings import get_settings
+from newsflow.dispatch import send
+from newsflow.errors import PermanentError, StageError, TransientError
 from newsflow.fetcher import NotModified, fetch_page, make_session
+from newsflow.logs import get_logger
+from newsflow.pipeline import FIRST, Message
 from newsflow.polite.hosts import host_key, interval_s, origin_of
-from newsflow.polite.limiter import HostLimiter
 from newsflow.polite.noindex import header_noindex, meta_noindex
-from newsflow.polite.robots import RobotsCache, bot_token
-from tasks import topology
-from tasks.base import Handler, Payload, StageContext, StageTask, shared_state
-from workers.app import app
-from workers.logging import get_logger
-from workers.settings import get_settings
+from newsflow.polite.robots import bot_token
+from newsflow.stores import Stores
+from tasks.app import app
+from tasks.base import Handler, StageContext, StageTask, process_stores
 
 log = get_logger("newsflow.fetch")
-# Keys the gate adds to a payload; not passed on to the next stage.
-_GATE_KEYS = ("slot_ms",)
+_session: requests.Session | None = None
 
 
-@functools.cache
 def session() -> requests.Session:
     """One HTTP session per worker process: connections are reused across tasks."""
-    return make_session(get_settings())
+    global _session
+    if _session is None:
+        _session = make_session(get_settings())
+    return _session
 
 
-@functools.cache
-def limiter() -> HostLimiter:
-    settings = get_settings()
-    # A deferral's countdown must stay under the visibility timeout, or the broker redelivers it.
-    reserve_s = min(settings.polite_max_reserve_s, settings.visibility_timeout_s / 2)
-    return HostLimiter(shared_state().r, settings.key_prefix, reserve_s)
-
-
-@functools.cache
-def robots() -> RobotsCache:
-    return RobotsCache(shared_state().r, get_settings())
-
-
-def handle(ctx: StageContext, payload: Payload) -> Payload | None:
-    url = payload["url"]
+def handle(ctx: StageContext, msg: Message) -> Message | None:
+    url = msg.url
     try:
         result = fetch_page(url, ctx.settings, session())
     except NotModified:
-        ctx.state.record(payload["id"], url, "indexed", ctx.stage, reason="not_modified", worker=ctx.worker)
+        ctx.state.record(msg.id, url, "indexed", ctx.stage.name, reason="not_modified", worker=ctx.worker)
         return None
     except TransientError as exc:
         if exc.retry_after_s and exc.reason in ("http_429", "http_503"):
             # The host asked everyone to wait, not just this message.
-            limiter().hold(host_key(url), min(exc.retry_after_s, ctx.settings.visibility_timeout_s / 2))
+            ctx.stores.limiter.hold(host_key(url), min(exc.retry_after_s, ctx.settings.visibility_timeout_s / 2))
         raise
     if ctx.settings.polite_obey_noindex:
         _check_noindex(result.html, result.headers.get("X-Robots-Tag", ""), ctx.settings.user_agent)
     pipe = ctx.state.pipeline()  # claim check and ledger in one round trip
-    key = ctx.state.put_blob(payload["id"], result.html, pipe)
+    key = ctx.state.put_blob(msg.id, result.html, pipe)
     ctx.state.record(
-        payload["id"], url, "fetched", ctx.stage, worker=ctx.worker, extra={"bytes": result.n_bytes}, pipe=pipe
+        msg.id,
+        url,
+        "fetched",
+        ctx.stage.name,
+        worker=ctx.worker,
+        extra={"bytes": result.n_bytes},
+        origin=msg.origin_json(),
+        pipe=pipe,
     )
     pipe.execute()
     fetch_meta = {
@@ -86,8 +82,7 @@ def handle(ctx: StageContext, payload: Payload) -> Payload | None:
         "encoding": result.encoding,
         "bytes": result.n_bytes,
     }
-    out = {k: v for k, v in payload.items() if k not in _GATE_KEYS}
-    return {**out, "blob": key, "fetch": fetch_meta}
+    return msg.forward(blob=key, fetch=fetch_meta)
 
 
 def _check_noindex(html: str, tag: str, user_agent: str) -> None:
@@ -101,7 +96,7 @@ def _check_noindex(html: str, tag: str, user_agent: str) -> None:
 def _raising(exc: Exception) -> Handler:
     """A handler that fails with `exc`, so run_stage gives the message its usual fate."""
 
-    def fail(ctx: StageContext, payload: Payload) -> Payload | None:
+    def fail(ctx: StageContext, msg: Message) -> Message | None:
         raise exc
 
     return fail
@@ -109,67 +104,57 @@ def _raising(exc: Exception) -> Handler:
 
 def polite_gate(task: StageTask, payload: Any) -> Handler | None:
     """The handler to run now, or None when the message was deferred to a later slot."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
-        return handle  # run_stage dead-letters the bad payload
-    url: str = payload["url"]
     try:
-        parts = urlsplit(url)
+        msg = Message.from_wire(payload)
+        parts = urlsplit(msg.url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return handle  # the fetcher refuses it with its own reason
-        key, origin = host_key(url), origin_of(url)
-    except ValueError:
+        key, origin = host_key(msg.url), origin_of(msg.url)
+    except (StageError, ValueError):  # a bad message (run_stage dead-letters it), a bad URL (the fetcher does)
         return handle
     try:
-        return _gate(task, payload, url, key, origin)
+        return _gate(task, process_stores(), msg, key, origin)
     except Exception as exc:  # e.g. Redis down: run_stage decides (retry, or dead-letter a bug)
         return _raising(exc)
 
 
-def _gate(task: StageTask, payload: Payload, url: str, key: str, origin: str) -> Handler | None:
-    s = get_settings()
-    booked = payload.get("slot_ms") if isinstance(payload.get("slot_ms"), int) else None
-    source_rate = payload.get("rate_per_s") if isinstance(payload.get("rate_per_s"), int | float) else None
-    crawl_delay = None
+def _gate(task: StageTask, stores: Stores, msg: Message, key: str, origin: str) -> Handler | None:
+    s = stores.settings
+    booked, crawl_delay = msg.slot_ms, None
     if s.polite_obey_robots:
         bot = bot_token(s.user_agent)
-        rules = robots().get(origin)
+        rules = stores.robots.get(origin)
         if rules is None:
-            if not robots().try_lock(origin):  # another worker is fetching it right now
-                return _defer(task, payload, 0.3 + random.uniform(0, 0.4), booked)
+            lock = stores.robots.lock(origin)
+            if not lock.acquire():  # another worker is fetching it right now
+                return _defer(task, msg, 0.3 + random.uniform(0, 0.4), booked)
             try:
                 # Checked again under the lock: another worker may have stored it since our first look.
-                rules = robots().get(origin)
+                rules = stores.robots.get(origin)
                 if rules is None:
-                    permit = limiter().acquire(key, interval_s(key, s, source_rate), booked)
+                    permit = stores.limiter.acquire(key, interval_s(key, s, msg.rate_per_s), booked)
                     if not permit.go:
-                        return _defer(task, payload, permit.wait_s, permit.slot_ms)
-                    rules = robots().fetch_and_store(origin, session())
+                        return _defer(task, msg, permit.wait_s, permit.slot_ms)
+                    rules = stores.robots.fetch_and_store(origin, session())
                     booked = None  # that slot went to robots.txt
             finally:
-                robots().unlock(origin)
+                lock.release()
         if rules.kind == "error":
             return _raising(TransientError("robots_unavailable", f"{origin}/robots.txt: {rules.detail}"))
-        if not rules.allowed(url, bot):
+        if not rules.allowed(msg.url, bot):
             return _raising(PermanentError("robots_disallowed", f"{origin}/robots.txt disallows this URL"))
         crawl_delay = rules.crawl_delay(bot)
-    permit = limiter().acquire(key, interval_s(key, s, source_rate, crawl_delay), booked)
+    permit = stores.limiter.acquire(key, interval_s(key, s, msg.rate_per_s, crawl_delay), booked)
     if not permit.go:
-        return _defer(task, payload, permit.wait_s, permit.slot_ms)
+        return _defer(task, msg, permit.wait_s, permit.slot_ms)
     return handle
 
 
-def _defer(task: StageTask, payload: Payload, wait_s: float, slot_ms: int | None) -> Handler | None:
+def _defer(task: StageTask, msg: Message, wait_s: float, slot_ms: int | None) -> Handler | None:
     """Send the message again for its slot; the retry counter is carried over, not increased."""
-    again = {k: v for k, v in payload.items() if k not in _GATE_KEYS}
-    if slot_ms:
-        again["slot_ms"] = slot_ms
-    task.apply_async(
-        args=(again,),
-        countdown=max(0.0, wait_s),
-        retries=int(task.request.retries or 0),
-        queue=topology.queue_of("fetch"),
-    )
-    log.debug("fetch_deferred", url=payload.get("url"), wait_s=round(wait_s, 3), booked=bool(slot_ms))
+    again = replace(msg, slot_ms=slot_ms or None)
+    send(task.app, FIRST, again, countdown=wait_s, retries=int(task.request.retries or 0))
+    log.debug("fetch_deferred", url=msg.url, wait_s=round(wait_s, 3), booked=bool(slot_ms))
     return None
 
 

@@ -6,19 +6,20 @@ Run exactly one index worker, on the threads pool with as many threads as the ba
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from config.settings import get_settings
 from newsflow.batcher import Batcher, Item
 from newsflow.errors import InputGone, PermanentError, TransientError
-from newsflow.search import SchemaMismatch, SearchIndex
+from newsflow.logs import get_logger
+from newsflow.pipeline import Message
+from newsflow.search import IndexBackend, IndexUnavailable, SchemaMismatch, open_index
 from newsflow.search.schema import site_of
-from newsflow.search.tombstones import Tombstones, site_of_url
-from tasks.base import Payload, StageContext, StageTask, shared_state
-from workers.app import app
-from workers.logging import get_logger
-from workers.settings import get_settings
+from newsflow.search.tombstones import site_of_url
+from tasks.app import app
+from tasks.base import StageContext, StageTask, process_stores
 
 log = get_logger("newsflow.index")
 
@@ -29,11 +30,12 @@ def commit_batch(items: Sequence[Item]) -> None:
     Tombstoned articles (`newsflow purge`, by id or by site) are deleted instead of written and
     recorded dead with reason `purged`: a takedown outlives any later crawl or redelivery.
     """
-    settings, state = get_settings(), shared_state()
+    settings, stores = get_settings(), process_stores()
+    state = stores.state
     ids = [i.article_id for i in items]
     docs = state.get_docs(ids)
     sites = [site_of(doc) if doc else site_of_url(item.url) for item, doc in zip(items, docs, strict=True)]
-    purged = tombstones().dead_among(ids, sites)
+    purged = stores.tombstones.dead_among(ids, sites)
     ready: list[dict[str, Any]] = []
     for item, doc in zip(items, docs, strict=True):
         if item.article_id in purged:
@@ -46,7 +48,7 @@ def commit_batch(items: Sequence[Item]) -> None:
     if ready or purged:
         try:
             index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged), rejected=rejected)
-        except ValueError as exc:  # tantivy reports lock and I/O trouble as ValueError
+        except IndexUnavailable as exc:  # the writer lock is held, or the index could not be written
             raise TransientError("index_unavailable", str(exc)) from exc
         except SchemaMismatch as exc:  # waits (with retries) for `newsflow reindex`
             raise TransientError("index_schema_mismatch", str(exc)) from exc
@@ -58,14 +60,11 @@ def commit_batch(items: Sequence[Item]) -> None:
             item.error = PermanentError("index_rejected", rejected[item.article_id])
             log.error("index_rejected", article_id=item.article_id, url=item.url, error=rejected[item.article_id])
     ready = [doc for doc in ready if doc["id"] not in rejected]
-    pipe = state.r.pipeline(transaction=False)
+    pipe = state.pipeline()
     for doc in ready:
-        # Keep the document until a redelivered message can no longer need it, then let it go.
-        pipe.expire(state.key("doc", doc["id"]), settings.visibility_timeout_s)
-        pipe.zrem(state.key("dead"), doc["id"])
-        pipe.delete(state.key("dead", doc["id"]))
+        state.release_indexed(doc["id"], pipe)
     for aid in purged:
-        pipe.delete(state.key("doc", aid))
+        state.delete_doc(aid, pipe)
     for item in items:  # the ledger joins the same round trip: one per batch, not one per article
         if item.article_id in purged:
             state.record(item.article_id, item.url, "dead", "index", reason="purged", detail="tombstoned", pipe=pipe)
@@ -74,27 +73,33 @@ def commit_batch(items: Sequence[Item]) -> None:
     pipe.execute()
 
 
-@functools.cache
-def tombstones() -> Tombstones:
-    state = shared_state()
-    return Tombstones(state.r, get_settings().key_prefix)
+_index: IndexBackend | None = None
+_batcher: Batcher | None = None
+_made = threading.Lock()  # the worker's threads must share one writer and one batcher
 
 
-@functools.cache
-def index() -> SearchIndex:
-    return SearchIndex(get_settings().index_dir)
+def index() -> IndexBackend:
+    """The index writer of this process (the one index worker), opened on first use."""
+    global _index
+    with _made:
+        if _index is None:
+            _index = open_index(get_settings())
+        return _index
 
 
-@functools.cache
 def batcher() -> Batcher:
-    s = get_settings()
-    return Batcher(commit_batch, s.index_batch_size, s.index_batch_max_wait_s)
+    global _batcher
+    with _made:
+        if _batcher is None:
+            s = get_settings()
+            _batcher = Batcher(commit_batch, s.index_batch_size, s.index_batch_max_wait_s)
+        return _batcher
 
 
-def handle(ctx: StageContext, payload: Payload) -> Payload | None:
+def handle(ctx: StageContext, msg: Message) -> Message | None:
     timeout = ctx.settings.index_batch_max_wait_s + 120
     try:
-        batcher().submit(payload["id"], payload["url"], timeout)
+        batcher().submit(msg.id, msg.url, timeout)
     except TimeoutError as exc:
         raise TransientError("index_timeout", str(exc)) from exc
     return None

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.base import shared_state
-from workers.app import app
-from workers.client import reconcile
-from workers.logging import get_logger
-from workers.settings import get_settings
+from config.settings import get_settings
+from newsflow.logs import get_logger
+from newsflow.pipeline import RECONCILE_TASK
+from newsflow.reconcile import reconcile
+from tasks.app import app
+from tasks.base import process_stores
 
 log = get_logger("newsflow.reconcile")
 
 
-@app.task(name="maintenance.reconcile", bind=True, ignore_result=True)
+@app.task(name=RECONCILE_TASK, bind=True, ignore_result=True)
 def reconcile_task(self: Any) -> int:
-    resumed = reconcile(app, shared_state(), get_settings().reconcile_after_s)
+    resumed = reconcile(app, process_stores().state, get_settings().reconcile_after_s)
     for r in resumed:
         log.warning(
             "article_resumed", article_id=r.article_id, url=r.url, state=r.state, stage=r.stage, idle_s=r.idle_s

@@ -35,8 +35,8 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config.defaults import Settings
-from workers.logging import get_logger
+from newsflow.logs import get_logger
 
 log = get_logger("newsflow.solo")
 _MARKER_SUFFIX = ".task"
@@ -83,16 +83,12 @@ class SoloGuard:
         faulthandler.register(signal.SIGPROF, file=sys.stderr, all_threads=True, chain=True)
         self.active = True
 
-    @contextmanager
-    def running(self, note: dict[str, Any], hard_s: float | None) -> Iterator[None]:
-        """Run one task under the hard limit, noted in the marker file.
+    def begin(self, note: dict[str, Any], hard_s: float | None, soft_s: float | None) -> None:
+        """A task starts: note it in the marker file, arm the hard (CPU) and soft (wall) limits.
 
         The marker is not cleared afterwards (a syscall per task saved): recovery hands a message
         back only if the broker still holds it unacked, which a finished task's message is not.
         """
-        if not self.active:
-            yield
-            return
         raw = json.dumps({**note, "pid": os.getpid(), "started": time.time()}).encode()
         try:
             os.pwrite(self._fd, raw.ljust(self._last_len), 0)  # blanks pad over a longer previous note
@@ -101,27 +97,15 @@ class SoloGuard:
             log.warning("solo_marker_not_written", error=str(exc))
         if hard_s:
             signal.setitimer(signal.ITIMER_PROF, hard_s)
-        try:
-            yield
-        finally:
-            if hard_s:
-                signal.setitimer(signal.ITIMER_PROF, 0)
+        if soft_s:  # SoftTimeLimitExceeded in this (the main) thread after `soft_s` seconds
+            signal.setitimer(signal.ITIMER_REAL, soft_s)
 
-    @contextmanager
-    def soft_limit(self, soft_s: float | None) -> Iterator[None]:
-        """Raise SoftTimeLimitExceeded in this (the main) thread after `soft_s` seconds."""
-        if not self.active or not soft_s:
-            yield
-            return
-        signal.setitimer(signal.ITIMER_REAL, soft_s)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def after_task(self) -> None:
-        """Recycle the process once it outgrew its memory limit, as prefork replaces such a child."""
-        if not self.active or self.settings is None or self.recycling:
+    def end(self) -> None:
+        """The task is done: disarm both limits; recycle the process once it outgrew its memory
+        limit, as prefork replaces such a child."""
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        if self.settings is None or self.recycling:
             return
         self.done += 1
         limit_kb = self.settings.worker_max_memory_per_child_kb
@@ -235,9 +219,7 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
         # The tag survives a restore: this is a later delivery of the message, held by a live worker.
         log.info("orphan_redelivered_elsewhere", article_id=aid, url=url, stage=stage)
         return f"{aid}:elsewhere"
-    deaths_key = state.key("deaths", stage, aid)
-    deaths = int(state.r.incr(deaths_key))
-    state.r.expire(deaths_key, settings.ledger_ttl_s)
+    deaths = state.count_death(stage, aid)
     ran_s = time.time() - float(note.get("started") or time.time())
     why = f"the process died after {ran_s:.0f} s (pid {note.get('pid')})"
     if deaths > settings.max_retries:
@@ -251,8 +233,9 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
     return f"{aid}:redelivered"
 
 
-def install(app: Any, settings_fn: Callable[[], Settings]) -> None:
-    """Connect the guard to a worker's life cycle (every pool; it activates only for solo)."""
+def install(settings_fn: Callable[[], Settings]) -> None:
+    """Connect the guard to a worker's life cycle and to every stage task's run (signal handlers,
+    so the stage runner knows nothing of pools); it activates only on the solo pool."""
     from celery import signals
     from celery.concurrency import get_implementation
     from celery.concurrency.solo import TaskPool as SoloPool
@@ -271,6 +254,21 @@ def install(app: Any, settings_fn: Callable[[], Settings]) -> None:
     def on_shutdown(**_: Any) -> None:
         guard.close()
 
+    def on_prerun(task: Any = None, args: Any = (), **_: Any) -> None:
+        if not guard.active or not getattr(task, "stage", None):
+            return
+        # kombu's delivery tag (the key of the unacked message in Redis) travels in the properties.
+        tag = (getattr(task.request, "properties", None) or {}).get("delivery_tag")
+        payload = args[0] if args else None
+        hard_s = task.time_limit or task.app.conf.task_time_limit
+        guard.begin({"stage": task.stage, "tag": tag, "payload": payload}, hard_s, task.soft_time_limit or hard_s)
+
+    def on_postrun(task: Any = None, **_: Any) -> None:
+        if guard.active and getattr(task, "stage", None):
+            guard.end()
+
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_postrun.connect(on_postrun, weak=False)
     signals.worker_init.connect(on_init, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -5,8 +5,8 @@ Integration tests run real `celery worker` processes against a real redis-server
 fetch over real HTTP from 127.0.0.1. Under CI=true a missing service fails the test; elsewhere it
 skips with the reason.
 
-The environment for the code under test is set here, at import, before any newsflow module reads
-its settings.
+The settings of the code under test are made here (`suite_settings`) and given to this process with
+`config.settings.use_settings`; worker processes and CLI runs get them as `NEWSFLOW_*` variables.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,22 +23,22 @@ from typing import Any
 
 import pytest
 
+from config.defaults import Settings
+from config.settings import load_settings, use_settings
+from workers.runtime import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR", ROOT.parent / "shared" / "fixtures"))
+# The test data lives in the repository (tests/fixtures/README.md: sources and licences). The one definition
+# of its path: test modules import FIXTURES / SEED_HTML / SEED_EXPECTED / BENCH_DIR from here.
+FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR") or ROOT / "tests" / "fixtures")
 SEED_HTML = FIXTURES / "seed" / "kyiv-independent-stoltenberg.html"
 SEED_EXPECTED = FIXTURES / "seed" / "kyiv-independent-stoltenberg.expected.json"
 BENCH_DIR = FIXTURES / "extraction-benchmark"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 _TMP = Path(tempfile.mkdtemp(prefix="newsflow-tests-"))
-_REDIS_PORT = _free_port()
+_REDIS_PORT = free_port()
 TEST_ENV = {
     "NEWSFLOW_REDIS_URL": os.environ.get("NEWSFLOW_TEST_REDIS_URL", f"redis://127.0.0.1:{_REDIS_PORT}/0"),
     "NEWSFLOW_DATA_DIR": str(_TMP / "data"),
@@ -54,7 +53,14 @@ TEST_ENV = {
     "NEWSFLOW_LOG_LEVEL": "INFO",
     "NEWSFLOW_POLITE_HOST_RATE_PER_S": "200",  # the shared tests hit one 127.0.0.1 host; test_crawl uses the real limit
 }
-os.environ.update(TEST_ENV)
+
+
+def suite_settings(**overrides: Any) -> Settings:
+    """The test session's settings (the environment, then TEST_ENV, then `overrides`)."""
+    return load_settings({**os.environ, **TEST_ENV}, **overrides)
+
+
+use_settings(suite_settings())
 
 
 def need(condition: bool, reason: str) -> None:
@@ -67,7 +73,11 @@ def need(condition: bool, reason: str) -> None:
 
 
 def fixtures_available() -> bool:
-    return SEED_HTML.exists() and (BENCH_DIR / "ground-truth.json").exists()
+    """True; the fixtures are part of the repository, so a missing one fails the test (never a skip)."""
+    missing = [p for p in (SEED_HTML, SEED_EXPECTED, BENCH_DIR / "ground-truth.json") if not p.exists()]
+    if missing:
+        pytest.fail(f"test fixtures missing (they belong in the repository): {', '.join(map(str, missing))}")
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -134,8 +144,8 @@ def origin(site_root: Path) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def deployment(redis_url: str) -> Iterator[Any]:
     """One worker per queue, started exactly as `newsflow up` starts them."""
+    from config.settings import get_settings
     from workers.runtime import Deployment, default_layout
-    from workers.settings import get_settings
 
     settings = get_settings()
     assert settings.redis_url == redis_url
@@ -153,12 +163,12 @@ def deployment(redis_url: str) -> Iterator[Any]:
         dep.stop()
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real `newsflow` command with the test environment."""
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `newsflow` command with the test environment (and `env` over it)."""
     return subprocess.run(
         [sys.executable, "-m", "workers.cli", *args],
         cwd=ROOT,
-        env={**os.environ, **TEST_ENV},
+        env={**os.environ, **TEST_ENV, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

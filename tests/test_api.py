@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,10 @@ from typing import Any
 import pytest
 
 from newsflow.search import SearchIndex
-from tests.conftest import ROOT, TEST_ENV
+from tests.conftest import ROOT, TEST_ENV, suite_settings
 from tests.test_search import STORY, sample_docs
 from workers.api import ApiServer
-from workers.settings import load_settings
+from workers.runtime import free_port
 
 
 def get(url: str, token: str | None = None) -> tuple[int, dict[str, str], Any]:
@@ -46,7 +45,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(data_dir: Path) -> Iterator[str]:
-    settings = load_settings(data_dir=str(data_dir), api_rate_limit_per_min=6000, api_rate_burst=500)
+    settings = suite_settings(data_dir=str(data_dir), api_rate_limit_per_min=6000, api_rate_burst=500)
     with ApiServer(settings, "127.0.0.1", 0) as server:
         yield server.base_url
 
@@ -124,7 +123,7 @@ def test_health_openapi_page_and_read_only(api: str) -> None:
 
 
 def test_token_and_rate_limit(data_dir: Path) -> None:
-    settings = load_settings(data_dir=str(data_dir), api_token="s3cret", api_rate_limit_per_min=60, api_rate_burst=3)
+    settings = suite_settings(data_dir=str(data_dir), api_token="s3cret", api_rate_limit_per_min=60, api_rate_burst=3)
     with ApiServer(settings, "127.0.0.1", 0) as server:
         status, headers, body = get(f"{server.base_url}/search?q=drills")
         assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
@@ -137,16 +136,10 @@ def test_token_and_rate_limit(data_dir: Path) -> None:
 
 
 def test_no_index_yet_is_a_503(tmp_path: Path) -> None:
-    with ApiServer(load_settings(data_dir=str(tmp_path)), "127.0.0.1", 0) as server:
+    with ApiServer(suite_settings(data_dir=str(tmp_path)), "127.0.0.1", 0) as server:
         status, _h, body = get(f"{server.base_url}/search?q=x")
         assert status == 503 and body["error"] == "no_index"
         assert get(f"{server.base_url}/health")[0] == 503
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_command(data_dir: Path) -> None:
@@ -154,7 +147,7 @@ def test_serve_command(data_dir: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "workers.cli", "serve", "--host", "0.0.0.0"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 1 and "NEWSFLOW_API_TOKEN" in refused.stderr
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:

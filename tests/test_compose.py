@@ -73,10 +73,10 @@ def test_redis_keeps_messages(compose: dict[str, Any]) -> None:
 
 def test_worker_services_follow_the_layout(compose: dict[str, Any]) -> None:
     """One service per layout queue, each `newsflow worker Q`, which expands to the layout's command."""
-    from tasks.topology import task_routes
+    from config.settings import get_settings
+    from newsflow.pipeline import task_routes
     from workers.cli.services import worker_command
     from workers.runtime import default_layout, spec_per_queue
-    from workers.settings import get_settings
 
     settings = get_settings()
     routed = {str(r["queue"]) for r in task_routes().values()}

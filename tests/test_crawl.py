@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pytest
 from config.defaults import Settings
 from newsflow.state import State
 from newsflow.urls import article_id
-from tests.conftest import ROOT, TEST_ENV, need
+from tests.conftest import ROOT, TEST_ENV, need, suite_settings
 from tests.sites.newsite import NewsSite, Route, SiteServer, article_html, news_site, throttled_site
 
 pytestmark = pytest.mark.integration
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.integration
 # Requests per second per host for this deployment (the product default is 1; 2 keeps the test short).
 RATE = float(os.environ.get("NEWSFLOW_TEST_CRAWL_RATE", "2.0"))
 RETRY_AFTER_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -96,38 +89,13 @@ location = "{slow_list.name}"
     )
 
 
-def _deployment_class() -> type[Any]:
-    from celery import Celery
-
-    from workers.runtime import Deployment, DeploymentError
-
-    class OwnBrokerDeployment(Deployment):
-        """Pings its workers through its own broker (this process's Celery app uses the shared tests' one)."""
-
-        def wait_ready(self, timeout_s: float) -> None:
-            probe = Celery("crawl-test-probe", broker=self.settings.redis_url)
-            deadline = time.monotonic() + timeout_s
-            missing = list(self.node_names)
-            while time.monotonic() < deadline:
-                for proc, spec in zip(self.procs, self.layout, strict=True):
-                    if proc.poll() is not None:
-                        raise DeploymentError(f"the {spec.queue} process exited with {proc.returncode}")
-                answered = {name for reply in probe.control.ping(timeout=0.5) or [] for name in reply}
-                missing = [n for n in self.node_names if not any(a.startswith(n) for a in answered)]
-                if not missing:
-                    return
-            raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
-
-    return OwnBrokerDeployment
-
-
 @pytest.fixture(scope="module")
 def crawl_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from workers.runtime import DeploymentError, PrivateRedis, default_layout
-    from workers.settings import env_for, load_settings
+    from config.settings import env_for
+    from workers.runtime import Deployment, DeploymentError, PrivateRedis, default_layout, free_port
 
     tmp = tmp_path_factory.mktemp("crawl")
-    port = _free_port()
+    port = free_port()
     redis_server = PrivateRedis(port, tmp / "redis")
     try:
         redis_server.start()
@@ -158,7 +126,7 @@ def crawl_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         f'[[source]]\nname = "beat-feed"\nkind = "feed"\nlocation = "{beat_site.base_url}/feed.xml"\n'
         'schedule = "@every 2s"\n'
     )
-    settings = load_settings(
+    settings = suite_settings(
         redis_url=f"redis://127.0.0.1:{port}/0",
         data_dir=str(tmp / "data"),
         polite_host_rate_per_s=RATE,
@@ -172,7 +140,7 @@ def crawl_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     log_path = tmp / "workers.log"
     layout = default_layout(settings)
     assert [s.queue for s in layout][-2:] == ["crawl", "beat"]
-    dep = _deployment_class()(settings, layout, log_path=log_path)
+    dep = Deployment(settings, layout, log_path=log_path)
     with site, slow, beat_site:
         try:
             dep.start()
@@ -307,12 +275,14 @@ def test_refresh_fetches_again(crawl_env: Env, first_crawl: Any) -> None:
 
 
 def test_a_running_crawl_is_not_started_twice(crawl_env: Env) -> None:
-    key = crawl_env.state.key("crawl", "lock", "atom")
-    crawl_env.state.r.set(key, "someone-else", ex=30)
+    from newsflow.stores import Stores
+
+    other = Stores.from_settings(crawl_env.settings).crawl.lock("atom")  # another crawl holds it
+    assert other.acquire()
     try:
         code, summary = crawl_env.crawl("atom")
     finally:
-        crawl_env.state.r.delete(key)
+        other.release()
     assert code == 0
     assert summary["sources"][0]["status"] == "locked"
 
@@ -357,4 +327,6 @@ def test_beat_entry_fires_and_crawls(crawl_env: Env) -> None:
     assert len(crawl_env.beat_site.hits("/beat/story.html")) == 1  # ... and the article was fetched once
     entry = crawl_env.state.ledger(aid)
     assert entry is not None and entry.state == "indexed"
-    assert crawl_env.state.r.get(crawl_env.state.key("beat", "lock"))  # the one beat holds the lock
+    from workers.beat import BeatLock
+
+    assert BeatLock(crawl_env.settings).holder()  # the one beat holds the lock

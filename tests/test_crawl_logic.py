@@ -9,16 +9,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from config.defaults import Settings
 from newsflow.crawl import CrawlContext, crawl_source, should_refetch
 from newsflow.fetcher import make_session
+from newsflow.pipeline import Message
 from newsflow.sources.config import Source
 from newsflow.sources.model import Discovered
-from newsflow.state import State, connect
+from newsflow.state import connect
+from newsflow.stores import Stores
 from tests.sites.newsite import SiteServer, news_site
 
 
@@ -42,28 +43,31 @@ def site() -> Iterator[SiteServer]:
         yield server
 
 
-def _ctx(settings: Settings, queue_key: str, sent: list[tuple[float, list[dict[str, Any]]]]) -> CrawlContext:
-    state = State(connect(settings.redis_url), settings)
+Sent = list[tuple[float, list[Message]]]
+
+
+def _ctx(settings: Settings, queue_key: str, sent: Sent) -> CrawlContext:
+    r = connect(settings.redis_url)  # a stand-in fetch queue, as deep as the test makes it
     return CrawlContext(
         settings=settings,
-        state=state,
+        stores=Stores(connect(settings.redis_url), settings),
         session=make_session(settings),
-        enqueue=lambda payloads: sent.append((time.monotonic(), payloads)),
-        fetch_queue_depth=lambda: int(state.r.llen(queue_key)),  # type: ignore[arg-type]
+        enqueue=lambda messages: sent.append((time.monotonic(), messages)),
+        fetch_queue_depth=lambda: int(r.llen(queue_key)),  # type: ignore[arg-type]
         sleep=time.sleep,
     )
 
 
 def test_backpressure_pauses_until_the_fetch_queue_drains(settings: Settings, site: SiteServer) -> None:
     queue_key = f"{settings.key_prefix}fake-fetch-queue"
-    sent: list[tuple[float, list[dict[str, Any]]]] = []
+    sent: Sent = []
     ctx = _ctx(settings, queue_key, sent)
-    ctx.state.r.rpush(queue_key, *range(20))  # deeper than crawl_max_fetch_queue (5)
+    connect(settings.redis_url).rpush(queue_key, *range(20))  # deeper than crawl_max_fetch_queue (5)
     drained_at: list[float] = []
 
     def drain() -> None:
         time.sleep(1.0)
-        ctx.state.r.delete(queue_key)
+        connect(settings.redis_url).delete(queue_key)
         drained_at.append(time.monotonic())
 
     threading.Thread(target=drain).start()
@@ -71,27 +75,27 @@ def test_backpressure_pauses_until_the_fetch_queue_drains(settings: Settings, si
     report = crawl_source(source, ctx)
     assert report.status == "ok" and report.enqueued == 6
     assert sent and sent[0][0] >= drained_at[0]  # nothing was enqueued while the queue was deep
-    payload = sent[0][1][0]
-    assert payload["source"] == "rss" and payload["hints"]["title"].startswith("Feed title")
+    msg = sent[0][1][0]
+    assert msg.source == "rss" and msg.hints is not None and msg.hints["title"].startswith("Feed title")
 
 
 def test_backpressure_gives_up_and_leaves_the_rest_for_next_run(settings: Settings, site: SiteServer) -> None:
     settings = dataclasses.replace(settings, crawl_backpressure_max_wait_s=0.5)
     queue_key = f"{settings.key_prefix}fake-fetch-queue"
-    sent: list[tuple[float, list[dict[str, Any]]]] = []
+    sent: Sent = []
     ctx = _ctx(settings, queue_key, sent)
-    ctx.state.r.rpush(queue_key, *range(20))
+    connect(settings.redis_url).rpush(queue_key, *range(20))
     source = Source("atom", "feed", f"{site.base_url}/atom.xml")
     report = crawl_source(source, ctx)
     assert report.enqueued == 0 and report.left_over == 5 and "fetch queue" in (report.detail or "")
     # Nothing was marked seen and the feed's validators were not kept: the next run finds them all.
-    ctx.state.r.delete(queue_key)
+    connect(settings.redis_url).delete(queue_key)
     again = crawl_source(source, ctx)
     assert again.enqueued == 5 and again.status == "ok"
 
 
 def test_max_items_and_seen_set(settings: Settings, site: SiteServer) -> None:
-    sent: list[tuple[float, list[dict[str, Any]]]] = []
+    sent: Sent = []
     ctx = _ctx(settings, "unused", sent)
     source = Source("rss", "feed", f"{site.base_url}/rss.xml", max_items=2)
     first = crawl_source(source, ctx)
@@ -118,9 +122,9 @@ def test_recrawl_policy() -> None:
 
 
 def test_one_crawl_per_source_at_a_time(settings: Settings, site: SiteServer) -> None:
-    sent: list[tuple[float, list[dict[str, Any]]]] = []
+    sent: Sent = []
     ctx = _ctx(settings, "unused", sent)
-    ctx.state.r.set(ctx.key("crawl", "lock", "rss"), "other", ex=10)
+    assert ctx.stores.crawl.lock("rss").acquire()  # another crawl of it runs
     report = crawl_source(Source("rss", "feed", f"{site.base_url}/rss.xml"), ctx)
     assert report.status == "locked" and not sent and site.hits() == []
 
@@ -147,5 +151,5 @@ def test_beat_lock_lets_one_beat_run_and_the_next_take_over(settings: Settings) 
     first.release()
     t.join(5)
     assert got and got[0] >= released
-    assert first.r.get(first.key) == b"standby:2"
+    assert first.holder() == "standby:2"
     second.release()

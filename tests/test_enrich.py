@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from newsflow.enrich import enrich_article
 from newsflow.enrich.entities import extract_entities
-from newsflow.enrich.evaluation import entity_scores, load_benchmark
+from newsflow.enrich.evaluation import entity_scores
 from newsflow.enrich.language import _identifier, detect_language, normalise_code
 from newsflow.enrich.text import split_sentences
 from newsflow.extract import extract_article
+from tests.conftest import BENCH_DIR, ROOT, SEED_EXPECTED, SEED_HTML
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-SEED = ROOT.parent / "shared" / "fixtures" / "seed"
 
 
 @pytest.fixture(scope="module")
 def seed_article() -> dict[str, object]:
-    html = (SEED / "kyiv-independent-stoltenberg.html").read_text(encoding="utf-8")
-    expected = json.loads((SEED / "kyiv-independent-stoltenberg.expected.json").read_text())
+    html = SEED_HTML.read_text(encoding="utf-8")
+    expected = json.loads(SEED_EXPECTED.read_text())
     return extract_article(html, expected["url"]).to_dict()
 
 
 @pytest.fixture(scope="module")
 def benchmark() -> dict[str, str]:
-    return load_benchmark(ROOT)
+    """{article id: articleBody} of the in-repo extraction benchmark."""
+    truth = json.loads((BENCH_DIR / "ground-truth.json").read_text(encoding="utf-8"))
+    return {key: value["articleBody"] for key, value in truth.items()}
 
 
 def test_seed_article_entities(seed_article: dict[str, object]) -> None:
-    expected = json.loads((SEED / "kyiv-independent-stoltenberg.expected.json").read_text())["entities_expected"]
+    expected = json.loads(SEED_EXPECTED.read_text())["entities_expected"]
     got = enrich_article(seed_article)["entities"]
     for kind, names in expected.items():
         assert set(names) <= set(got[kind]), (kind, got[kind])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,46 +13,34 @@ from newsflow.extract.byline import clean_author
 from newsflow.extract.dates import date_from_url, parse_date
 from newsflow.extract.evaluate import load_benchmark, metadata_accuracy, score_page, shingles, summarize
 from newsflow.extract.metadata import strip_site_suffix
+from tests.conftest import BENCH_DIR, SEED_EXPECTED, SEED_HTML
 
 DATA = Path(__file__).resolve().parent / "data"
-# CI runs in a fresh clone with ../shared beside it; NEWSFLOW_FIXTURES_DIR points elsewhere when needed.
-_DEFAULT_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-FIXTURES = Path(os.environ.get("NEWSFLOW_FIXTURES_DIR") or _DEFAULT_FIXTURES)
-SEED = FIXTURES / "seed" / "kyiv-independent-stoltenberg"
-BENCHMARK = FIXTURES / "extraction-benchmark"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Measured on the gold set when it was written (title 1.00, author 0.98, published 1.00, site 0.98,
 # language 0.98), minus a margin so harmless changes do not fail the suite.
 MIN_ACCURACY = {"title": 0.93, "author": 0.93, "published": 0.95, "site_name": 0.93, "language": 0.93}
 
-# Outside CI a missing fixture skips; under CI the test runs and fails on the missing file.
-needs_seed = pytest.mark.skipif(not SEED.with_suffix(".html").exists() and not IN_CI, reason="no shared fixtures")
-needs_benchmark = pytest.mark.skipif(not BENCHMARK.exists() and not IN_CI, reason="extraction benchmark not found")
-
 
 @pytest.fixture(scope="module")
 def seed() -> tuple[Article, dict[str, Any]]:
-    expected = json.loads(SEED.with_suffix(".expected.json").read_text(encoding="utf-8"))
-    html = SEED.with_suffix(".html").read_text(encoding="utf-8")
+    expected = json.loads(SEED_EXPECTED.read_text(encoding="utf-8"))
+    html = SEED_HTML.read_text(encoding="utf-8")
     return extract_article(html, expected["url"]), expected
 
 
-@needs_seed
 @pytest.mark.parametrize("field", ["title", "author", "site_name", "language", "canonical_url"])
 def test_seed_metadata(seed: tuple[Article, dict[str, Any]], field: str) -> None:
     article, expected = seed
     assert getattr(article, field) == expected[field]
 
 
-@needs_seed
 def test_seed_published_is_iso_date(seed: tuple[Article, dict[str, Any]]) -> None:
     article, expected = seed
     assert article.published is not None
     assert article.published[:10] == expected["published"]
 
 
-@needs_seed
 def test_seed_body_has_the_article_and_no_clutter(seed: tuple[Article, dict[str, Any]]) -> None:
     article, expected = seed
     for text in expected["body_must_contain"]:
@@ -63,7 +50,6 @@ def test_seed_body_has_the_article_and_no_clutter(seed: tuple[Article, dict[str,
     assert not article.body.startswith(expected["title"])
 
 
-@needs_seed
 def test_seed_provenance_names_every_field(seed: tuple[Article, dict[str, Any]]) -> None:
     article, _ = seed
     assert article.provenance["body"].startswith("trafilatura:")
@@ -71,11 +57,10 @@ def test_seed_provenance_names_every_field(seed: tuple[Article, dict[str, Any]])
         assert article.provenance[field], field
 
 
-@needs_benchmark
 def test_metadata_gold_accuracy() -> None:
     gold = json.loads((DATA / "metadata_gold.json").read_text(encoding="utf-8"))["pages"]
     assert len(gold) >= 40
-    pages = {p.page_id: p for p in load_benchmark(BENCHMARK) if p.page_id in gold}
+    pages = {p.page_id: p for p in load_benchmark(BENCH_DIR) if p.page_id in gold}
     extracted = {pid: extract_article(p.html(), p.url).to_dict() for pid, p in pages.items()}
     accuracy = metadata_accuracy(gold, extracted)
     for field, minimum in MIN_ACCURACY.items():

@@ -53,7 +53,7 @@ def outcome() -> Iterator[dict[str, Any]]:
         with Rig(root, env) as rig:
             hostile_urls = [c.url(hp) for c in CASES]
             good_urls = good.urls("good", N_GOOD)
-            submitted, rejected = client.submit(rig.app, rig.state, [*hostile_urls, *good_urls])
+            submitted, rejected = client.submit(rig.app, rig.stores, [*hostile_urls, *good_urls])
             ids = {s.url: s.article_id for s in submitted}
             states = rig.wait(set(ids.values()), 180)
             entries = {e.article_id: e for e in rig.state.ledgers(list(set(ids.values()))) if e}
@@ -89,8 +89,8 @@ def test_hostile_case_outcome(case: Any, outcome: dict[str, Any]) -> None:
             if e.get("event") == "stage_done" and e.get("article_id") == aid and e.get("reason") == entry.reason
         ]  # fmt: skip
         assert said, f"no stage_done log event with reason {entry.reason} for {case.name}"
-        letter = outcome["rig"].state.r.get(outcome["rig"].state.key("dead", aid))
-        assert letter is not None and entry.reason.encode() in letter
+        letter = outcome["rig"].state.dead_letter_record(aid)
+        assert letter is not None and letter["reason"] == entry.reason
 
 
 def test_good_pages_are_all_indexed(outcome: dict[str, Any]) -> None:

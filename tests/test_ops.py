@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BENCH_DIR, ROOT, TEST_ENV, run_cli
+from workers.runtime import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,6 @@ def cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
     return json.loads(proc.stdout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_ids(ground_truth: dict[str, Any], sl: slice) -> list[str]:
     # The end of the sorted list: the e2e tests use its start, and count search hits there.
     return sorted(ground_truth)[sl]
@@ -68,22 +62,25 @@ def isolated_db(redis_url: str, db: int) -> dict[str, str]:
 
 # --- status with a backlog and no workers ----------------------------------------------------------
 def test_status_shows_depth_age_and_missing_workers(redis_url: str) -> None:
+    from config.settings import load_settings
     from newsflow import queues
-    from newsflow.state import State, connect
+    from newsflow.dispatch import send_first
+    from newsflow.pipeline import Message
+    from newsflow.state import connect
+    from newsflow.stores import Stores
     from newsflow.urls import article_id
     from workers import client
     from workers.cli.ops import control_app
-    from workers.settings import load_settings
 
     env = isolated_db(redis_url, 7)
     settings = load_settings({**os.environ, **env})
     connect(settings.redis_url).flushdb()
     app = control_app(settings)
     urls = [f"http://127.0.0.1:9/backlog/{i}.html" for i in range(3)]
-    client.submit(app, State.from_settings(settings), urls)
-    # A crawl's ready-made payload (no timestamps of its own) is stamped on the way in too.
+    client.submit(app, Stores.from_settings(settings), urls)
+    # A crawl's new message is stamped on the way in too.
     crawled = "http://127.0.0.1:9/backlog/crawled.html"
-    client.send_first_stage(app, [{"v": 1, "id": article_id(crawled), "url": crawled, "source": "s"}])
+    send_first(app, [Message.new(crawled, article_id(crawled), source="s")])
     newest = queues.payload_of(json.loads(connect(settings.redis_url).lindex("fetch", 0)))
     assert newest is not None and newest["url"] == crawled
     assert abs(newest["enqueued_at"] - time.time()) < 5 and newest["submitted_at"] == newest["enqueued_at"]
@@ -170,9 +167,9 @@ def test_deadletters_list_filters(ran: dict[str, Any]) -> None:
 
 
 def test_replay_at_failed_stage_and_fallback_to_fetch(ran: dict[str, Any]) -> None:
+    from config.settings import get_settings
     from newsflow.state import State
     from newsflow.urls import article_id
-    from workers.settings import get_settings
 
     state = State.from_settings(get_settings())
     empty_id, flaky_id = article_id(ran["empty"]), article_id(ran["flaky"])
@@ -204,12 +201,13 @@ def test_replay_at_failed_stage_and_fallback_to_fetch(ran: dict[str, Any]) -> No
 
 
 def test_per_source_counts(deployment: Any, origin: Any, ground_truth: dict[str, Any]) -> None:
+    from config.settings import get_settings
+    from newsflow.dispatch import send_first
+    from newsflow.pipeline import Message
     from newsflow.state import State
     from newsflow.urls import article_id
-    from tasks import topology
     from workers import client
     from workers.app import app
-    from workers.settings import get_settings
 
     state = State.from_settings(get_settings())
     url = f"{origin.base_url}/bench/{bench_ids(ground_truth, slice(-8, -7))[0]}.html"
@@ -217,9 +215,9 @@ def test_per_source_counts(deployment: Any, origin: Any, ground_truth: dict[str,
     started = time.time()
     for u in (url, bad):
         aid = article_id(u)
-        state.record(aid, u, "discovered", "crawl")
-        payload = client.make_payload(u, aid, source="ops-test-source")
-        app.send_task(topology.task_name("fetch"), args=(payload,), queue=topology.queue_of("fetch"))
+        msg = Message.new(u, aid, source="ops-test-source")
+        state.record(aid, u, "discovered", "crawl", origin=msg.origin_json())
+        send_first(app, [msg])
     subs = [client.Submitted(u, article_id(u), started) for u in (url, bad)]
     outcomes = client.wait(state, subs, 60)
     assert [o.state for o in outcomes] == ["indexed", "dead"]
@@ -278,8 +276,8 @@ def test_metrics_endpoint(ran: dict[str, Any]) -> None:
 
 # --- per-stage worker commands ------------------------------------------------------------------------
 def test_worker_commands_follow_the_layout() -> None:
+    from config.settings import get_settings
     from workers.runtime import default_layout
-    from workers.settings import get_settings
 
     for spec in default_layout(get_settings()):
         proc = run_cli("worker", spec.queue, "--print", "--node", "t")

@@ -140,9 +140,9 @@ def test_reconciler_resumes_an_article_whose_message_was_lost(
 ) -> None:
     """A worker killed between popping a message and recording it unacked loses the message;
     the ledger still says the article is in flight, and `newsflow reconcile` resumes it."""
+    from config.settings import get_settings
     from newsflow.state import State
     from newsflow.urls import article_id
-    from workers.settings import get_settings
 
     url = f"{origin.base_url}/bench/{sorted(ground_truth)[-1]}.html?lost=1"
     aid = article_id(url)
@@ -208,10 +208,10 @@ def test_lost_stage_input_is_refetched_and_redelivered_work_is_skipped(
     deployment: Any, origin: Any, seed_ingested: dict[str, Any], ground_truth: dict[str, Any]
 ) -> None:
     """A clean message whose raw HTML is gone: done already -> skipped; otherwise fetched anew once."""
+    from config.settings import get_settings
     from newsflow.state import State
     from newsflow.urls import article_id
     from workers.app import app
-    from workers.settings import get_settings
 
     state = State.from_settings(get_settings())
     gone = {"v": 1, "blob": "newsflow:blob:gone"}

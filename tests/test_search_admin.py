@@ -14,9 +14,8 @@ import pytest
 
 from newsflow.search import SearchIndex
 from newsflow.state import State, connect
-from tests.conftest import ROOT, TEST_ENV
+from tests.conftest import ROOT, TEST_ENV, suite_settings
 from tests.test_search import _old_v1_index, sample_docs
-from workers.settings import load_settings
 
 PREFIX = "nftest-search-admin:"
 
@@ -92,7 +91,7 @@ def test_purge_tombstones_and_survives_restore(data_dir: Path, redis_url: str, t
     assert cli(data_dir, "show", target["id"]).returncode == 1
     listing = cli_json(data_dir, "purge", "--list")
     assert listing["ids"][target["id"]]["reason"] == "court order 17"
-    state = State(connect(redis_url), load_settings(key_prefix=PREFIX))
+    state = State(connect(redis_url), suite_settings(key_prefix=PREFIX))
     entry = state.ledger(target["id"])
     assert entry is not None and (entry.state, entry.reason) == ("dead", "purged")
     # Restoring the backup does not bring it back.
@@ -112,13 +111,13 @@ def test_purge_tombstones_and_survives_restore(data_dir: Path, redis_url: str, t
 
 
 def test_submit_refuses_tombstoned_urls(redis_url: str) -> None:
-    from newsflow.search.tombstones import Tombstones
+    from newsflow.stores import Stores
     from workers.app import app
     from workers.client import submit
 
-    state = State(connect(redis_url), load_settings(key_prefix=PREFIX))
-    tombs = Tombstones(state.r, PREFIX)
+    stores = Stores(connect(redis_url), suite_settings(key_prefix=PREFIX))
+    tombs = stores.tombstones
     tombs.add_site("banned.example", "test")
-    accepted, rejected = submit(app, state, ["https://www.banned.example/story"])
+    accepted, rejected = submit(app, stores, ["https://www.banned.example/story"])
     assert accepted == [] and [(r.state, r.reason) for r in rejected] == [("dead", "purged")]
     tombs.lift(sites=["banned.example"])

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_purge_through_the_running_index_worker(deployment: Any, origin: Any, ground_truth: dict[str, Any]) -> None:
+    from config.settings import get_settings
     from newsflow.state import State
-    from workers.settings import get_settings
 
     url = f"{origin.base_url}/bench/{sorted(ground_truth)[-1]}.html"  # not one the e2e test searches
     proc = run_cli("ingest", url, "--wait", "--json", "--timeout", "120", timeout=180)

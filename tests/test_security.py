@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tasks.celeryconfig import broker_ssl
 from tests.conftest import BENCH_DIR, ROOT, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
 from tests.hostile.rig import RedisProc, Rig, free_port, log_events, temp_root
-from workers.celeryconfig import broker_ssl
 
 pytestmark = pytest.mark.integration
 

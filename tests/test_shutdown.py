@@ -25,38 +25,17 @@ pytestmark = pytest.mark.integration
 N_PAGES = 60
 
 
-def _deployment_class() -> Any:
-    from workers.cli.ops import control_app
-    from workers.runtime import Deployment, DeploymentError
-
-    class IsolatedDeployment(Deployment):
-        """Pings its workers on its own Redis database (the stock one pings the session's)."""
-
-        def wait_ready(self, timeout_s: float) -> None:
-            app = control_app(self.settings)
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                for proc in self.procs:
-                    if proc.poll() is not None:
-                        raise DeploymentError(f"a worker exited with {proc.returncode} during start-up")
-                answered = {n for reply in app.control.ping(timeout=0.5) or [] for n in reply}
-                if all(any(a.startswith(n) for a in answered) for n in self.node_names):
-                    return
-            raise DeploymentError("workers did not answer")
-
-    return IsolatedDeployment
-
-
 def test_sigterm_mid_batch_loses_nothing(
     redis_url: str, origin: Any, ground_truth: dict[str, Any], tmp_path: Path
 ) -> None:
+    from config.settings import load_settings
     from newsflow import queues
-    from newsflow.state import State, connect
-    from tasks import topology
+    from newsflow.pipeline import STAGES
+    from newsflow.state import connect
+    from newsflow.stores import Stores
     from workers import client
     from workers.cli.ops import control_app
-    from workers.runtime import default_layout
-    from workers.settings import load_settings
+    from workers.runtime import Deployment, default_layout
 
     env = {
         **os.environ, **TEST_ENV,
@@ -69,17 +48,17 @@ def test_sigterm_mid_batch_loses_nothing(
     settings = load_settings(env)
     broker = connect(settings.redis_url)
     broker.flushdb()
-    stage_queues = [topology.queue_of(s) for s in topology.ORDER]
+    stage_queues = [s.queue for s in STAGES]
     layout = [spec for spec in default_layout(settings) if spec.queue in stage_queues]
-    Isolated = _deployment_class()
     log = tmp_path / "workers.log"
-    first = Isolated(settings, layout, log_path=log)
+    first = Deployment(settings, layout, log_path=log)
     second = None
-    app, state = control_app(settings), State.from_settings(settings)
+    app, stores = control_app(settings), Stores.from_settings(settings)
+    state = stores.state
     try:
         first.start()
         urls = [f"{origin.base_url}/bench/{p}.html" for p in sorted(ground_truth)[30 : 30 + N_PAGES]]
-        submitted, _ = client.submit(app, state, urls)
+        submitted, _ = client.submit(app, stores, urls)
         # Wait until articles are in flight through clean and index, then stop those two workers.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -100,7 +79,7 @@ def test_sigterm_mid_batch_loses_nothing(
         # Nothing is left unacknowledged by the stopped workers: it was finished or handed back.
         after = {q.queue: q for q in queues.inspect_queues(broker, ["clean", "index"])}
         assert after["clean"].unacked == 0 and after["index"].unacked == 0, after
-        second = Isolated(settings, [s for s in layout if s.queue in ("clean", "index")], log_path=log)
+        second = Deployment(settings, [s for s in layout if s.queue in ("clean", "index")], log_path=log)
         second.start()
         outcomes = client.wait(state, submitted, 180)
         states = {o.state for o in outcomes}
@@ -116,14 +95,14 @@ def test_sigterm_mid_batch_loses_nothing(
 
 def test_workers_exit_on_sigterm_when_idle(redis_url: str, tmp_path: Path) -> None:
     """A warm shutdown of idle workers is quick (compose's stop_grace_period is far above it)."""
-    from workers.runtime import default_layout
-    from workers.settings import load_settings
+    from config.settings import load_settings
+    from workers.runtime import Deployment, default_layout
 
     env = {**os.environ, **TEST_ENV, "NEWSFLOW_REDIS_URL": re.sub(r"/\d+$", "/5", redis_url),
            "NEWSFLOW_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
     settings = load_settings(env)
     layout = [s for s in default_layout(settings) if s.queue in ("fetch", "index")]
-    dep = _deployment_class()(settings, layout, log_path=tmp_path / "w.log")
+    dep = Deployment(settings, layout, log_path=tmp_path / "w.log")
     try:
         dep.start()
         started = time.monotonic()

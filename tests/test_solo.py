@@ -1,4 +1,4 @@
-"""The solo pool's guard (workers/solo.py): soft and hard time limits, and the marker a dead process leaves."""
+"""The solo pool's guard (tasks/solo.py): soft and hard time limits, and the marker a dead process leaves."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config.defaults import Settings
-from workers.solo import SoloGuard, orphaned_tasks
+from tasks.solo import SoloGuard, orphaned_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,30 +28,22 @@ def test_soft_limit_interrupts_the_task(tmp_path: Path) -> None:
     try:
         guard.activate(Settings(data_dir=str(tmp_path)), "clean-test@host")
         started = time.monotonic()
-        with (
-            pytest.raises(SoftTimeLimitExceeded),
-            guard.running({"stage": "clean", "tag": "t1"}, 30),
-            guard.soft_limit(0.3),
-        ):
-            time.sleep(5)
+        guard.begin({"stage": "clean", "tag": "t1"}, 30, 0.3)
+        try:
+            with pytest.raises(SoftTimeLimitExceeded):
+                time.sleep(5)
+        finally:
+            guard.end()
         assert time.monotonic() - started < 2
         # The timers are disarmed after the task: nothing fires later.
-        with guard.running({"stage": "clean", "tag": "t2"}, 0.3), guard.soft_limit(0.3):
-            pass
+        guard.begin({"stage": "clean", "tag": "t2"}, 0.3, 0.3)
+        guard.end()
         time.sleep(0.5)
         assert guard.marker is not None
         assert json.loads(guard.marker.read_text())["tag"] == "t2"  # the last task, padded over the first
     finally:
         guard.close()
         signal.signal(signal.SIGALRM, previous)
-
-
-def test_inactive_guard_does_nothing(tmp_path: Path) -> None:
-    guard = SoloGuard()  # prefork and threads pools never activate it
-    with guard.running({"stage": "fetch"}, 0.01), guard.soft_limit(0.01):
-        time.sleep(0.1)
-    guard.after_task()
-    assert not list(tmp_path.iterdir())
 
 
 def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
@@ -61,12 +53,12 @@ def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
         import re, sys
         sys.path.insert(0, {str(ROOT)!r})
         from config.defaults import Settings
-        from workers.solo import SoloGuard
+        from tasks.solo import SoloGuard
         guard = SoloGuard()
         guard.activate(Settings(data_dir={str(tmp_path)!r}), "clean-test@host")
         payload = {{"v": 1, "id": "abc", "url": "http://example.test/a"}}
-        with guard.running({{"stage": "clean", "tag": "tag-1", "payload": payload}}, 1.0):
-            re.match(r"(a+)+$", "a" * 64 + "b")
+        guard.begin({{"stage": "clean", "tag": "tag-1", "payload": payload}}, 1.0, None)
+        re.match(r"(a+)+$", "a" * 64 + "b")
         print("not reached")
         """
     )
@@ -110,12 +102,13 @@ def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[
     each process notes its tasks in a marker and removes it on a warm shutdown."""
     from celery import Celery
 
-    from newsflow.state import State
+    from config.settings import load_settings
+    from newsflow.state import connect
+    from newsflow.stores import Stores
+    from tasks.celeryconfig import celery_config
     from tests.conftest import TEST_ENV
     from workers import client
-    from workers.celeryconfig import celery_config
     from workers.runtime import Deployment, default_layout
-    from workers.settings import load_settings
 
     own_db = redis_url.rsplit("/", 1)[0] + "/7"  # its own database: the session deployment keeps its queues
     settings = load_settings(
@@ -126,15 +119,16 @@ def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[
     assert [(s.queue, s.pool, s.instance) for s in layout if s.queue in ("clean", "enrich")] == [
         ("clean", "solo", 0), ("clean", "solo", 1), ("enrich", "solo", 0), ("enrich", "solo", 1)
     ]  # fmt: skip
-    state = State.from_settings(settings)
-    state.r.flushdb()
+    connect(settings.state_url).flushdb()
+    stores = Stores.from_settings(settings)
+    state = stores.state
     app = Celery("solo-test-client")
     app.conf.update(celery_config(settings))
     urls = [f"{origin.base_url}/bench/{page_id}.html" for page_id in sorted(ground_truth)[:12]]
     run_dir = tmp_path / "run"
     with Deployment(settings, layout, log_path=tmp_path / "workers.log"):
         assert len(list(run_dir.glob("*.task"))) == 4  # one marker per solo process
-        submitted, rejected = client.submit(app, state, urls)
+        submitted, rejected = client.submit(app, stores, urls)
         assert not rejected
         outcomes = client.wait(state, submitted, 120)
     assert [o.state for o in outcomes].count("indexed") >= len(urls) - 1, outcomes  # one page says noindex

@@ -23,10 +23,9 @@ from typing import Any
 import pytest
 
 from newsflow.search import SearchIndex
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT, need, suite_settings
 from tests.test_search import sample_docs
 from workers.api import ApiServer
-from workers.settings import load_settings
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -85,7 +84,7 @@ def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ix = SearchIndex(root / "index")
     ix.upsert_batch(sample_docs())
     ix.close()
-    with ApiServer(load_settings(data_dir=str(root)), "127.0.0.1", 0) as server:
+    with ApiServer(suite_settings(data_dir=str(root)), "127.0.0.1", 0) as server:
         yield server.base_url + "/"
 
 

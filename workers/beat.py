@@ -25,18 +25,16 @@ from celery.schedules import crontab, schedule
 from celery.signals import beat_init
 
 from config.defaults import Settings
+from config.settings import get_settings
+from newsflow.logs import get_logger
+from newsflow.pipeline import CRAWL_QUEUE, CRAWL_TASK, RECONCILE_TASK
 from newsflow.sources.config import Source, SourcesFileError, load_sources, sources_path
-from newsflow.state import connect
-from tasks import topology
+from newsflow.stores import Stores
 from workers.app import app
-from workers.logging import get_logger
-from workers.settings import get_settings
 
 log = get_logger("newsflow.beat")
 LOCK_TTL_S = 60
 RENEW_EVERY_S = 20
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def celery_schedule(src: Source) -> Any:
@@ -59,11 +57,11 @@ def build_schedule(sources: list[Source], sources_file: str) -> dict[str, dict[s
             continue
         every = src.schedule.every.total_seconds() if src.schedule.every else 3600.0
         out[f"crawl:{src.name}"] = {
-            "task": topology.CRAWL_TASK,
+            "task": CRAWL_TASK,
             "schedule": celery_schedule(src),
             "args": (src.name, sources_file),
             # A tick nobody picked up before the next one is stale: drop it rather than pile up.
-            "options": {"queue": topology.CRAWL_QUEUE, "expires": max(1.0, min(every, 3600.0))},
+            "options": {"queue": CRAWL_QUEUE, "expires": max(1.0, min(every, 3600.0))},
         }
     return out
 
@@ -74,21 +72,30 @@ def load_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 class BeatLock:
-    """The deployment-wide "I am the beat" lock in Redis."""
+    """The deployment-wide "I am the beat" lock in Redis (`newsflow.locks.Lock`, renewed by a thread)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.r = connect(settings.state_url)
-        self.key = f"{settings.key_prefix}beat:lock"
-        self.token = f"{socket.gethostname()}:{os.getpid()}"
+        token = f"{socket.gethostname()}:{os.getpid()}"
+        self.lock = Stores.from_settings(settings).lock("beat", LOCK_TTL_S, token)
         self._stop = threading.Event()
+
+    @property
+    def token(self) -> str:
+        return self.lock.token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.lock.token = value
+
+    def holder(self) -> str | None:
+        return self.lock.holder()
 
     def acquire(self, poll_s: float = 5.0) -> None:
         """Block until this process holds the lock."""
         said = False
-        while not self.r.set(self.key, self.token, nx=True, ex=LOCK_TTL_S):
+        while not self.lock.acquire():
             if not said:
-                holder = self.r.get(self.key)
-                log.warning("beat_standby", holder=holder.decode() if isinstance(holder, bytes) else holder)
+                log.warning("beat_standby", holder=self.lock.holder())
                 said = True
             time.sleep(poll_s)
         log.info("beat_lock_acquired", token=self.token)
@@ -98,7 +105,7 @@ class BeatLock:
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):
             try:
-                if not self.r.eval(_RENEW, 1, self.key, self.token, LOCK_TTL_S):
+                if not self.lock.renew():
                     log.error("beat_lock_lost", detail="another beat holds the lock now; exiting")
                     os._exit(3)
             except Exception as exc:  # Redis away: keep trying until the TTL would have expired
@@ -108,28 +115,35 @@ class BeatLock:
         self._stop.set()
         atexit.unregister(self.release)
         try:
-            self.r.eval(_RELEASE, 1, self.key, self.token)
+            self.lock.release()
         except Exception as exc:
             log.warning("beat_lock_release_failed", error=str(exc))
 
 
-_settings = get_settings()
-app.conf.beat_schedule = load_schedule(_settings)
-# Resume articles whose message a killed worker took with it (newsflow/reconcile.py).
-app.conf.beat_schedule["maintenance:reconcile"] = {
-    "task": topology.RECONCILE_TASK,
-    "schedule": float(_settings.reconcile_interval_s),
-    "options": {"queue": topology.CRAWL_QUEUE, "expires": float(_settings.reconcile_interval_s)},
-}
-# Beat wakes at least this often, so a short `@every` schedule is kept.
-app.conf.beat_max_loop_interval = 5
+def _install_schedule(sender: Any = None, **_: Any) -> None:
+    """The schedule, read when the app configures itself (settings are read on first use, not at import)."""
+    settings = get_settings()
+    entries = load_schedule(settings)
+    # Resume articles whose message a killed worker took with it (newsflow/reconcile.py).
+    entries["maintenance:reconcile"] = {
+        "task": RECONCILE_TASK,
+        "schedule": float(settings.reconcile_interval_s),
+        "options": {"queue": CRAWL_QUEUE, "expires": float(settings.reconcile_interval_s)},
+    }
+    app.conf.beat_schedule = entries
+    # Beat wakes at least this often, so a short `@every` schedule is kept.
+    app.conf.beat_max_loop_interval = 5
 
 
 def _on_beat_init(sender: Any = None, **kwargs: Any) -> None:
-    BeatLock(_settings).acquire()
+    BeatLock(get_settings()).acquire()
     log.info("beat_schedule", entries=sorted(app.conf.beat_schedule))
 
 
+if app.configured:
+    _install_schedule()
+else:
+    app.on_after_configure.connect(_install_schedule, weak=False)
 beat_init.connect(_on_beat_init, weak=False)
 
 __all__ = ["BeatLock", "app", "build_schedule", "load_schedule"]

@@ -116,3 +116,14 @@ def assign_cluster_detail(r: redis.Redis, prefix: str, article_id: str, text: st
         CONTAINMENT_MIN_SHINGLES,
     ))
     return _decode(result[0]), _decode(result[1]), float(_decode(result[2]))
+
+
+class ClusterStore:
+    """Near-duplicate signatures and their LSH bands in Redis (keys `cluster:*`, see above)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._r = client
+        self._p = prefix
+
+    def assign(self, article_id: str, text: str) -> str:
+        return assign_cluster(self._r, self._p, article_id, text)

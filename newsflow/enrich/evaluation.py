@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-BENCHMARK = Path("..") / "shared" / "fixtures" / "extraction-benchmark" / "ground-truth.json"
+BENCHMARK = Path("tests") / "fixtures" / "extraction-benchmark" / "ground-truth.json"
 
 _CLUTTER_TOP = ["Advertisement", "Share this article", "Listen to this story", "Skip to content"]
 _CLUTTER_BOTTOM = [

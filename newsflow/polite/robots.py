@@ -23,6 +23,7 @@ from protego import Protego
 from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
 from newsflow.fetcher import NotModified
+from newsflow.locks import Lock
 from newsflow.sources.http import fetch_document
 
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: parse at least the first 500 KiB
@@ -112,11 +113,9 @@ class RobotsCache:
             self._memo[origin] = (rules, now + min(self.s.polite_robots_memo_s, self.s.polite_robots_ttl_s))
         return rules
 
-    def try_lock(self, origin: str) -> bool:
-        return bool(self.r.set(f"{self.prefix}robots-lock:{origin}", "1", nx=True, ex=LOCK_TTL_S))
-
-    def unlock(self, origin: str) -> None:
-        self.r.delete(f"{self.prefix}robots-lock:{origin}")
+    def lock(self, origin: str) -> Lock:
+        """Held by the one worker fetching this origin's robots.txt; the others come back shortly."""
+        return Lock(self.r, f"{self.prefix}robots-lock:{origin}", LOCK_TTL_S)
 
     def fetch_and_store(self, origin: str, session: requests.Session) -> RobotsRules:
         """GET {origin}/robots.txt once and cache what it says (rules, allow-all or error)."""

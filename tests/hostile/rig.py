@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -24,17 +23,14 @@ import redis
 from celery import Celery
 
 from config.defaults import Settings
-from newsflow.state import TERMINAL_STATES, State
+from config.settings import load_settings
+from newsflow.pipeline import TERMINAL_STATES
+from newsflow.reconcile import reconcile
+from newsflow.state import connect
+from newsflow.stores import Stores
+from tasks.celeryconfig import celery_config
 from workers import client
-from workers.celeryconfig import celery_config
-from workers.runtime import Deployment, DeploymentError, PrivateRedis, WorkerSpec
-from workers.settings import load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from workers.runtime import Deployment, PrivateRedis, WorkerSpec, free_port, ping_workers
 
 
 class RedisProc(PrivateRedis):
@@ -77,27 +73,14 @@ class RedisProc(PrivateRedis):
 
 
 class PrivateDeployment(Deployment):
-    """A `Deployment` whose readiness check asks its own broker (the test process's global Celery
-    app is bound to the conftest Redis, not to ours)."""
+    """A `Deployment` that pings through the rig's Celery client and retries a failed ping until its
+    deadline (test_faults restarts Redis under it)."""
 
     control_app: Celery | None = None
 
     def wait_ready(self, timeout_s: float) -> None:
         assert self.control_app is not None
-        deadline = time.monotonic() + timeout_s
-        missing = list(self.node_names)
-        while time.monotonic() < deadline:
-            for proc, spec in zip(self.procs, self.layout, strict=True):
-                if proc.poll() is not None:
-                    raise DeploymentError(f"the {spec.queue} worker exited with {proc.returncode} during start-up")
-            with contextlib.suppress(Exception):
-                replies = self.control_app.control.ping(timeout=0.5) or []
-                answered = {name for reply in replies for name in reply}
-                missing = [n for n in self.node_names if not any(a.startswith(n) for a in answered)]
-                if not missing:
-                    return
-            time.sleep(0.2)
-        raise DeploymentError(f"workers did not answer within {timeout_s} s: {', '.join(missing)}")
+        ping_workers(self.control_app, self.node_names, timeout_s, self.check_started, retry_on=(Exception,))
 
 
 def make_layout(settings: Settings) -> list[WorkerSpec]:
@@ -156,7 +139,8 @@ class Rig:
         self.settings = load_settings(environ)
         self.app = Celery("newsflow-test-client")
         self.app.conf.update(celery_config(self.settings))
-        self.state = State.from_settings(self.settings)
+        self.stores = Stores.from_settings(self.settings)
+        self.state = self.stores.state
         self.deployment = self._deploy(make_layout(self.settings))
         return self
 
@@ -219,7 +203,7 @@ class Rig:
 
     # --- submitting and waiting ------------------------------------------------------------------
     def submit(self, urls: list[str]) -> list[client.Submitted]:
-        submitted, rejected = client.submit(self.app, self.state, urls)
+        submitted, rejected = client.submit(self.app, self.stores, urls)
         assert not rejected, rejected
         return submitted
 
@@ -243,7 +227,7 @@ class Rig:
                 for queue in self.replace_exited():
                     print(f"supervisor: the {queue} worker had exited; started a new one")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                    for r in client.reconcile(self.app, self.state, self.settings.reconcile_after_s):
+                    for r in reconcile(self.app, self.state, self.settings.reconcile_after_s):
                         self.resumed.append(r)
                         print(f"reconciler resumed {r.article_id} ({r.state} -> {r.stage}, idle {r.idle_s} s)")
             if len(states) != last_done:
@@ -284,13 +268,9 @@ class Rig:
         distinct = sum(1 for aid in index_counts if aid in batch)
         reasons: Counter[str] = Counter(e.reason or "(none)" for e in dead)
         with_letter = 0
-        pipe = self.state.r.pipeline(transaction=False)
         for e in dead:
-            pipe.get(self.state.key("dead", e.article_id))
-        import json
-
-        for raw in pipe.execute():
-            if raw and json.loads(raw).get("reason"):
+            letter = self.state.dead_letter_record(e.article_id)
+            if letter and letter.get("reason"):
                 with_letter += 1
         return Counts(len(ids), len(indexed), len(dead), pending, in_index, distinct, reasons, with_letter)
 
@@ -301,7 +281,7 @@ class Rig:
         queue or unacked entry mentions, was lost by the broker between BRPOP and kombu's unacked
         bookkeeping (a worker SIGKILLed in that window).
         """
-        r = self.state.r
+        r = connect(self.redis.url)  # the broker's own lists: what messages still carry
         carried: set[str] = set()
         for queue in ("fetch", "clean", "enrich", "index"):
             for raw in r.lrange(queue, 0, -1):
@@ -313,10 +293,8 @@ class Rig:
             if entry is None or entry.state in TERMINAL_STATES:
                 continue
             aid = entry.article_id
-            parked = "-"
-            for kind in ("doc", "blob"):
-                if r.exists(self.state.key(kind, aid)):
-                    parked = kind
+            has_blob = self.state.has_blob(self.state.blob_key(aid))
+            parked = "doc" if self.state.has_doc(aid) else "blob" if has_blob else "-"
             where = "a message still carries it" if aid in carried else "NO message carries it (lost by the broker)"
             out.append(f"{aid} stopped at {entry.state} ({entry.stage}), parked: {parked}; {where}")
         return out

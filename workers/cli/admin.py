@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from config.defaults import Settings
+from newsflow.search import IndexBackend
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
 
 REINDEX_BATCH = 1000
@@ -65,9 +66,7 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
     (purged) articles are left out. Stop the index worker first: the rebuild holds the index lock
     so no article is written to the old index while the new one is built.
     """
-    import tantivy
-
-    from newsflow.search import SearchIndex, iter_sources
+    from newsflow.search import IndexUnavailable, iter_sources, open_index, writer_lock
 
     settings = settings_or_exit()
     _redis_or_fail(settings, "read the tombstones")
@@ -76,15 +75,15 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
     old_lock = None
     if (path / "meta.json").exists():
         try:  # hold the old index's writer lock for the whole rebuild
-            old_lock = tantivy.Index.open(str(path)).writer(heap_size=15_000_000, num_threads=1)
-        except ValueError as exc:
+            old_lock = writer_lock(path)
+        except IndexUnavailable as exc:
             fail(f"the index at {path} is locked by a writer ({exc}): stop the index worker (`newsflow up`) and retry")
     elif source is None:
         fail(f"no index at {path} to rebuild from: pass --from BACKUP.jsonl.gz")
     docs = _read_backup(source) if source else iter_sources(path)
     started = time.monotonic()
     target = path.with_name(f"{path.name}.rebuild-{int(time.time())}")
-    new = SearchIndex(target)
+    new = open_index(target)
     written = skipped = 0
     batch: list[dict[str, Any]] = []
 
@@ -224,16 +223,16 @@ def _resolve(settings: Settings, targets: tuple[str, ...]) -> list[tuple[str, st
     return list(dict.fromkeys(out))
 
 
-def _reader(settings: Settings) -> Any:
-    from newsflow.search import SchemaMismatch, SearchIndex
+def _reader(settings: Settings) -> IndexBackend | None:
+    from newsflow.search import NoIndex, SchemaMismatch, open_index
 
-    path = Path(settings.index_dir)
-    if not (path / "meta.json").exists():
-        return None
     try:
-        return SearchIndex(path)
+        return open_index(settings, create=False)
+    except NoIndex:
+        return None
     except SchemaMismatch as exc:
         fail(str(exc))
+    return None
 
 
 def _site_articles(settings: Settings, sites: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -245,37 +244,26 @@ def _site_articles(settings: Settings, sites: tuple[str, ...]) -> list[tuple[str
 
 def _remove(settings: Settings, entries: list[tuple[str, str]]) -> str:
     """Delete now when no index worker holds the lock; else let the worker do it ('queued')."""
-    from newsflow.search import SearchIndex
+    from newsflow.search import IndexUnavailable, open_index
     from newsflow.state import State
 
     state = State.from_settings(settings)
-    index = SearchIndex(settings.index_dir)
+    index = open_index(settings)
     try:
         index.delete([aid for aid, _u in entries])
         index.close()
-    except ValueError:  # the index worker holds the writer: send it the ids; it skips tombstoned ones
-        from tasks import topology
+    except IndexUnavailable:  # the index worker holds the writer: send it the ids; it skips tombstoned ones
+        from newsflow.dispatch import send
+        from newsflow.pipeline import LAST, Message
         from workers.app import app
-        from workers.client import make_payload
 
         for aid, url in entries:
-            app.send_task(topology.task_name("index"), args=(make_payload(url, aid),), queue=topology.queue_of("index"))
+            send(app, LAST, Message.new(url, aid))
         return "queued"
     state.delete_docs([aid for aid, _u in entries])
     for aid, url in entries:
         state.record(aid, url, "dead", "purge", reason="purged", detail="tombstoned")
     return "direct"
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command()
@@ -287,11 +275,12 @@ def serve(host: str | None, port: int | None, no_auth: bool) -> None:
 
     GET /search, /articles/{id}, /health, /openapi.json. Needs no broker, only the index.
     """
+    from newsflow.netguard import is_loopback
     from workers.api import ApiServer
 
     settings = settings_or_exit()
     host = host or settings.api_host
-    if not _is_loopback(host) and not settings.api_token and not no_auth:
+    if not is_loopback(host) and not settings.api_token and not no_auth:
         fail(f"refusing to serve on {host} without a token: set NEWSFLOW_API_TOKEN (clients then send "
              "`Authorization: Bearer <token>`), or pass --no-auth if a proxy in front authenticates")  # fmt: skip
     try:

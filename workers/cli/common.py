@@ -10,14 +10,18 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from config.defaults import Settings
-from workers.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings, use_settings
 
 
 def settings_or_exit() -> Settings:
+    """This command's settings, read from the environment and made the process's own (the Celery
+    app configures itself from them on first use); a bad value is a usage error, not a traceback."""
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    use_settings(settings)
+    return settings
 
 
 def redact_url(url: str) -> str:

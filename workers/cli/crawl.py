@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
+from newsflow.logs import configure
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
-from workers.logging import configure
 
 COUNTERS = ("discovered", "skipped_seen", "enqueued", "indexed", "failed")
 
@@ -134,24 +134,24 @@ def _list(declared: list[Any], as_json: bool) -> None:
 
 def run_crawls(settings: Any, chosen: list[Any], *, refresh: bool, wait: bool, timeout: float, as_json: bool) -> int:
     from newsflow.crawl import CrawlContext, CrawlReport, crawl_source
+    from newsflow.dispatch import queue_depth, send_first
     from newsflow.fetcher import make_session
-    from newsflow.state import State
-    from tasks import topology
+    from newsflow.pipeline import FIRST
+    from newsflow.stores import Stores
     from workers.app import app
-    from workers.client import queue_depth, send_first_stage
 
-    state = State.from_settings(settings)
+    stores = Stores.from_settings(settings)
+    state = stores.state
     progress = Progress(sys.stderr.isatty() and not as_json)
     started = time.monotonic()
-    first_queue = topology.queue_of(topology.FIRST_STAGE)
 
     def one(source: Any) -> CrawlReport:
         ctx = CrawlContext(
             settings=settings,
-            state=state,
+            stores=stores,
             session=make_session(settings),
-            enqueue=lambda payloads: send_first_stage(app, payloads),
-            fetch_queue_depth=lambda: queue_depth(app, first_queue),
+            enqueue=lambda messages: send_first(app, messages),
+            fetch_queue_depth=lambda: queue_depth(app, FIRST.queue),
         )
         return crawl_source(source, ctx, refresh=refresh)
 
@@ -197,7 +197,7 @@ def _totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def _wait(state: Any, reports: list[Any], rows: list[dict[str, Any]], timeout: float, progress: Progress) -> bool:
     """Follow the ledger until every enqueued article is indexed or dead; True if time ran out."""
-    from newsflow.state import TERMINAL_STATES
+    from newsflow.pipeline import TERMINAL_STATES
 
     since = {r.source: r.started_at for r in reports}
     owner: dict[str, int] = {}

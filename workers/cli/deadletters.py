@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from newsflow.pipeline import BY_NAME, FIRST, BadMessage, Message, reentry, state_before
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
 
 
@@ -24,39 +25,26 @@ class Replay:
         return asdict(self)
 
 
-def _stage_input_present(state: Any, stage: str, payload: dict[str, Any]) -> bool:
-    """Whether what `stage` reads is still in Redis (claim-check blob, or the article document)."""
-    if stage == "fetch":
-        return True
-    if stage == "clean":
-        blob = payload.get("blob")
-        return isinstance(blob, str) and bool(state.r.exists(blob))
-    return bool(state.r.exists(state.key("doc", payload["id"])))
-
-
-def plan_replay(state: Any, record: dict[str, Any]) -> tuple[Replay, dict[str, Any] | None]:
-    """Where the article re-enters, and with which payload: the failed stage if its input is still
-    there, else fetch (a fresh start from the URL)."""
-    from tasks import topology
-    from workers.client import make_payload
-
+def plan_replay(state: Any, record: dict[str, Any]) -> tuple[Replay, Message | None]:
+    """Where the article re-enters, and with which message: the failed stage if its input is still
+    there, else fetch (a fresh start from the URL); either way with its origin (source, hints, rate)."""
     payload = record.get("payload") or {}
-    aid, url = str(record.get("article_id") or ""), str(record.get("url") or payload.get("url") or "")
+    aid, url = str(record.get("article_id") or ""), str(record.get("url") or "")
     stage, reason = str(record.get("stage") or ""), str(record.get("reason") or "")
     rep = Replay(aid, url, stage, reason, None, "")
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not url:
-        rep.note = "no usable payload (not a newsflow message): cannot replay"
+    try:
+        message = Message.from_wire(payload)
+    except BadMessage as exc:
+        rep.note = f"no usable payload ({exc.detail}): cannot replay"
         return rep, None
-    now = round(time.time(), 3)
-    if stage in topology.STAGES and _stage_input_present(state, stage, payload):
-        rep.replay_stage, rep.note = stage, "input still stored: re-entered at the failed stage"
-        return rep, {**payload, "submitted_at": now, "enqueued_at": now}
-    first = topology.FIRST_STAGE
-    rep.replay_stage = first
-    rep.note = f"input of {stage} gone (expired or deleted): re-fetched from the URL"
-    if stage == first:
-        rep.note = "re-entered at fetch"
-    return rep, make_payload(url, payload["id"], source=payload.get("source"), hints=payload.get("hints"))
+    rep.url = rep.url or message.url
+    at = reentry(stage, message, state) if stage in BY_NAME else FIRST
+    rep.replay_stage = at.name
+    if at.name == stage:
+        rep.note = "re-entered at fetch" if at == FIRST else "input still stored: re-entered at the failed stage"
+    else:
+        rep.note = f"input of {stage} gone (expired or deleted): re-fetched from the URL"
+    return rep, message.restart(at.name)
 
 
 def _records(state: Any, stage: str | None, reason: str | None, ids: tuple[str, ...], limit: int) -> list[Any]:
@@ -122,8 +110,8 @@ def replay(
     Needs running workers to make progress (`newsflow up`); follow them with `newsflow trace ID`.
     Exit status 1 if some could not be replayed.
     """
+    from newsflow.dispatch import send
     from newsflow.state import State
-    from tasks import topology
     from workers.cli.ops import control_app
 
     if not (stage or reason or ids or replay_all):
@@ -134,23 +122,22 @@ def replay(
     app = control_app(settings)
     done: list[Replay] = []
     for record in records:
-        rep, payload = plan_replay(state, record)
+        rep, message = plan_replay(state, record)
         done.append(rep)
-        if payload is None or rep.replay_stage is None or dry_run:
+        if message is None or rep.replay_stage is None or dry_run:
             continue
         state.clear_dead(rep.article_id)
+        # Recorded before the send: a fast worker's verdict on the replay must not be overwritten.
+        state.record(
+            rep.article_id, rep.url, state_before(rep.replay_stage), "replay",
+            detail=f"re-entered at {rep.replay_stage} (was dead at {rep.dead_stage}: {rep.reason})",
+        )  # fmt: skip
         try:
-            app.send_task(
-                topology.task_name(rep.replay_stage), args=(payload,), queue=topology.queue_of(rep.replay_stage)
-            )
+            send(app, BY_NAME[rep.replay_stage], message)
         except Exception as exc:  # broker down: put the dead letter back as it was, then say so
             state.dead_letter(rep.article_id, rep.url, rep.dead_stage, rep.reason, str(record.get("detail")),
                               record.get("payload") or {})  # fmt: skip
             fail(f"cannot enqueue on {redact_url(settings.redis_url)}: {exc}; dead letter kept")
-        state.record(
-            rep.article_id, rep.url, "discovered", "replay",
-            detail=f"re-entered at {rep.replay_stage} (was dead at {rep.dead_stage}: {rep.reason})",
-        )  # fmt: skip
     if as_json:
         emit_json([r.to_dict() for r in done])
     else:

@@ -10,8 +10,6 @@ import click
 from config.defaults import Settings
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
 
-# Ledger state -> the stage that acts next on an article in that state.
-NEXT_STAGE = {"discovered": "fetch", "fetched": "clean", "cleaned": "enrich", "enriched": "index"}
 THROUGHPUT_WINDOW_MIN = 5
 
 
@@ -33,7 +31,7 @@ def control_app(settings: Settings) -> Any:
     """A Celery app for remote control and publishing only: no task modules (and their parsers) imported."""
     from celery import Celery
 
-    from workers.celeryconfig import celery_config
+    from tasks.celeryconfig import celery_config
 
     app = Celery("newsflow-ops")
     app.conf.update(celery_config(settings))
@@ -53,19 +51,21 @@ def workers_by_queue(settings: Settings, timeout_s: float = 1.0) -> dict[str, li
 
 def queue_names() -> list[str]:
     """Every queue a task is routed to: the stages in pipeline order, then the others (e.g. crawl)."""
-    from tasks import topology
+    from newsflow.pipeline import STAGES, task_routes
 
-    names = [topology.queue_of(s) for s in topology.ORDER]
-    routed = [str(r["queue"]) for r in topology.task_routes().values()]
+    names = [s.queue for s in STAGES]
+    routed = [str(r["queue"]) for r in task_routes().values()]
     return names + sorted({q for q in routed if q not in names})
 
 
 def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[str, Any]:
-    from newsflow import metrics, queues
-    from newsflow.state import State, connect
-    from tasks import topology
+    from newsflow import queues
+    from newsflow.pipeline import ORDER
+    from newsflow.state import connect
+    from newsflow.stores import Stores
 
-    state = State.from_settings(settings)
+    stores = Stores.from_settings(settings)
+    state = stores.state
     broker = connect(settings.redis_url)
     now = time.time()
     names = queue_names()
@@ -87,7 +87,7 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
             "window_min": THROUGHPUT_WINDOW_MIN,
             **{s: round(n / THROUGHPUT_WINDOW_MIN, 2) for s, n in recent.items()},
         },
-        "stage_runs": metrics.stage_counts(state.r, state.p, list(topology.ORDER)),
+        "stage_runs": stores.stage_counts(ORDER),
         "dead_letters": {"total": sum(d["count"] for d in dead), "by_stage_reason": dead},
         "sources": state.source_counts(),
     }
@@ -175,8 +175,8 @@ def resolve_article(value: str) -> tuple[str, str | None]:
 
 def collect_trace(settings: Settings, aid: str) -> dict[str, Any]:
     from newsflow import queues
-    from newsflow.state import TERMINAL_STATES, State, connect
-    from tasks import topology
+    from newsflow.pipeline import stage_after
+    from newsflow.state import State, connect
 
     state = State.from_settings(settings)
     entry = state.ledger(aid)
@@ -193,8 +193,8 @@ def collect_trace(settings: Settings, aid: str) -> dict[str, Any]:
         record = state.dead_letter_record(aid)
         if record:
             out["dead_letter"] = {k: record.get(k) for k in ("stage", "reason", "detail", "time")}
-    elif entry.state not in TERMINAL_STATES and entry.state in NEXT_STAGE:
-        q = topology.queue_of(NEXT_STAGE[entry.state])
+    elif (waits_for := stage_after(entry.state)) is not None:
+        q = waits_for.queue
         info = queues.inspect_queues(connect(settings.redis_url), [q])[0]
         out["waiting_in"] = {**info.to_dict(), "since_s": round(time.time() - entry.updated_at, 3)}
     return out

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
+from newsflow.logs import configure
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
-from workers.logging import configure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "examples"
@@ -80,8 +80,8 @@ def up(concurrency: int | None) -> None:
 
 def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
     """Restart workers that exit, and resume articles whose message was lost, until told to stop."""
+    from newsflow.reconcile import reconcile
     from newsflow.state import State
-    from workers import client
     from workers.app import app
 
     state = State.from_settings(settings)
@@ -92,7 +92,7 @@ def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
         if time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + settings.reconcile_interval_s
             try:
-                resumed = client.reconcile(app, state, settings.reconcile_after_s)
+                resumed = reconcile(app, state, settings.reconcile_after_s)
             except Exception as exc:  # Redis away for a moment: the next sweep tries again
                 click.echo(f"newsflow: reconcile failed: {exc}", err=True)
                 continue
@@ -124,7 +124,7 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
     An explicit request always re-fetches and upserts (a crawl skips what it has seen). Needs running
     workers (`newsflow up`). Exit status with --wait: 0 all indexed, 1 any dead, 2 timed out.
     """
-    from newsflow.state import State
+    from newsflow.stores import Stores
     from workers import client
     from workers.app import app
 
@@ -133,9 +133,10 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
     todo = _read_urls(urls, from_file)
     if not todo:
         fail("no URLs given (pass them as arguments or with --file)", 2)
-    state = State.from_settings(settings)
+    stores = Stores.from_settings(settings)
+    state = stores.state
     try:
-        submitted, rejected = client.submit(app, state, todo)
+        submitted, rejected = client.submit(app, stores, todo)
     except Exception as exc:  # broker down: say where we tried, and how to fix it
         fail(f"cannot enqueue on {redact_url(settings.redis_url)}: {exc}. Is Redis running (`newsflow up`)?")
         return
@@ -177,7 +178,7 @@ def demo(query: str, pages: Path, timeout: float) -> None:
     the real workers, prints a search, and shuts everything down. The index stays in the data dir,
     so `newsflow search` works afterwards.
     """
-    from newsflow.state import State
+    from newsflow.stores import Stores
     from workers import client
     from workers.app import app
     from workers.runtime import Deployment, DeploymentError, default_layout
@@ -199,9 +200,10 @@ def demo(query: str, pages: Path, timeout: float) -> None:
             deployment = Deployment(settings, default_layout(settings), log_path=log_path)
             with deployment:
                 urls = [f"{server.base_url}/{name}" for name in files]
-                state = State.from_settings(settings)
+                stores = Stores.from_settings(settings)
+                state = stores.state
                 started = time.monotonic()
-                submitted, _ = client.submit(app, state, urls)
+                submitted, _ = client.submit(app, stores, urls)
                 with progress(len(submitted), f"ingesting {len(urls)} pages") as update:
                     outcomes = client.wait(state, submitted, timeout, update)
                 elapsed = time.monotonic() - started

@@ -21,13 +21,13 @@ def reconcile(older_than_s: float | None, dry_run: bool, as_json: bool) -> None:
     Stages are idempotent, so resuming an article that was merely slow costs work, not duplicates.
     `newsflow up` and beat run this every NEWSFLOW_RECONCILE_INTERVAL_S.
     """
+    from newsflow.reconcile import reconcile
     from newsflow.state import State
-    from workers import client
     from workers.app import app
 
     settings = settings_or_exit()
     threshold = settings.reconcile_after_s if older_than_s is None else older_than_s
-    resumed = client.reconcile(app, State.from_settings(settings), threshold, dry_run=dry_run)
+    resumed = reconcile(app, State.from_settings(settings), threshold, dry_run=dry_run)
     if as_json:
         emit_json([r.__dict__ for r in resumed])
         return

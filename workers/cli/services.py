@@ -7,7 +7,6 @@ SIGTERM from docker, systemd or Ctrl-C reaches Celery directly and triggers its 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import shlex
 import signal
@@ -18,8 +17,9 @@ from typing import Any
 import click
 
 from config.defaults import Settings
+from config.settings import process_env
+from newsflow.netguard import is_loopback
 from workers.cli.common import fail, redact_url, settings_or_exit
-from workers.settings import process_env
 
 
 def worker_command(
@@ -61,15 +61,6 @@ def worker(stage: str, concurrency: int | None, node: str | None, print_only: bo
         return
     click.echo(f"newsflow: exec {shlex.join(cmd)}", err=True)
     os.execve(cmd[0], cmd, process_env())
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or "": may resolve anywhere
 
 
 def check_basic_auth(value: str) -> str | None:
@@ -145,15 +136,15 @@ def metrics(host: str | None, port: int | None, once: bool) -> None:
     from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
     from newsflow.metrics import PipelineCollector
+    from newsflow.pipeline import ORDER
     from newsflow.state import connect
-    from tasks import topology
     from workers.cli.ops import queue_names
 
     settings = settings_or_exit()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         PipelineCollector(
-            connect(settings.state_url), connect(settings.redis_url), settings.key_prefix, list(topology.ORDER),
+            connect(settings.state_url), connect(settings.redis_url), settings.key_prefix, list(ORDER),
             queue_names(),
         )
     )  # fmt: skip

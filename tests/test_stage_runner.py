@@ -1,0 +1,244 @@
+"""Every branch of the stage runner's fate rules (tasks.base.run_stage), against in-memory stores.
+
+Fast unit tests of the decision logic only: the integration suites run the same code in real
+workers against a real Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import pytest
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from config.defaults import Settings
+from newsflow.errors import InputGone, PermanentError, TransientError
+from newsflow.pipeline import FIRST, Message, Stage, stage
+from newsflow.testing import MemoryState, MemoryStores
+from tasks.base import StageContext, run_stage
+
+SETTINGS = Settings(max_retries=2, retry_backoff_base_s=1.0, retry_backoff_max_s=30.0, visibility_timeout_s=40)
+
+
+class Retried(Exception):
+    def __init__(self, payload: Any, countdown: float) -> None:
+        super().__init__(countdown)
+        self.payload, self.countdown = payload, countdown
+
+
+@dataclass
+class Outbox:
+    sent: list[tuple[str, Message]] = field(default_factory=list)
+
+    def send(self, to: Stage, message: Message) -> None:
+        self.sent.append((to.name, message))
+
+    def retry(self, payload: Any, countdown: float) -> NoReturn:
+        raise Retried(payload, countdown)
+
+
+def _msg() -> Message:
+    return Message.new("https://news.example/a", "a" * 32, source="wire", hints={"language": "de"}, rate_per_s=0.5)
+
+
+def _run(stage_name: str, handler: Any, payload: Any = None, attempt: int = 0, stores: MemoryStores | None = None):
+    stores = stores or MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    ctx = StageContext(stage(stage_name), SETTINGS, stores, "w1@host", "task-1")  # type: ignore[arg-type]
+    outbox = Outbox()
+    wire = _msg().to_wire() if payload is None else payload
+    outcome = run_stage(ctx, wire, handler, attempt, outbox)
+    return outcome, outbox, stores
+
+
+def test_a_result_goes_to_the_next_stage() -> None:
+    outcome, outbox, _ = _run("enrich", lambda ctx, m: m.forward())
+    assert outcome == "ok"
+    assert [(to, m.id) for to, m in outbox.sent] == [("index", "a" * 32)]
+    assert outbox.sent[0][1].origin()["source"] == "wire"  # the origin rides along
+
+
+def test_the_last_stage_sends_nothing_and_is_ok() -> None:
+    outcome, outbox, _ = _run("index", lambda ctx, m: None)
+    assert outcome == "ok" and outbox.sent == []
+
+
+def test_no_result_before_the_last_stage_is_a_skip() -> None:
+    outcome, outbox, _ = _run("fetch", lambda ctx, m: None)
+    assert outcome == "skipped" and outbox.sent == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not a dict",
+        {"v": 99, "id": "x", "url": "https://a/"},
+        {"v": 1, "url": "https://a/"},
+        {"v": 1, "id": "x", "url": "https://a/", "hints": "not a mapping"},
+        {"v": 1, "id": "x", "url": "https://a/", "submitted_at": float("nan")},
+        {"v": 1, "id": "x", "url": "https://a/", "rate_per_s": True},
+    ],
+)
+def test_a_malformed_message_is_dead_lettered_bad_payload(payload: Any) -> None:
+    outcome, outbox, stores = _run("clean", lambda ctx, m: pytest.fail("handler must not run"), payload)
+    assert outcome == "dead" and outbox.sent == []
+    [letter] = stores.state.dead.values()
+    assert letter["reason"] == "bad_payload" and letter["stage"] == "clean"
+
+
+def test_a_transient_error_retries_with_capped_backoff() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise TransientError("timeout", "read timed out")
+
+    with pytest.raises(Retried) as caught:
+        _run("fetch", fail, attempt=1)
+    assert 0 < caught.value.countdown <= min(SETTINGS.retry_backoff_max_s, SETTINGS.visibility_timeout_s / 2)
+    assert caught.value.payload["id"] == "a" * 32
+
+
+def test_retry_after_from_the_server_sets_the_countdown() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise TransientError("http_429", "slow down", retry_after_s=7)
+
+    with pytest.raises(Retried) as caught:
+        _run("fetch", fail)
+    assert 7 <= caught.value.countdown <= 8
+
+
+def test_a_transient_error_past_max_retries_is_dead_with_its_reason() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise TransientError("timeout", "read timed out")
+
+    outcome, _, stores = _run("fetch", fail, attempt=SETTINGS.max_retries)
+    assert outcome == "dead"
+    assert stores.state.dead["a" * 32]["reason"] == "timeout"
+    assert "gave up after 3 attempts" in stores.state.dead["a" * 32]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [(redis.ConnectionError("gone"), "redis_unavailable"), (redis.exceptions.OutOfMemoryError("full"), "redis_full")],
+)
+def test_redis_trouble_is_transient(exc: Exception, reason: str) -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise exc
+
+    with pytest.raises(Retried):
+        _run("clean", fail)
+    outcome, _, stores = _run("clean", fail, attempt=SETTINGS.max_retries)
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == reason
+
+
+def test_a_permanent_error_is_dead_at_once() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise PermanentError("http_404", "not found")
+
+    outcome, outbox, stores = _run("fetch", fail)
+    assert outcome == "dead" and outbox.sent == []
+    assert stores.state.ledger("a" * 32).state == "dead"  # type: ignore[union-attr]
+    assert stores.state.dead["a" * 32]["payload"]["source"] == "wire"  # replay has the whole message
+
+
+def test_the_soft_time_limit_is_dead_time_limit_and_drops_connections() -> None:
+    def slow(ctx: Any, m: Message) -> None:
+        raise SoftTimeLimitExceeded()
+
+    outcome, _, stores = _run("clean", slow)
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "time_limit"
+    assert stores.connection_resets == 1
+
+
+def test_a_bug_is_dead_internal_error_and_the_worker_goes_on() -> None:
+    def bug(ctx: Any, m: Message) -> None:
+        raise KeyError("oops")
+
+    outcome, _, stores = _run("enrich", bug)
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "internal_error"
+    assert "KeyError" in stores.state.dead["a" * 32]["detail"]
+
+
+def test_a_poison_message_that_killed_its_worker_too_often_is_dead_worker_lost() -> None:
+    outcome, _, stores = _run("clean", lambda ctx, m: pytest.fail("must not run again"), attempt=3)
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "worker_lost"
+
+
+def test_without_redis_a_dead_letter_becomes_a_retry() -> None:
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS, down=True))
+
+    def fail(ctx: Any, m: Message) -> None:
+        raise PermanentError("http_404", "not found")
+
+    with pytest.raises(Retried):
+        _run("fetch", fail, stores=stores)
+
+
+def _gone(ctx: Any, m: Message) -> None:
+    raise InputGone("doc_missing", "cleaned document expired")
+
+
+def test_lost_input_of_work_already_done_is_skipped() -> None:
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    stores.state.record("a" * 32, "https://news.example/a", "indexed", "index")
+    outcome, outbox, _ = _run("enrich", _gone, stores=stores)
+    assert outcome == "skipped" and outbox.sent == []
+
+
+def test_lost_input_is_fetched_anew_once_with_its_origin() -> None:
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    stores.state.record("a" * 32, "https://news.example/a", "fetched", "fetch")  # clean not done yet
+    sent = _msg().forward(blob="blob:x", fetch={"status": 200}).to_wire()
+    outcome, outbox, _ = _run("clean", _gone, payload=sent, stores=stores)
+    assert outcome == "refetch"
+    [(to, again)] = outbox.sent
+    assert to == FIRST.name and again.refetched
+    assert (again.source, dict(again.hints or {}), again.rate_per_s) == ("wire", {"language": "de"}, 0.5)
+    assert again.blob is None and again.fetch is None
+    assert stores.state.ledger("a" * 32).state == "discovered"  # type: ignore[union-attr]
+
+
+def test_lost_input_after_a_refetch_is_dead() -> None:
+    payload = _msg().refetch().to_wire()
+    outcome, outbox, stores = _run("enrich", _gone, payload=payload)
+    assert outcome == "dead" and outbox.sent == []
+    letter = stores.state.dead["a" * 32]
+    assert letter["reason"] == "doc_missing" and "again after fetching the page anew" in letter["detail"]
+
+
+def test_index_commit_failures_decide_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed commit retries the whole batch; a document the index refuses is dead alone."""
+    from newsflow.batcher import Item
+    from newsflow.search import IndexUnavailable
+    from tasks import base, index
+
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    for aid in ("a1", "a2"):
+        stores.state.put_doc(aid, {"id": aid, "url": f"https://news.example/{aid}", "site_name": "news.example"})
+
+    class Tombs:
+        def dead_among(self, ids: Any, sites: Any) -> set[str]:
+            return set()
+
+    class Index:
+        def __init__(self, exc: Exception | None = None, reject: str | None = None) -> None:
+            self.exc, self.reject = exc, reject
+
+        def upsert_batch(self, docs: Any, heap: int, delete_ids: Any = (), rejected: Any = None) -> None:
+            if self.exc:
+                raise self.exc
+            if self.reject:
+                rejected[self.reject] = "document too large"
+
+    stores.tombstones = Tombs()  # type: ignore[attr-defined]
+    monkeypatch.setattr(base, "_stores", stores)
+    items = [Item("a1", "https://news.example/a1"), Item("a2", "https://news.example/a2")]
+    for exc, reason in ((OSError("disk full"), "index_error"), (IndexUnavailable("locked"), "index_unavailable")):
+        monkeypatch.setattr(index, "_index", Index(exc))
+        with pytest.raises(TransientError) as caught:
+            index.commit_batch(items)
+        assert caught.value.reason == reason
+        assert stores.state.ledger("a1") is None  # nothing recorded indexed
+    monkeypatch.setattr(index, "_index", Index(reject="a2"))
+    index.commit_batch(items)
+    assert stores.state.ledger("a1").state == "indexed"  # type: ignore[union-attr]
+    assert isinstance(items[1].error, PermanentError) and items[1].error.reason == "index_rejected"
