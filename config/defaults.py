@@ -93,7 +93,7 @@ class Settings:
     worker_concurrency: int = 0
     # Pool of the CPU-bound stages. "prefork": one worker with that many children (Celery enforces
     # the time limits and recycles children). "solo": that many single-process workers, for one
-    # process per container; workers/solo.py then enforces time limits and hands back the message
+    # process per container; tasks/solo.py then enforces time limits and hands back the message
     # of a process that died. Both cost the same CPU per article here (docs/benchmarks.md).
     cpu_pool: str = "prefork"
     # Threads of the I/O-bound fetch worker.

@@ -85,7 +85,8 @@ def flower_command(settings: Settings, host: str, port: int) -> tuple[list[str],
             f"Flower would listen on {host!r} without a password. Set NEWSFLOW_FLOWER_BASIC_AUTH=user:password "
             "(it is required beyond loopback), or use --host 127.0.0.1."
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    # Flower reads FLOWER_* itself: only the one newsflow sets may reach it.
+    env = {k: v for k, v in process_env().items() if not k.startswith("FLOWER_")}
     if auth:
         env["FLOWER_BASIC_AUTH"] = auth
     cmd = [
