@@ -79,6 +79,7 @@ def _limit_child(
     from newsflow.enrich import assign_cluster, enrich_article, warm_up
     from newsflow.errors import PermanentError, TransientError
     from newsflow.fetcher import fetch_page, make_session
+    from newsflow.pipeline import Message
     from newsflow.search import SearchIndex
     from newsflow.state import connect
     from newsflow.urls import article_id
@@ -87,9 +88,8 @@ def _limit_child(
     s = get_settings()
     session, r, index = make_session(s), connect(s.state_url), SearchIndex(index_dir)
     warm_up()
-    build_doc(
-        {"id": "w", "url": "http://127.0.0.1/w"}, "<html><body><p>" + "warm up " * 50 + "</p></body></html>", 1 << 20, 0
-    )
+    warm = Message.new("http://127.0.0.1/w", "w")
+    build_doc(warm, "<html><body><p>" + "warm up " * 50 + "</p></body></html>", 1 << 20, 0)
     events: list[tuple[str, float]] = []
     spent: dict[str, float] = defaultdict(float)
     ok = dead = 0
@@ -112,8 +112,8 @@ def _limit_child(
             res = fetch_page(url, s, session)
             t1 = time.process_time()
             events.append(("fetch", time.time()))
-            payload = {"v": 1, "id": aid, "url": url, "fetch": {"final_url": res.final_url, "status": res.status}}
-            doc = build_doc(payload, res.html, s.clean_max_html_bytes, s.clean_min_body_chars)
+            msg = Message.new(url, aid).forward(blob="-", fetch={"final_url": res.final_url, "status": res.status})
+            doc = build_doc(msg, res.html, s.clean_max_html_bytes, s.clean_min_body_chars)
             t2 = time.process_time()
             events.append(("clean", time.time()))
             doc.update(enrich_article(doc))
