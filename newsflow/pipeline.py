@@ -96,6 +96,14 @@ def reached(state: str | None, name: str) -> bool:
     return STATES.index(state) >= STATES.index(BY_NAME[name].done_state)
 
 
+def beyond(state: str | None, name: str) -> bool:
+    """Whether an article in ledger state `state` has gone past stage `name`'s own state: a later
+    stage has worked on it since, so a delivery of `name` still running is a stale duplicate."""
+    if state is None or state == "dead" or state not in STATES:
+        return False
+    return STATES.index(state) > STATES.index(BY_NAME[name].done_state)
+
+
 def task_routes() -> dict[str, dict[str, str]]:
     routes = {s.task: {"queue": s.queue} for s in STAGES}
     routes[CRAWL_TASK] = {"queue": CRAWL_QUEUE}

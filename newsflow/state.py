@@ -26,6 +26,8 @@ from typing import Any
 
 import redis
 import zstandard
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from config.defaults import Settings
 from newsflow import metrics
@@ -76,9 +78,22 @@ class LedgerEntry:
         }
 
 
+# A refused connection (Redis restarting, or still loading its append-only file) is retried with
+# backoff for about three seconds before the caller sees it: a restart costs a pause, not an error.
+# Timeouts are not retried here: each already took `socket_timeout`.
+_CONNECT_RETRIES = 6
+
+
 def connect(url: str) -> redis.Redis:
     """A client with timeouts, so a dead Redis shows up as an error instead of a hang."""
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), _CONNECT_RETRIES),
+        retry_on_error=[redis.ConnectionError],
+    )
 
 
 class State:

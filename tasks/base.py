@@ -33,7 +33,7 @@ from newsflow import metrics
 from newsflow.dispatch import send
 from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.logs import get_logger
-from newsflow.pipeline import FIRST, LAST, Message, Stage, next_stage, on_lost_input, stage
+from newsflow.pipeline import FIRST, LAST, Message, Stage, beyond, next_stage, on_lost_input, stage
 from newsflow.stores import Stores
 
 log = get_logger("newsflow.stage")
@@ -127,20 +127,20 @@ def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, o
     except redis.exceptions.OutOfMemoryError as exc:  # maxmemory with noeviction: wait for room
         return _transient(ctx, payload, TransientError("redis_full", str(exc)), attempt, outbox, bound, started)
     except PermanentError as exc:
-        _dead(ctx, payload, exc.reason, exc.detail, attempt, outbox)
-        bound.warning("stage_done", outcome="dead", reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
-        return "dead"
+        outcome = _dead(ctx, payload, exc.reason, exc.detail, attempt, outbox)
+        bound.warning("stage_done", outcome=outcome, reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
+        return outcome
     except SoftTimeLimitExceeded:
         # Raised from a signal handler, maybe between two replies of a pipeline: a connection
         # put back with unread replies would hand them to the next command. Start afresh.
         ctx.stores.reset_connections()
-        _dead(ctx, payload, "time_limit", "the stage ran past its soft time limit", attempt, outbox)
-        bound.warning("stage_done", outcome="dead", reason="time_limit", duration_ms=_ms(started))
-        return "dead"
+        outcome = _dead(ctx, payload, "time_limit", "the stage ran past its soft time limit", attempt, outbox)
+        bound.warning("stage_done", outcome=outcome, reason="time_limit", duration_ms=_ms(started))
+        return outcome
     except Exception as exc:
-        _dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}", attempt, outbox)
-        bound.exception("stage_done", outcome="dead", reason="internal_error", duration_ms=_ms(started))
-        return "dead"
+        outcome = _dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}", attempt, outbox)
+        bound.exception("stage_done", outcome=outcome, reason="internal_error", duration_ms=_ms(started))
+        return outcome
 
 
 def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Outbox) -> str:
@@ -149,9 +149,8 @@ def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Out
     if fate == "skip":
         return "skipped"  # a redelivery of work already done; its input was cleaned up
     if fate == "dead":
-        raise_dead = PermanentError(exc.reason, f"{exc.detail}, and again after fetching the page anew")
-        _dead(ctx, message.to_wire(), raise_dead.reason, raise_dead.detail, 0, outbox)
-        return "dead"
+        detail = f"{exc.detail}, and again after fetching the page anew"
+        return _dead(ctx, message.to_wire(), exc.reason, detail, 0, outbox)
     again = message.refetch()
     ctx.state.record(message.id, message.url, "discovered", ctx.stage.name, reason=f"{exc.reason}_refetch")
     outbox.send(FIRST, again)
@@ -162,9 +161,10 @@ def _transient(
     ctx: StageContext, payload: Any, exc: TransientError, attempt: int, outbox: Outbox, bound: Any, started: float
 ) -> str:
     if attempt >= ctx.settings.max_retries:
-        _dead(ctx, payload, exc.reason, f"gave up after {attempt + 1} attempts: {exc.detail}", attempt, outbox)
-        bound.warning("stage_done", outcome="dead", reason=exc.reason, attempts=attempt + 1, duration_ms=_ms(started))
-        return "dead"
+        detail = f"gave up after {attempt + 1} attempts: {exc.detail}"
+        outcome = _dead(ctx, payload, exc.reason, detail, attempt, outbox)
+        bound.warning("stage_done", outcome=outcome, reason=exc.reason, attempts=attempt + 1, duration_ms=_ms(started))
+        return outcome
     countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
     metrics.count_retried(ctx.stores.counters, ctx.settings.key_prefix, ctx.stage.name, exc.reason)
     bound.info(
@@ -178,14 +178,22 @@ def _transient(
     outbox.retry(payload, countdown)
 
 
-def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: int, outbox: Outbox) -> None:
+def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: int, outbox: Outbox) -> str:
+    """Dead-letter the article ("dead"), unless a later delivery already took it past this stage
+    ("superseded": this one is a stale duplicate, e.g. from a worker frozen past the visibility
+    timeout, and its late failure must not move the ledger backwards)."""
     body = payload if isinstance(payload, dict) else {"raw": repr(payload)[:500]}
     aid = str(body.get("id") or "unknown")
     try:
+        entry = ctx.state.ledger(aid) if isinstance(body.get("id"), str) else None
+        if entry is not None and beyond(entry.state, ctx.stage.name):
+            log.warning("dead_letter_superseded", article_id=aid, stage=ctx.stage.name, reason=reason, now=entry.state)
+            return "superseded"
         ctx.state.dead_letter(aid, str(body.get("url") or ""), ctx.stage.name, reason, detail, body, worker=ctx.worker)
     except (redis.ConnectionError, redis.TimeoutError):
         # Without Redis the dead letter cannot be written: retry the message instead of losing it.
         outbox.retry(payload, backoff_s(attempt, ctx.settings))
+    return "dead"
 
 
 class StageTask(Task):  # type: ignore[misc]

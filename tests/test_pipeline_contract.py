@@ -38,6 +38,8 @@ def test_everything_is_derived_from_the_stage_table() -> None:
     assert [pipeline.state_before(s) for s in pipeline.ORDER] == ["discovered", "fetched", "cleaned", "enriched"]
     assert pipeline.reached("enriched", "clean") and not pipeline.reached("cleaned", "enrich")
     assert not pipeline.reached("dead", "fetch") and not pipeline.reached(None, "fetch")
+    assert pipeline.beyond("indexed", "clean") and not pipeline.beyond("cleaned", "clean")
+    assert not pipeline.beyond("dead", "fetch") and not pipeline.beyond(None, "index")
 
 
 def test_every_stage_task_is_registered_under_its_name() -> None:

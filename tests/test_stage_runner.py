@@ -242,3 +242,30 @@ def test_index_commit_failures_decide_the_batch(monkeypatch: pytest.MonkeyPatch)
     index.commit_batch(items)
     assert stores.state.ledger("a1").state == "indexed"  # type: ignore[union-attr]
     assert isinstance(items[1].error, PermanentError) and items[1].error.reason == "index_rejected"
+
+
+@pytest.mark.parametrize("failure", [SoftTimeLimitExceeded(), PermanentError("http_404", "gone"), KeyError("bug")])
+def test_a_stale_duplicate_does_not_move_the_ledger_backwards(failure: BaseException) -> None:
+    """A worker frozen past the visibility timeout resumes and fails after a redelivered copy
+    indexed the article: its failure is superseded, not a dead letter over `indexed`."""
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    stores.state.record("a" * 32, "https://news.example/a", "indexed", "index")
+
+    def late(ctx: Any, m: Message) -> None:
+        raise failure
+
+    outcome, _, _ = _run("clean", late, stores=stores)
+    assert outcome == "superseded" and stores.state.dead == {}
+    assert stores.state.ledger("a" * 32).state == "indexed"  # type: ignore[union-attr]
+
+
+def test_a_failure_at_the_stage_the_ledger_last_saw_is_still_dead() -> None:
+    """Fetched, then the worker died before forwarding; the redelivery fails: dead, not superseded."""
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    stores.state.record("a" * 32, "https://news.example/a", "fetched", "fetch")
+
+    def fail(ctx: Any, m: Message) -> None:
+        raise PermanentError("http_404", "gone")
+
+    outcome, _, _ = _run("fetch", fail, stores=stores)
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "http_404"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Celery
 
 from newsflow.dispatch import send
@@ -84,11 +85,17 @@ def wait(
     done: dict[str, LedgerEntry] = {}
     while True:
         pending = [s for aid, s in first.items() if aid not in done]
-        if pending:
-            entries = state.ledgers([s.article_id for s in pending])
-            for sub, entry in zip(pending, entries, strict=True):
-                if entry and entry.state in TERMINAL_STATES and entry.updated_at >= sub.submitted_at:
-                    done[sub.article_id] = entry
+        try:
+            entries = state.ledgers([s.article_id for s in pending]) if pending else []
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis restarting: the workers ride it out, and so does the wait, up to its deadline.
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(max(poll_s, 0.5))
+            continue
+        for sub, entry in zip(pending, entries, strict=True):
+            if entry and entry.state in TERMINAL_STATES and entry.updated_at >= sub.submitted_at:
+                done[sub.article_id] = entry
         if on_progress:
             on_progress(len(done), len(first))
         if len(done) == len(first) or time.monotonic() >= deadline:

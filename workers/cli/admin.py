@@ -21,7 +21,7 @@ import click
 
 from config.defaults import Settings
 from newsflow.search import IndexBackend
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import EXIT_REDIS_UNREACHABLE, emit_json, fail, redact_url, settings_or_exit
 
 REINDEX_BATCH = 1000
 
@@ -43,7 +43,10 @@ def _redis_or_fail(settings: Settings, what: str) -> None:
         connect(settings.state_url).ping()
     except redis.RedisError as exc:
         where = redact_url(settings.state_url)
-        fail(f"cannot reach the state Redis at {where} ({exc}) to {what}: start it (`newsflow up`)")
+        fail(
+            f"cannot reach the state Redis at {where} ({exc}) to {what}: start it (`newsflow up`)",
+            EXIT_REDIS_UNREACHABLE,
+        )
 
 
 def _read_backup(path: Path) -> Iterator[dict[str, Any]]:

@@ -38,6 +38,36 @@ def emit_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+# Exit status of every command that could not reach Redis (after riding out a short outage):
+# distinct from 1 (some articles dead, or the command's own failure) and 2 (usage, or timed out).
+EXIT_REDIS_UNREACHABLE = 3
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "Redis (broker or state) could not be reached"."""
+    import kombu.exceptions
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError)
+
+
+def unreachable(exc: BaseException) -> None:
+    """One line saying what failed and how to fix it, then EXIT_REDIS_UNREACHABLE."""
+    try:
+        settings = load_settings()
+        where = redact_url(settings.redis_url)
+        if settings.state_redis_url and settings.state_redis_url != settings.redis_url:
+            where += f" (state: {redact_url(settings.state_redis_url)})"
+    except SettingsError:
+        where = "NEWSFLOW_REDIS_URL"
+    detail = " ".join(str(exc).split())[:300].rstrip(".")
+    fail(
+        f"cannot reach Redis at {where}: {detail}. Start it (`newsflow up` starts one) "
+        "or point NEWSFLOW_REDIS_URL at it",
+        EXIT_REDIS_UNREACHABLE,
+    )
+
+
 def fail(message: str, code: int = 1) -> None:
     click.echo(f"newsflow: error: {message}", err=True)
     raise SystemExit(code)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from config.defaults import Settings
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import emit_json, fail, redact_url, settings_or_exit, unreachable
 
 THROUGHPUT_WINDOW_MIN = 5
 
@@ -145,7 +145,7 @@ def status(as_json: bool, watch: bool, interval: float) -> None:
             try:
                 st = collect_status(settings)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                fail(f"cannot read Redis at {redact_url(settings.redis_url)}: {exc}. Is it running (`newsflow up`)?")
+                unreachable(exc)
                 return
             if as_json:
                 emit_json(st)
@@ -243,7 +243,7 @@ def trace(url_or_id: str, as_json: bool) -> None:
     try:
         tr = collect_trace(settings, aid)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        fail(f"cannot read Redis at {redact_url(settings.state_url)}: {exc}")
+        unreachable(exc)
         return
     if as_json:
         emit_json(tr)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import emit_json, fail, redact_url, redis_errors, settings_or_exit, unreachable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "examples"
@@ -137,8 +137,8 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
     state = stores.state
     try:
         submitted, rejected = client.submit(app, stores, todo)
-    except Exception as exc:  # broker down: say where we tried, and how to fix it
-        fail(f"cannot enqueue on {redact_url(settings.redis_url)}: {exc}. Is Redis running (`newsflow up`)?")
+    except redis_errors() as exc:  # broker or state down, past a short outage: say where, and the fix
+        unreachable(exc)
         return
     if not wait:
         outcomes = [client.Outcome(s.url, s.article_id, "queued", None, None) for s in submitted] + rejected
