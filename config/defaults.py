@@ -51,6 +51,11 @@ class Settings:
     # A body shorter than this many characters is not an article (reason `no_article`).
     clean_min_body_chars: int = 200
 
+    # --- enrich --------------------------------------------------------------------------------
+    # Enrichment running longer than this is cut off (reason `time_limit`). Its work is bounded by
+    # the size of its input (newsflow/enrich), so only a bug or a starved machine gets here.
+    enrich_time_limit_s: float = 30.0
+
     # --- claim check and documents ---------------------------------------------------------------
     # Raw HTML waits for the clean stage this long at most; it is deleted once cleaned.
     blob_ttl_s: int = 24 * 3600

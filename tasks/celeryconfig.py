@@ -36,6 +36,7 @@ def time_limits(s: Settings) -> dict[str, dict[str, float]]:
     """Per-task soft and hard time limits from the settings (the rest use `task_time_limit`)."""
     return {
         stage("clean").task: {"soft_time_limit": s.clean_time_limit_s, "time_limit": s.clean_time_limit_s + 10},
+        stage("enrich").task: {"soft_time_limit": s.enrich_time_limit_s, "time_limit": s.enrich_time_limit_s + 10},
         # A crawl waits on backpressure at most `crawl_backpressure_max_wait_s`; stay under the visibility timeout.
         CRAWL_TASK: {"soft_time_limit": s.crawl_time_limit_s, "time_limit": s.crawl_time_limit_s + 30},
     }

@@ -43,11 +43,15 @@ def test_everything_is_derived_from_the_stage_table() -> None:
 
 
 def test_every_stage_task_is_registered_under_its_name() -> None:
+    from config.settings import get_settings
     from tasks.app import app
 
     app.loader.import_default_modules()
     for s in STAGES:
         assert app.tasks[s.task].stage == s.name
+    settings = get_settings()  # the CPU-bound stages are cut off by their soft limits, from the settings
+    assert app.tasks["clean.page"].soft_time_limit == settings.clean_time_limit_s
+    assert app.tasks["enrich.article"].soft_time_limit == settings.enrich_time_limit_s
 
 
 def test_the_message_round_trips_and_keeps_its_origin_on_every_move() -> None:
