@@ -5,6 +5,7 @@ Every key lives under the configured prefix (default `newsflow:`) and has a TTL 
 - `doc:{article_id}`       zstd-compressed JSON article document between clean and index, TTL `doc_ttl_s`
 - `article:{article_id}`   ledger hash: url, state, stage, reason, updated_at; TTL `ledger_ttl_s`
 - `trace:{article_id}`     the article's last 50 transitions (JSON lines), same TTL
+- `attempts:{stage}:{article_id}` redeliveries, worker deaths and reconciler resumes (poison count), same TTL
 - `dead:{article_id}`      dead-letter record (stage, reason, detail, payload), in the `dead` zset
 - `dead`                   zset of dead article ids by time, capped at `deadletter_max`
 - `stats:{state}:{hour}`   transition counters per hour, kept two days
@@ -235,9 +236,11 @@ class State:
     def delete_doc(self, article_id: str, pipe: Pipe | None = None) -> None:
         (pipe or self._r).delete(self._key("doc", article_id))
 
-    def count_death(self, stage: str, article_id: str) -> int:
-        """One more worker process died while running this article's `stage`: how many so far."""
-        key = self._key("deaths", stage, article_id)
+    def count_attempt(self, stage: str, article_id: str) -> int:
+        """One more start of this article's `stage` that may have killed its worker (a redelivered
+        message, a process that died, a reconciler resume): how many so far. Only those are
+        counted, so the normal path writes nothing here."""
+        key = self._key("attempts", stage, article_id)
         pipe = self._r.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, self.s.ledger_ttl_s)

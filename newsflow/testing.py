@@ -37,6 +37,7 @@ class MemoryState:
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
     transitions: list[tuple[str, str, str, str]] = field(default_factory=list)  # (id, state, stage, reason)
     sources: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
     down: bool = False  # True: every call raises redis.ConnectionError, as with Redis away
 
     def _check(self) -> None:
@@ -154,6 +155,12 @@ class MemoryState:
 
     def clear_dead(self, article_id: str, pipe: MemoryPipe | None = None) -> None:
         self._do(pipe, lambda: self.dead.pop(article_id, None))
+
+    def count_attempt(self, stage: str, article_id: str) -> int:
+        self._check()
+        key = f"{stage}|{article_id}"
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        return self.attempts[key]
 
     def count_source(self, source: str, state: str, sink: Any = None) -> None:
         key = f"{source}|{state}"

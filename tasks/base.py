@@ -104,9 +104,10 @@ def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, o
     try:
         message = Message.from_wire(payload)
         if attempt > ctx.settings.max_retries:
-            # Only worker-lost retries get here (transient ones stop at max_retries): the process
-            # died on this article every time. A poison pill: dead-letter it, do not loop forever.
-            raise PermanentError("worker_lost", f"a worker process died on it {attempt} times")
+            # Only worker-lost retries and redeliveries get here (transient errors stop at
+            # max_retries): the article killed or outlived its worker every time. A poison pill:
+            # dead-letter it, do not loop forever.
+            raise PermanentError("poison", f"started {attempt + 1} times without finishing (its worker died or hung)")
         nxt = handler(ctx, message)
         after = next_stage(ctx.stage.name)
         if nxt is not None and after is not None:
@@ -226,10 +227,23 @@ class StageTask(Task):  # type: ignore[misc]
         started = time.perf_counter()
         outcome = "retry"  # the only thing `run_stage` lets escape is Celery's Retry
         try:
-            outcome = run_stage(self.context(), payload, handler, int(self.request.retries or 0), _CeleryOutbox(self))
+            outcome = run_stage(self.context(), payload, handler, self._attempt(payload), _CeleryOutbox(self))
             return outcome
         finally:
             self._observe(payload, outcome, started)
+
+    def _attempt(self, payload: Any) -> int:
+        """Which start of this stage this is. Celery counts retries (and worker-lost retries); a
+        message the broker handed back (its worker was SIGKILLed or hung past the visibility
+        timeout) carries `redelivered` and is counted in Redis, across workers and hosts."""
+        attempt = int(self.request.retries or 0)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        if redelivered and isinstance(payload, dict) and isinstance(payload.get("id"), str):
+            try:
+                attempt = max(attempt, process_stores().state.count_attempt(self.stage, payload["id"]))
+            except redis.RedisError as exc:  # not counted this time; the message still runs
+                log.warning("attempt_not_counted", article_id=payload["id"], error=str(exc))
+        return attempt
 
     def _observe(self, payload: Any, outcome: str, started: float) -> None:
         """Metrics and per-source counters (newsflow/metrics.py); never changes the message's fate.

@@ -20,7 +20,8 @@ log = get_logger("newsflow.reconcile")
 
 @app.task(name=RECONCILE_TASK, bind=True, ignore_result=True)
 def reconcile_task(self: Any) -> int:
-    resumed = reconcile(app, process_stores().state, get_settings().reconcile_after_s)
+    settings = get_settings()
+    resumed = reconcile(app, process_stores().state, settings.reconcile_after_s, max_resumes=settings.max_retries)
     for r in resumed:
         log.warning(
             "article_resumed", article_id=r.article_id, url=r.url, state=r.state, stage=r.stage, idle_s=r.idle_s

@@ -16,7 +16,7 @@ this module does it:
   died (hard limit, OOM kill, SIGKILL) leaves its marker, whose lock the kernel released; the next
   solo worker that starts on this data dir hands that message back to its queue at once (to the
   end of it, like any new message) if the broker still holds that delivery unacked
-  (instead of after the visibility timeout), and dead-letters it `worker_lost` once processes died
+  (instead of after the visibility timeout), and dead-letters it `poison` once processes died
   on it more than `max_retries` times: a poison pill cannot loop forever;
 - **recycling**: above `worker_max_memory_per_child_kb` of resident memory, the process asks itself
   for a warm shutdown and its supervisor (`newsflow up`, compose's restart policy, systemd) starts a
@@ -219,12 +219,12 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
         # The tag survives a restore: this is a later delivery of the message, held by a live worker.
         log.info("orphan_redelivered_elsewhere", article_id=aid, url=url, stage=stage)
         return f"{aid}:elsewhere"
-    deaths = state.count_death(stage, aid)
+    deaths = state.count_attempt(stage, aid)
     ran_s = time.time() - float(note.get("started") or time.time())
     why = f"the process died after {ran_s:.0f} s (pid {note.get('pid')})"
     if deaths > settings.max_retries:
         detail = f"a worker process died on it {deaths} times; last: {why}"
-        state.dead_letter(aid, url, stage, "worker_lost", detail, payload, worker=worker)
+        state.dead_letter(aid, url, stage, "poison", detail, payload, worker=worker)
         qos.ack(tag)
         log.warning("orphan_dead_lettered", article_id=aid, url=url, stage=stage, deaths=deaths, detail=detail)
         return f"{aid}:dead"

@@ -212,3 +212,19 @@ def test_a_refetched_article_keeps_source_hints_and_rate(lane: dict[str, Any]) -
     assert run_stage(ctx, msg.forward().to_wire(), lost, 0, Outbox()) == "refetch"
     [to_fetch] = _queued(lane["raw"], FIRST.queue)
     assert to_fetch["id"] == msg.id and to_fetch["refetched"] is True and _has_origin(to_fetch)
+
+
+@pytest.mark.integration
+def test_an_article_the_reconciler_keeps_resuming_becomes_poison(lane: dict[str, Any]) -> None:
+    """Its worker dies or hangs every time (a hard time limit leaves no dead letter): after
+    max_resumes resumes it is dead-lettered `poison`, not sent round forever."""
+    from newsflow.reconcile import reconcile
+
+    state = lane["stores"].state
+    msg = _article(6)
+    state.record(msg.id, msg.url, "discovered", "crawl", origin=msg.origin_json())
+    stages = [[r.stage for r in reconcile(lane["app"], state, 0, max_resumes=2)] for _ in range(3)]
+    assert stages == [["fetch"], ["fetch"], ["dead"]]
+    letter = state.dead_letter_record(msg.id)
+    assert letter is not None and letter["reason"] == "poison" and letter["payload"]["source"] == "wire"
+    assert len(_queued(lane["raw"], "fetch")) == 2  # two resumes, then no more messages

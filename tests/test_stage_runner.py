@@ -158,9 +158,9 @@ def test_a_bug_is_dead_internal_error_and_the_worker_goes_on() -> None:
     assert "KeyError" in stores.state.dead["a" * 32]["detail"]
 
 
-def test_a_poison_message_that_killed_its_worker_too_often_is_dead_worker_lost() -> None:
+def test_a_poison_message_that_killed_its_worker_too_often_is_dead_poison() -> None:
     outcome, _, stores = _run("clean", lambda ctx, m: pytest.fail("must not run again"), attempt=3)
-    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "worker_lost"
+    assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "poison"
 
 
 def test_without_redis_a_dead_letter_becomes_a_retry() -> None:
@@ -269,3 +269,25 @@ def test_a_failure_at_the_stage_the_ledger_last_saw_is_still_dead() -> None:
 
     outcome, _, _ = _run("fetch", fail, stores=stores)
     assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "http_404"
+
+
+def test_a_redelivered_message_counts_as_another_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker hands a message back when its worker was SIGKILLed or hung past the visibility
+    timeout; Celery's retry counter does not see that, so the start is counted in the stores (shared
+    by every worker) and the message becomes poison after max_retries such starts."""
+    from tasks import base
+    from tasks.app import app
+
+    app.loader.import_default_modules()
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    monkeypatch.setattr(base, "_stores", stores)
+    task = app.tasks["clean.page"]
+    payload = _msg().to_wire()
+    seen = []
+    for redelivered in (False, True, True, True):
+        task.push_request(retries=0, delivery_info={"redelivered": redelivered})
+        try:
+            seen.append(task._attempt(payload))
+        finally:
+            task.pop_request()
+    assert seen == [0, 1, 2, 3]  # the third redelivery is past max_retries (2): run_stage dead-letters it poison

@@ -227,7 +227,9 @@ class Rig:
                 for queue in self.replace_exited():
                     print(f"supervisor: the {queue} worker had exited; started a new one")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                    for r in reconcile(self.app, self.state, self.settings.reconcile_after_s):
+                    for r in reconcile(
+                        self.app, self.state, self.settings.reconcile_after_s, max_resumes=self.settings.max_retries
+                    ):
                         self.resumed.append(r)
                         print(f"reconciler resumed {r.article_id} ({r.state} -> {r.stage}, idle {r.idle_s} s)")
             if len(states) != last_done:

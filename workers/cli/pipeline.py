@@ -92,7 +92,7 @@ def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
         if time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + settings.reconcile_interval_s
             try:
-                resumed = reconcile(app, state, settings.reconcile_after_s)
+                resumed = reconcile(app, state, settings.reconcile_after_s, max_resumes=settings.max_retries)
             except Exception as exc:  # Redis away for a moment: the next sweep tries again
                 click.echo(f"newsflow: reconcile failed: {exc}", err=True)
                 continue

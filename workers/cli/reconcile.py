@@ -27,7 +27,9 @@ def reconcile(older_than_s: float | None, dry_run: bool, as_json: bool) -> None:
 
     settings = settings_or_exit()
     threshold = settings.reconcile_after_s if older_than_s is None else older_than_s
-    resumed = reconcile(app, State.from_settings(settings), threshold, dry_run=dry_run)
+    resumed = reconcile(
+        app, State.from_settings(settings), threshold, max_resumes=settings.max_retries, dry_run=dry_run
+    )
     if as_json:
         emit_json([r.__dict__ for r in resumed])
         return
