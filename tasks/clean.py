@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from newsflow.domains import trusted_canonical
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
 from newsflow.pipeline import Message
@@ -12,7 +13,13 @@ from tasks.base import StageContext, StageTask
 
 
 def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
-    """The pure part: HTML and fetch metadata in, article document out."""
+    """The pure part: HTML and fetch metadata in, article document out.
+
+    Who the article is rests on what was fetched: `url` (requested) and `final_url` (after
+    redirects). The page's declared canonical URL becomes `canonical_url` only on the final URL's
+    own host or registrable domain; on any other domain it is kept as `canonical_claimed`, a claim
+    nothing looks up, files or takes down by (newsflow.domains.trusted_canonical).
+    """
     if len(html.encode("utf-8", errors="ignore")) > max_html_bytes:
         raise PermanentError("too_large", f"HTML exceeds {max_html_bytes} bytes; not parsed")
     fetch = msg.fetch or {}
@@ -21,12 +28,14 @@ def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int)
     if len(article.body) < min_body_chars:
         raise PermanentError("no_article", f"main text has {len(article.body)} characters (< {min_body_chars})")
     doc = article.to_dict()
+    canonical = trusted_canonical(article.canonical_url, final_url)
     doc.update(
         {
             "id": msg.id,
             "url": msg.url,
             "final_url": final_url,
-            "canonical_url": article.canonical_url,
+            "canonical_url": canonical,
+            "canonical_claimed": article.canonical_url if article.canonical_url and not canonical else None,
             "fetched_at": fetch.get("fetched_at"),
             "http_status": fetch.get("status"),
             "etag": fetch.get("etag"),

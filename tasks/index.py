@@ -16,8 +16,7 @@ from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.logs import get_logger
 from newsflow.pipeline import Message
 from newsflow.search import IndexBackend, IndexUnavailable, SchemaMismatch, open_index
-from newsflow.search.schema import site_of
-from newsflow.search.tombstones import site_of_url
+from newsflow.search.tombstones import site_of_url, takedown_sites
 from tasks.app import app
 from tasks.base import StageContext, StageTask, process_stores
 
@@ -34,7 +33,8 @@ def commit_batch(items: Sequence[Item]) -> None:
     state = stores.state
     ids = [i.article_id for i in items]
     docs = state.get_docs(ids)
-    sites = [site_of(doc) if doc else site_of_url(item.url) for item, doc in zip(items, docs, strict=True)]
+    # Takedowns by what was fetched (the requested and final hosts), never by the page's own claims.
+    sites = [takedown_sites(doc) if doc else [site_of_url(item.url)] for item, doc in zip(items, docs, strict=True)]
     purged = stores.tombstones.dead_among(ids, sites)
     ready: list[dict[str, Any]] = []
     for item, doc in zip(items, docs, strict=True):

@@ -13,10 +13,14 @@ EARLIEST = date(1990, 1, 1)
 _FUTURE_SLACK = timedelta(days=1)
 _URL_DATE = re.compile(r"/((?:19|20)\d{2})[/-](0?[1-9]|1[0-2])[/-](0?[1-9]|[12]\d|3[01])(?:/|[-_]|$)")
 _URL_COMPACT = re.compile(r"/((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])/")
+# dateutil fills what a text lacks from `default` (today, unless told): parsing with two defaults
+# that differ in year, month and day shows whether the text itself has all three.
+_DEFAULTS = (datetime(2001, 2, 3), datetime(2004, 5, 6))
 
 
 def parse_date(value: str | None, now: datetime | None = None) -> str | None:
-    """ISO 8601 (with time and offset when the source has them) or None when unparseable or implausible."""
+    """ISO 8601 (with time and offset when the source has them) or None when unparseable, implausible
+    or not a whole day: "2024", "March 2024" or "Nov 19" are not padded with today's or a default day."""
     if not value or not isinstance(value, str):
         return None
     text = value.strip()
@@ -26,10 +30,10 @@ def parse_date(value: str | None, now: datetime | None = None) -> str | None:
         with warnings.catch_warnings():
             # Abbreviations like "EST" are reported as unknown zones; the date part is still right.
             warnings.simplefilter("ignore")
-            parsed = dateparser.parse(text, fuzzy=False)
+            parsed, other = (dateparser.parse(text, default=d, fuzzy=False) for d in _DEFAULTS)
     except (ValueError, OverflowError, TypeError):
         return None
-    if parsed is None or not plausible(parsed.date(), now):
+    if parsed is None or other is None or parsed.date() != other.date() or not plausible(parsed.date(), now):
         return None
     has_time = bool(re.search(r"\d{1,2}:\d{2}", text))
     return str(parsed.isoformat() if has_time else parsed.date().isoformat())

@@ -10,11 +10,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from htmldate import find_date
-from lxml.html import HtmlElement
+from lxml.html import HtmlElement, tostring
 
 from newsflow.extract import jsonld
 from newsflow.extract.byline import clean_author
@@ -296,12 +297,51 @@ def _first_time(tree: HtmlElement) -> str | None:
 
 
 def _htmldate(tree: HtmlElement, url: str | None) -> str | None:
-    """Last resort: htmldate's textual heuristics (dates written in bylines, e.g. "18 NOV 2019")."""
+    """Last resort: htmldate's heuristics, without the ones that make a date up.
+
+    Its fast mode reads dates from the markup. Only when that finds nothing, its extensive search
+    reads the text (dates written in bylines, e.g. "publiziert am 25. September 2018"), but its
+    last resorts there are the copyright year ("© 2026" -> 2026-01-01), a lone year or a year and
+    month, padded to the 1st: an extensive-only result on the 1st of a month is dropped, as the
+    day may be no fact of the page (a real one is usually declared in the markup as well). So is a
+    result carrying today's day in another month: a year-month padded by dateutil.
+    """
     try:
-        found = find_date(deepcopy(tree), url=url, original_date=True, extensive_search=True)
+        found = find_date(deepcopy(tree), url=url, original_date=True, extensive_search=False)
+        extensive = not found
+        if extensive:
+            found = find_date(deepcopy(tree), url=url, original_date=True, extensive_search=True)
+        day = date.fromisoformat(str(found)[:10]) if found else None
     except Exception:  # htmldate raises a variety of parsing errors; a missing date is not fatal
         return None
-    return str(found) if found else None
+    if day is None or (extensive and day.day == 1) or _padded_with_today(day, tree, url):
+        return None
+    return day.isoformat()
+
+
+def _padded_with_today(day: date, tree: HtmlElement, url: str | None) -> bool:
+    """htmldate reads a year-month ("2024-03") with dateutil, which takes the missing day from today:
+    a result on today's day of another month stands only if the page writes that date out."""
+    today = date.today()
+    if day.day != today.day or (day.year, day.month) == (today.year, today.month):
+        return False
+    return not _writes_date(f"{tostring(tree, encoding='unicode')} {url or ''}", day)
+
+
+def _writes_date(text: str, day: date) -> bool:
+    """Whether `text` has `day` in full: 2022-11-29, 2022年11月29日, 29.11.2022, 11/29/2022, 20221129,
+    29 November 2022, Nov. 29th, 2022 (month names in any language)."""
+    y, m, d, word = day.year, day.month, day.day, r"[^\W\d_]{3,}\.?"
+    dd, mm = rf"0?{d}", rf"0?{m}"
+    patterns = (
+        rf"{y}\D{{1,3}}{mm}\D{{1,3}}{dd}(?!\d)",
+        rf"(?<!\d){dd}\D{{1,3}}{mm}\D{{1,3}}{y}",
+        rf"(?<!\d){mm}/{dd}/{y}",
+        rf"{y}{m:02d}{d:02d}",
+        rf"(?<!\d){dd}(?:st|nd|rd|th)?\.?\s+{word},?\s+{y}",
+        rf"{word}\s+{dd}(?:st|nd|rd|th)?,?\s+{y}",
+    )
+    return any(re.search(p, text) for p in patterns)
 
 
 def _article_time(tree: HtmlElement) -> str | None:
@@ -343,8 +383,11 @@ def _canonical_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:
 def _clean_url(value: Any, base: str | None) -> str | None:
     if not isinstance(value, str):
         return None
-    absolute = urljoin(base or "", value.strip())
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    try:
+        absolute = urljoin(base or "", value.strip())
+        return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    except ValueError:  # "https://[::1/x": an unclosed IPv6 bracket makes urllib raise
+        return None
 
 
 def _description_candidates(f: PageFacts) -> Iterable[tuple[str, Any]]:

@@ -53,6 +53,7 @@ TITLE_MAX_CHARS = 400
 FACETS = {"site": ("site", 10), "language": ("language", 10), "entity": ("entity_facet", 15), "month": ("month", 24)}
 MAX_WINDOW = 20_000  # hits scanned at most to fill a page of collapsed stories
 LANG_CACHE_S = 5.0
+LOOKUP_CANDIDATES = 20  # documents sharing one URL key that a lookup by URL weighs
 
 
 def read_version(path: Path) -> int | None:
@@ -201,19 +202,32 @@ class SearchIndex:
         return int(self._fresh_searcher().num_docs)
 
     def get(self, id_or_url: str) -> dict[str, Any] | None:
-        """One document by article id, or by its requested, final or canonical URL."""
+        """One document by article id, or by its requested, final or (verified) canonical URL.
+
+        A canonical URL a page declares on another registrable domain finds nothing: that page is
+        not the article at that URL. Several documents can share a URL (two links redirecting to
+        one page); the one requested at it wins, then the one fetched from it."""
         searcher = self._fresh_searcher()
         if looks_like_article_id(id_or_url):
-            query = tantivy.Query.term_query(self.schema, "id", id_or_url)
-        else:
-            try:
-                query = tantivy.Query.term_query(self.schema, "url_key", normalize_url(id_or_url))
-            except InvalidURL:
+            result = searcher.search(tantivy.Query.term_query(self.schema, "id", id_or_url), limit=1)
+            if not result.hits:
                 return None
-        result = searcher.search(query, limit=1)
-        if not result.hits:
+            return dict(json.loads(searcher.doc(result.hits[0][1])["source"][0]))
+        try:
+            key = normalize_url(id_or_url)
+        except InvalidURL:
             return None
-        return dict(json.loads(searcher.doc(result.hits[0][1])["source"][0]))
+        result = searcher.search(tantivy.Query.term_query(self.schema, "url_key", key), limit=LOOKUP_CANDIDATES)
+        best: tuple[int, dict[str, Any]] | None = None
+        for _score, address in result.hits:
+            doc = dict(json.loads(searcher.doc(address)["source"][0]))
+            # Its keys by the rules of this code, from its stored source, not only the indexed terms.
+            if key not in S.url_keys(doc):
+                continue
+            rank = next((i for i, name in enumerate(("url", "final_url")) if _normalized(doc.get(name)) == key), 2)
+            if best is None or rank < best[0]:
+                best = (rank, doc)
+        return best[1] if best else None
 
     def ids_matching(self, query_text: str, site: str | None = None) -> list[str]:
         """Ids of every article the query (and site) selects — for purges."""
@@ -387,6 +401,13 @@ def _commit(w: tantivy.IndexWriter) -> None:
         w.commit()
     except ValueError as exc:  # tantivy's I/O trouble
         raise IndexUnavailable(str(exc)) from exc
+
+
+def _normalized(url: Any) -> str | None:
+    try:
+        return normalize_url(str(url)) if url else None
+    except InvalidURL:
+        return None
 
 
 def _count(res: tantivy.SearchResult) -> int:

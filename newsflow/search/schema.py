@@ -15,15 +15,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import tantivy
 
+from newsflow.domains import host_of, normalize_host, trusted_canonical
 from newsflow.urls import InvalidURL, normalize_url
 
 # Bump when fields or analysis change; an index built with another version must be rebuilt
 # (`newsflow reindex`), because its terms were produced by different rules.
-SCHEMA_VERSION = 2
+# 3: `site` and `url_key` come from what was fetched; a canonical URL on another registrable domain
+#    is only a claim (`canonical_claimed` in the stored source), not a key or a site.
+SCHEMA_VERSION = 3
 SCHEMA_FILE = "newsflow-schema.json"
 
 # ISO 639-1 code → tantivy Snowball stemmer name.
@@ -121,19 +123,44 @@ def parse_date(value: Any) -> datetime | None:
 
 
 def normalize_site(host: str) -> str:
-    host = host.strip().lower().rstrip(".")
+    host = normalize_host(host)
     return host[4:] if host.startswith("www.") else host
 
 
+def fetched_url(doc: Mapping[str, Any]) -> str:
+    """Where the page really came from: the final URL after redirects, else the requested one."""
+    return str(doc.get("final_url") or doc.get("url") or "")
+
+
+def verified_canonical(doc: Mapping[str, Any]) -> str | None:
+    """The document's canonical URL if it is on the fetched page's own host or registrable domain.
+
+    Checked here again, not only when the document was built: documents stored by an older
+    newsflow (and restored from backups) kept whatever canonical the page declared."""
+    return trusted_canonical(doc.get("canonical_url"), fetched_url(doc))
+
+
+def with_verified_canonical(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy in which a canonical URL the page may not claim is moved to `canonical_claimed`."""
+    out = dict(doc)
+    declared = out.get("canonical_url")
+    if declared and verified_canonical(out) is None:
+        out["canonical_url"] = None
+        out["canonical_claimed"] = out.get("canonical_claimed") or declared
+    out.setdefault("canonical_claimed", None)
+    return out
+
+
 def site_of(doc: Mapping[str, Any]) -> str:
-    url = doc.get("canonical_url") or doc.get("final_url") or doc.get("url") or ""
-    return normalize_site(urlsplit(str(url)).hostname or "")
+    """The site an article is filed under: the host of its verified canonical URL, else of the
+    URL it was fetched from (`www.` dropped). Never the host of a canonical the page only claims."""
+    return normalize_site(host_of(verified_canonical(doc) or fetched_url(doc)))
 
 
 def url_keys(doc: Mapping[str, Any]) -> list[str]:
+    """Normalised URLs that look the article up: requested, final and verified canonical."""
     keys = []
-    for name in ("url", "final_url", "canonical_url"):
-        value = doc.get(name)
+    for value in (doc.get("url"), doc.get("final_url"), verified_canonical(doc)):
         if value:
             try:
                 keys.append(normalize_url(str(value)))
@@ -152,6 +179,7 @@ def entity_names(doc: Mapping[str, Any]) -> list[str]:
 
 
 def to_tantivy(doc: Mapping[str, Any], now: datetime | None = None) -> tantivy.Document:
+    doc = with_verified_canonical(doc)  # what is stored is what `show` and `reindex` read back
     group = group_of(doc.get("language"))
     published = parse_date(doc.get("published"))
     entities = entity_names(doc)

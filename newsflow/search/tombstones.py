@@ -3,6 +3,9 @@
 Kept in the state Redis, shared by every worker and client:
 - `{prefix}tombstone:ids`    hash article id → JSON {url, reason, at}
 - `{prefix}tombstone:sites`  hash host → JSON {reason, at}
+An article is taken down with a site when any host it was fetched from (the requested URL, the
+final URL after redirects) or its site (`schema.site_of`) is that site: a page cannot escape a
+takedown by declaring a canonical URL on someone else's domain.
 No TTL: a takedown is permanent until lifted (`newsflow purge --lift`); the hashes grow only with
 takedowns. Every change is also appended to `<data_dir>/tombstones.jsonl`, an audit trail that
 `newsflow purge --replay FILE` re-applies to a new or restored Redis.
@@ -12,18 +15,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 
-from newsflow.search.schema import normalize_site
+from newsflow.domains import host_of
+from newsflow.search.schema import normalize_site, site_of
 
 
-def site_of_url(url: str) -> str:
-    return normalize_site(urlsplit(url).hostname or "")
+def site_of_url(url: str | None) -> str:
+    return normalize_site(host_of(url))
+
+
+def takedown_sites(doc: Mapping[str, Any]) -> list[str]:
+    """Every site a site takedown of this article may name: the hosts of its requested and final
+    URLs, and its site. Not the host of a canonical URL the page claims on another domain."""
+    found = {site_of_url(doc.get("url")), site_of_url(doc.get("final_url")), site_of(doc)}
+    return sorted(s for s in found if s)
 
 
 class Tombstones:
@@ -68,20 +78,26 @@ class Tombstones:
         )
         return n
 
-    def dead_among(self, ids: Sequence[str], sites: Sequence[str]) -> set[str]:
-        """Which of these articles (ids[i] served by sites[i]) are tombstoned, by id or by site."""
+    def dead_among(self, ids: Sequence[str], sites: Sequence[str | Collection[str]]) -> set[str]:
+        """Which of these articles are tombstoned, by id or by site.
+
+        sites[i] is the site of ids[i], or all of them (`takedown_sites(doc)`): the article is dead
+        when any one is tombstoned."""
         if not ids:
             return set()
+        per_article = [
+            {normalize_site(s) for s in ([group] if isinstance(group, str) else group) if s} for group in sites
+        ]
         pipe = self.r.pipeline(transaction=False)
         pipe.hmget(self.ids_key, list(ids))
-        hosts = sorted({s for s in sites if s})
+        hosts = sorted({h for own in per_article for h in own})
         if hosts:
             pipe.hmget(self.sites_key, hosts)
         got = pipe.execute()
         dead = {aid for aid, v in zip(ids, got[0], strict=True) if v is not None}
         if hosts:
             dead_sites = {h for h, v in zip(hosts, got[1], strict=True) if v is not None}
-            dead |= {aid for aid, site in zip(ids, sites, strict=True) if site in dead_sites}
+            dead |= {aid for aid, own in zip(ids, per_article, strict=True) if own & dead_sites}
         return dead
 
     def listing(self) -> dict[str, dict[str, Any]]:

@@ -92,9 +92,9 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
 
     def flush() -> None:
         nonlocal written, skipped
-        from newsflow.search.schema import site_of
+        from newsflow.search.tombstones import takedown_sites
 
-        dead = tombs.dead_among([d["id"] for d in batch], [site_of(d) for d in batch])
+        dead = tombs.dead_among([d["id"] for d in batch], [takedown_sites(d) for d in batch])
         keep = [d for d in batch if d["id"] not in dead]
         skipped += len(batch) - len(keep)
         written += new.upsert_batch(keep, settings.index_writer_heap_bytes)

@@ -12,7 +12,7 @@ from newsflow.search.backend import MAX_LIMIT, MAX_PAGE
 from workers.cli.common import emit_json, fail, settings_or_exit
 
 SHOW_FIELDS = (
-    "author", "description", "canonical_url", "final_url", "fetched_at",
+    "author", "description", "canonical_url", "canonical_claimed", "final_url", "fetched_at",
     "word_count", "reading_time_min", "language_confidence", "entities", "keywords", "summary", "cluster_id",
     "provenance", "body",
 )  # fmt: skip
