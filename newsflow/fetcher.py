@@ -8,6 +8,15 @@ followed by hand (each hop checked again, loops and long chains refused) -> stat
 `fetch_bytes` is everything up to the body; `fetch_page` adds the HTML checks and decoding on
 top, and the crawl's feeds, sitemaps and robots.txt go through `fetch_bytes` too
 (`newsflow.sources.http`), so there is one redirect loop and one bounded read to keep safe.
+
+Cookies live for one fetch only. A worker's session is shared by every fetch (and thread) of the
+process for its connection pool, but its own cookie jar never holds anything (`SessionCookieJar`);
+each `fetch_bytes` call starts with an empty `FetchCookieJar` of its own, fills it from the
+redirects it follows (a consent or paywall hop that sets a cookie and expects it on the next hop
+works) and drops it when it returns. That jar refuses cookies for public suffixes
+(`Domain=github.io`, `Domain=co.uk`) and is capped (`MAX_FETCH_COOKIES` cookies,
+`MAX_FETCH_COOKIE_BYTES` bytes of Cookie header), so no site's cookies reach another article,
+and no site can make our requests too big to answer (`http_431`).
 """
 
 from __future__ import annotations
@@ -22,16 +31,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import cookiejar
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from config.defaults import Settings
+from newsflow.domains import is_public_suffix
 from newsflow.errors import PermanentError, TransientError
 from newsflow.netguard import (
     ALLOWED_SCHEMES,
@@ -49,6 +61,11 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 SNIFF_TYPES = ("", "text/plain", "application/octet-stream")
 BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"RIFF", b"\x00\x00\x01\x00")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.I)
+# One fetch's cookie jar (its redirect chain) holds at most this many cookies, and the Cookie
+# header built from it at most this many bytes: a browser's per-site budget, well under the 8 to
+# 16 kB of request headers most servers accept.
+MAX_FETCH_COOKIES = 50
+MAX_FETCH_COOKIE_BYTES = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -243,10 +260,79 @@ class GuardedAdapter(HTTPAdapter):
             current_policy.reset(token)
 
 
+# --- cookies ---------------------------------------------------------------------------------------
+
+
+class SessionCookieJar(RequestsCookieJar):
+    """A session's own jar, which never holds a cookie: the session is shared by every fetch and
+    thread of a worker, so anything kept here would reach every later request to that domain.
+
+    requests stores each answer's cookies here and merges this jar into each request; both are
+    no-ops now. Cookies a fetch needs travel in its own `FetchCookieJar`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(policy=cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # sends and takes nothing
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None  # not even parsed: this jar is shared, and its lock with it
+
+    def set_cookie(self, cookie: cookiejar.Cookie, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class FetchCookiePolicy(cookiejar.DefaultCookiePolicy):
+    """The standard cookie rules (RFC 6265-style Netscape cookies only), plus: no cookie for a
+    public suffix. DefaultCookiePolicy alone only refuses a bare TLD (`Domain=com`) and, with
+    strict_domain, a short hard-coded list of `co.uk`-style names; `Domain=github.io`,
+    `Domain=com.au` or `Domain=blogspot.com` would reach every site under them."""
+
+    def __init__(self) -> None:
+        super().__init__(rfc2965=False, strict_domain=True)
+
+    def set_ok(self, cookie: cookiejar.Cookie, request: Any) -> bool:
+        if cookie.domain_specified and is_public_suffix(cookie.domain):
+            return False
+        return bool(super().set_ok(cookie, request))
+
+
+class FetchCookieJar(RequestsCookieJar):
+    """The cookies of one `fetch_bytes` call: empty at its start, dropped at its end, capped.
+
+    Once full (`max_cookies` cookies, or `max_bytes` of `name=value; ` pairs, which bounds the
+    Cookie header any request of the fetch can carry), further cookies are dropped and counted;
+    a cookie replacing one of the same domain, path and name counts only once.
+    """
+
+    def __init__(self, max_cookies: int = MAX_FETCH_COOKIES, max_bytes: int = MAX_FETCH_COOKIE_BYTES) -> None:
+        super().__init__(policy=FetchCookiePolicy())
+        self.max_cookies = max_cookies
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._cap_lock = threading.RLock()  # one fetch, one thread; the lock only keeps the count exact
+
+    def set_cookie(self, cookie: cookiejar.Cookie, *args: Any, **kwargs: Any) -> None:
+        with self._cap_lock:
+            others = [c for c in self if (c.domain, c.path, c.name) != (cookie.domain, cookie.path, cookie.name)]
+            size = sum(map(cookie_bytes, others)) + cookie_bytes(cookie)
+            if len(others) >= self.max_cookies or size > self.max_bytes:
+                self.dropped += 1
+                return
+            super().set_cookie(cookie, *args, **kwargs)
+
+
+def cookie_bytes(cookie: cookiejar.Cookie) -> int:
+    """What one cookie adds to a Cookie header: `name=value` and the `; ` before the next one."""
+    pair = cookie.name if cookie.value is None else f"{cookie.name}={cookie.value}"
+    return len(pair.encode("utf-8", "surrogateescape")) + 2
+
+
 def make_session(settings: Settings) -> requests.Session:
-    """A session for one worker: connection reuse, our User-Agent, no proxies from the env."""
+    """A session for one worker: connection reuse, our User-Agent, no proxies from the env, and
+    no cookies (each fetch has its own jar; see `SessionCookieJar`)."""
     session = requests.Session()
     session.trust_env = False  # env proxies would route around the SSRF guard
+    session.cookies = SessionCookieJar()
     session.max_redirects = settings.fetch_max_redirects
     adapter = GuardedAdapter(policy_from(settings), pool_connections=32, pool_maxsize=32, max_retries=0)
     session.mount("http://", adapter)
@@ -440,7 +526,12 @@ def fetch_bytes(
     not asked about 304, 4xx and 5xx answers, which are errors already.
     A 304 is NotModified when the request was conditional, else an error (`http_304`), unless
     `any_304_is_not_modified`.
+    Cookies set by the redirects followed are sent on the next hops of this call and then dropped;
+    a session that keeps cookies of its own (not from `make_session`) is made to forget them.
     """
+    jar = getattr(session, "cookies", None)  # a stand-in for a session may have none
+    if jar is not None and not isinstance(jar, SessionCookieJar):
+        session.cookies = SessionCookieJar()
     policy = policy_from(settings)
     deadline = Deadline(settings.fetch_total_timeout_s)
     token = current_policy.set(policy)
@@ -456,6 +547,7 @@ def fetch_bytes(
             max_redirects=settings.fetch_max_redirects if max_redirects is None else max_redirects,
             screen=screen,
             conditional=any_304_is_not_modified or bool(etag or last_modified),
+            cookies=FetchCookieJar(),
         )
         return _fetch(url, get)
     finally:
@@ -477,6 +569,7 @@ class _Get:
     max_redirects: int
     screen: Screen | None
     conditional: bool  # whether a 304 means NotModified (else it is an error)
+    cookies: FetchCookieJar  # this call's cookies, set by its redirects; never shared
 
 
 def _request_headers(accept: str | None, etag: str | None, last_modified: str | None) -> dict[str, str]:
@@ -497,6 +590,7 @@ def _fetch(url: str, get: _Get) -> FetchedBytes:
         check_url(current, get.policy)
         with _send(current, get) as resp:
             if resp.is_redirect:
+                extract_cookies_to_jar(get.cookies, resp.request, resp.raw)  # type: ignore[no-untyped-call]
                 target = urljoin(current, resp.headers.get("Location", ""))
                 if target in hops:
                     raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
@@ -518,6 +612,7 @@ def _send(url: str, get: _Get) -> requests.Response:
         return get.session.get(
             url,
             headers=get.headers,
+            cookies=get.cookies,
             stream=True,
             allow_redirects=False,
             timeout=(min(s.fetch_connect_timeout_s, remaining), min(s.fetch_read_timeout_s, remaining)),

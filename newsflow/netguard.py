@@ -5,8 +5,16 @@ socket itself (so a DNS answer that changes between the two cannot sneak through
 through both checks again, hop by hop (the fetcher follows them by hand).
 
 A public address is one the IANA registries call globally reachable (`ipaddress`'s `is_global`),
-minus multicast; addresses that embed an IPv4 address (IPv4-mapped, 6to4, Teredo, NAT64) are
-judged by the address they embed, so `::ffff:127.0.0.1` or `2002:7f00:1::` cannot reach loopback.
+minus multicast. An IPv6 address that embeds an IPv4 address is judged by the IPv4 address(es) it
+embeds and by nothing else, whatever `ipaddress` (whose verdicts differ between Python releases)
+thinks of it: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, IPv4-translated
+`::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96` and the local-use NAT64 block `64:ff9b:1::/48`, 6to4
+`2002::/16` and Teredo `2001::/32` (server and client). The local-use block does not say which
+RFC 6052 prefix length the operator chose, so it is read at every length whose format its bits
+fit, and every reading must be public (`embedded_ipv4s`). So `::ffff:127.0.0.1`, `2002:7f00:1::` or
+`64:ff9b::a9fe:a9fe` cannot reach loopback, a private network or the cloud metadata service,
+while `64:ff9b::808:808` (what DNS64 hands an IPv6-only host for 8.8.8.8) is fetched. Any other
+IPv6 address must also lie in 2000::/3, the only block IANA allocates as global unicast.
 
 `NetPolicy.resolve` pins host names to addresses, like curl's `--resolve host:port:addr`: the
 guard checks the pinned addresses and the connection goes to them. Tests use it so that IDN and
@@ -24,8 +32,20 @@ from dataclasses import dataclass, field
 from newsflow.errors import PermanentError
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
-# Well-known NAT64 prefix (RFC 6052): its low 32 bits are an IPv4 address.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+_V6 = ipaddress.IPv6Network
+# The only IPv6 block IANA allocates as global unicast; everything else (::/8 beyond the special
+# forms below, fec0::/10 site-local, 5f00::/16 SRv6, unallocated space) is never a public server.
+_GLOBAL_UNICAST = _V6("2000::/3")
+# Inside 2000::/3 but never global: the documentation prefixes (3fff::/20 is RFC 9637, 2024, and
+# unknown to older Python releases' `ipaddress`).
+_NOT_GLOBAL_V6 = (_V6("3fff::/20"), _V6("2001:db8::/32"))  # documentation (RFC 9637, RFC 3849)
+# NAT64 (RFC 6052 / RFC 8215): the well-known prefix is /96 only; the local-use block holds an
+# operator's prefix of any RFC 6052 length, which the address alone does not tell.
+_NAT64_WKP = _V6("64:ff9b::/96")
+_NAT64_LOCAL = _V6("64:ff9b:1::/48")
+NAT64_PREFIX_LENGTHS = (32, 40, 48, 56, 64, 96)
+_U_OCTET_MASK = 0xFF << 56  # bits 64-71 of an RFC 6052 address: always zero, never part of the IPv4
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -95,31 +115,77 @@ class NetPolicy:
         return self.resolve.get((ascii_host(host), port)) if self.resolve else None
 
 
-def _embedded_v4(addr: IPAddress) -> ipaddress.IPv4Address | None:
+def nat64_ipv4(addr: ipaddress.IPv6Address, prefix_len: int) -> ipaddress.IPv4Address | None:
+    """The IPv4 address `addr` embeds if its NAT64 prefix is `prefix_len` bits long (RFC 6052 §2.2).
+
+    None if `addr` is not in that format: bits 64-71 (the "u" octet) must be zero, and so must
+    every bit after the IPv4 address. Bits 64-71 are skipped, so for /40, /48 and /56 the IPv4
+    address is split around them.
+    """
+    if prefix_len not in NAT64_PREFIX_LENGTHS:
+        raise ValueError(f"RFC 6052 prefixes are /32, /40, /48, /56, /64 or /96, not /{prefix_len}")
+    value = int(addr)
+    if value & _U_OCTET_MASK:
+        return None
+    # The 120 bits left once the u octet is taken out; the IPv4 address starts right after the
+    # prefix (for /96 the prefix itself spans the u octet, so 8 bits earlier).
+    packed = ((value >> 64) << 56) | (value & ((1 << 56) - 1))
+    start = prefix_len if prefix_len <= 64 else prefix_len - 8
+    after = 120 - start - 32  # bits of suffix after the IPv4 address
+    if packed & ((1 << after) - 1):
+        return None
+    return ipaddress.IPv4Address((packed >> after) & 0xFFFFFFFF)
+
+
+def embedded_ipv4s(addr: IPAddress) -> tuple[ipaddress.IPv4Address, ...] | None:
+    """The IPv4 addresses an IPv6 address stands for; None if it is not a form that embeds one.
+
+    An empty tuple is a form that embeds an IPv4 address but holds no usable one (a local-use
+    NAT64 address in no RFC 6052 format). Several addresses: Teredo (server and client), and the
+    local-use NAT64 block, read at every prefix length its bits fit (the operator's length is
+    not in the address); an all-zero reading there is the format's zero padding, not an address.
+    """
     if not isinstance(addr, ipaddress.IPv6Address):
         return None
-    if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    if addr.sixtofour is not None:
-        return addr.sixtofour
-    if addr.teredo is not None:
-        return addr.teredo[1]  # the client's address
-    if addr in _NAT64:
-        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    value = int(addr)
+    low = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    high = value >> 32
+    if addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return (addr.ipv4_mapped,)
+    if high == 0:  # ::a.b.c.d, IPv4-compatible (deprecated); :: and ::1 read as 0.0.0.0 and 0.0.0.1
+        return (low,)
+    if high == 0xFFFF0000:  # ::ffff:0:a.b.c.d, IPv4-translated (RFC 2765)
+        return (low,)
+    if addr in _NAT64_WKP:
+        return (low,)
+    if addr in _NAT64_LOCAL:
+        readings = {nat64_ipv4(addr, n) for n in NAT64_PREFIX_LENGTHS}
+        return tuple(sorted(v for v in readings if v is not None and int(v) != 0))
+    if addr.sixtofour is not None:  # 2002:AABB:CCDD::/48, bits 16-47
+        return (addr.sixtofour,)
+    if addr.teredo is not None:  # 2001:0:SSSS:SSSS:flags:port:~CCCC:~CCCC
+        server, client = addr.teredo  # the client's address comes back un-inverted
+        return (server, client)
     return None
 
 
+def _is_public_v4(addr: ipaddress.IPv4Address) -> bool:
+    return bool(addr.is_global) and not addr.is_multicast
+
+
 def is_public_address(ip: str) -> bool:
-    """True for globally reachable unicast addresses only."""
+    """True for globally reachable unicast addresses only; IPv6 forms embedding IPv4 by their IPv4."""
     try:
         addr: IPAddress = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return False
-    inner = _embedded_v4(addr)
-    if inner is not None and not is_public_address(str(inner)):
+    if isinstance(addr, ipaddress.IPv4Address):
+        return _is_public_v4(addr)
+    inner = embedded_ipv4s(addr)
+    if inner is not None:
+        return bool(inner) and all(_is_public_v4(v) for v in inner)
+    if addr not in _GLOBAL_UNICAST or any(addr in net for net in _NOT_GLOBAL_V6):
         return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     return bool(addr.is_global) and not addr.is_multicast
 
 

@@ -135,6 +135,18 @@ CASES: list[Case] = [
     Case("loopback_decimal_ip", "http://2130706433:{port}/ok", "private_address", why="127.0.0.1 as one number"),
     Case("ipv6_loopback", "http://[::1]:{port}/ok", "private_address"),
     Case("ipv4_mapped_ipv6_loopback", "http://[::ffff:127.0.0.1]:{port}/ok", "private_address"),
+    Case("ipv4_compatible_ipv6_loopback", "http://[::7f00:1]:{port}/ok", "private_address",
+         why="::127.0.0.1, the deprecated IPv4-compatible form"),
+    Case("ipv4_translated_ipv6_loopback", "http://[::ffff:0:7f00:1]:{port}/ok", "private_address",
+         why="::ffff:0:127.0.0.1, IPv4-translated (RFC 2765)"),
+    Case("nat64_metadata_ip", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/", "private_address",
+         why="169.254.169.254 behind the NAT64 well-known prefix 64:ff9b::/96"),
+    Case("nat64_local_use_10_net", "http://[64:ff9b:1:a00:0:100::]/admin", "private_address",
+         why="10.0.0.1 in the local-use NAT64 block 64:ff9b:1::/48, /48 layout around bits 64-71 (RFC 8215)"),
+    Case("sixtofour_loopback", "http://[2002:7f00:1::1]:{port}/ok", "private_address",
+         why="6to4 2002::/16 carrying 127.0.0.1 in bits 16-47"),
+    Case("teredo_client_loopback", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:{port}/ok", "private_address",
+         why="Teredo: public server 65.54.227.120, client 127.0.0.1 stored inverted in the last 32 bits"),
     Case("cgnat_address", "http://100.64.0.1/", "private_address", why="100.64/10 is not public either"),
 ]  # fmt: skip
 
