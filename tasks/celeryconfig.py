@@ -45,6 +45,9 @@ def time_limits(s: Settings) -> dict[str, dict[str, float]]:
 def celery_config(s: Settings) -> dict[str, Any]:
     return {
         "broker_url": s.redis_url,
+        # kombu's Redis transport, but a queue entry that is not a message is set aside instead of
+        # stopping the worker (tasks/transport.py).
+        "broker_transport": "tasks.transport:Transport",
         "broker_connection_retry_on_startup": True,
         # Unacked messages come back after this long; every limit and countdown stays below it.
         # Workers sweep for such messages every tenth of it (kombu's default sweep runs only every

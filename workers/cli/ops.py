@@ -63,6 +63,7 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
     from newsflow.pipeline import ORDER
     from newsflow.state import connect
     from newsflow.stores import Stores
+    from tasks.transport import quarantine_key
 
     stores = Stores.from_settings(settings)
     state = stores.state
@@ -89,6 +90,8 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
         },
         "stage_runs": stores.stage_counts(ORDER),
         "dead_letters": {"total": sum(d["count"] for d in dead), "by_stage_reason": dead},
+        # Queue entries that were not messages, set aside by the workers (tasks/transport.py).
+        "quarantined": int(broker.llen(quarantine_key(settings.key_prefix))),
         "sources": state.source_counts(),
     }
 
@@ -118,6 +121,8 @@ def print_status(st: dict[str, Any]) -> None:
     echo(f"\nDEAD LETTERS on file: {dl['total']}" + ("  (newsflow deadletters list / replay)" if dl["total"] else ""))
     for d in dl["by_stage_reason"]:
         echo(f"  {d['stage']:8} {d['reason']:28} {d['count']:>7}")
+    if st.get("quarantined"):
+        echo(f"\nQUARANTINED queue entries that were not messages: {st['quarantined']} (see docs/reliability.md)")
     if st["sources"]:
         echo(f"\n{'SOURCE':30} {'discovered':>10} {'indexed':>8} {'skipped':>8} {'dead':>6}")
         for name, c in st["sources"].items():
