@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from newsflow.enrich.gazetteer import Gazetteer, gazetteer
-from newsflow.enrich.text import split_sentences
+from newsflow.enrich.text import clip, split_sentences
 
 PERSON, ORG, PLACE = "person", "organization", "place"
 
@@ -25,6 +25,9 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 MAX_PER_TYPE = 15
+# Name mentions classified per article, in text order; later ones are not read (and the text is clipped
+# at text.MAX_TEXT_CHARS). The most in one body of our 900-page samples is 989.
+MAX_MENTIONS = 5_000
 
 # A word (with inner hyphens, apostrophes, dots and ampersands: "Murray-Bruce", "U.S.", "AT&T"),
 # a number, or one punctuation character.
@@ -136,10 +139,12 @@ class Found:
 def extract_entities(text: str, language: str | None = "en") -> dict[str, list[str]]:
     """{"person": [...], "organization": [...], "place": [...]}, most mentioned first.
 
-    Only the body is read: headlines are in title case, where capitalisation tells nothing.
+    Only the body is read: headlines are in title case, where capitalisation tells nothing. Reads the
+    first text.MAX_TEXT_CHARS characters and the first MAX_MENTIONS mentions; every step below is linear
+    in those (merging looks names up by surname and suffix instead of comparing all pairs).
     """
     gaz = gazetteer()
-    body, found = _dateline(_COPYRIGHT.sub("", text).strip(), gaz)
+    body, found = _dateline(_COPYRIGHT.sub("", clip(text)).strip(), gaz)
     body = _BRACKETED_NAME.sub(r"\1 ", body)
     sentences = [_tokens(s) for s in split_sentences(body)]
     lower_words = {t for sent in sentences for t in sent if t[:1].islower()}
@@ -148,6 +153,9 @@ def extract_entities(text: str, language: str | None = "en") -> dict[str, list[s
     for sent in sentences:
         mentions.extend(_mentions(sent, offset, lower_words, gaz))
         offset += len(sent)
+        if len(mentions) >= MAX_MENTIONS:
+            del mentions[MAX_MENTIONS:]
+            break
     # News names a person in full once, then by surname: a pair whose last word recurs alone is a person.
     singles = {m.tokens[0] for m in mentions if len(m.tokens) == 1}
     if language in _NOUNS_CAPITALISED:
@@ -264,7 +272,8 @@ def _mentions(sent: list[str], offset: int, lower_words: set[str], gaz: Gazettee
         piece_start = start
         titled = before in _TITLES or before == "coach"
         for j, tok in enumerate(run):
-            if _is_title(run, j) and not _known(" ".join(run[j:]), gaz):
+            # A run longer than any gazetteer name is no known name: do not join it (O(n²) on long runs).
+            if _is_title(run, j) and not (len(run) - j <= gaz.max_name_words and _known(" ".join(run[j:]), gaz)):
                 if piece:
                     out.append(Mention(piece, offset + piece_start, titled))
                 piece, titled = [], True
@@ -291,14 +300,14 @@ def _edge_noise(tok: str) -> bool:
 
 def _clean(m: Mention, sentence_start: bool, lower_words: set[str], gaz: Gazetteer) -> Mention | None:
     """Drop sentence openers and calendar words at the edges, lone demonyms; strip possessives."""
-    toks = list(m.tokens)
-    pos = m.position
-    while toks and (_edge_noise(toks[0]) or (sentence_start and pos == m.position
-                                             and _common_word(toks[0], lower_words, gaz))):
-        toks.pop(0)
-        pos += 1
-    while toks and _edge_noise(toks[-1]):
-        toks.pop()
+    start, end = 0, len(m.tokens)  # indices, not list.pop(0): that is O(n²) on a long run of noise
+    while start < end and (_edge_noise(m.tokens[start]) or (sentence_start and start == 0
+                                                            and _common_word(m.tokens[0], lower_words, gaz))):
+        start += 1
+    while start < end and _edge_noise(m.tokens[end - 1]):
+        end -= 1
+    toks = m.tokens[start:end]
+    pos = m.position + start
     if not toks or (len(toks) == 1 and toks[0] in _DEMONYMS) or len(toks) > 7:
         return None
     if " ".join(toks) not in gaz.organizations and _is_possessive(toks[-1]):
@@ -381,14 +390,22 @@ def _merge_people(found: dict[str, Found]) -> None:
     """One person per article under the longest form: 'Putin' and 'Vladimir Putin' → 'Vladimir Putin'.
 
     A lone surname also wins over other readings ("Jackson" the city) once its full name was seen.
+    Every shorter form of a surname goes to one person: of the people with the most words ending with
+    that surname, the most mentioned (the first on a tie). Found by surname, not by comparing all pairs.
     """
-    people = [f for f in found.values() if f.kind == PERSON]
+    longest: dict[str, tuple[int, Found]] = {}  # surname → (words, person) of its longest, most mentioned form
+    for person in (f for f in found.values() if f.kind == PERSON):
+        words = person.name.split()
+        best = longest.get(words[-1]) if words else None
+        if words and (best is None or (len(words), person.count) > (best[0], best[1].count)):
+            longest[words[-1]] = (len(words), person)
     for key, item in list(found.items()):
         if item.kind == ORG or (item.kind == PLACE and len(item.name.split()) > 1):
             continue
-        longer = [p for p in people if p is not item and _same_person(item.name, p.name)]
-        if longer:
-            target = max(longer, key=lambda p: (len(p.name.split()), p.count))
+        words = item.name.split()
+        best = longest.get(words[-1]) if words else None
+        if best is not None and len(words) < best[0]:  # same surname, fewer words: 'Stoltenberg'
+            target = best[1]
             target.count += item.count
             target.first = min(target.first, item.first)
             del found[key]
@@ -398,21 +415,20 @@ def _merge_people(found: dict[str, Found]) -> None:
 
 def _merge_organizations(found: dict[str, Found]) -> None:
     """'Senate' after 'Nigerian Senate', 'Argus Leader' after 'Sioux Falls Argus Leader': one organisation."""
-    orgs = [f for f in found.values() if f.kind == ORG]
+    by_suffix: dict[str, list[Found]] = {}  # "Argus Leader", "Leader" → [Sioux Falls Argus Leader, ...]
+    for org in (f for f in found.values() if f.kind == ORG):
+        space = org.name.find(" ")
+        while space >= 0:
+            by_suffix.setdefault(org.name[space + 1:], []).append(org)
+            space = org.name.find(" ", space + 1)
     for key, item in list(found.items()):
         if item.kind != ORG:
             continue
-        longer = [o for o in orgs if o is not item and o.name.endswith(" " + item.name)]
+        longer = by_suffix.get(item.name)  # the organisations whose name ends with " " + item.name
         if longer:
             target = max(longer, key=lambda o: o.count)
             target.count += item.count
             del found[key]
-
-
-def _same_person(short: str, long: str) -> bool:
-    """'Stoltenberg' and 'B. U. Nzeribe' are 'Jens Stoltenberg' and 'Benjamin Nzeribe': same surname."""
-    s, lw = short.split(), long.split()
-    return len(s) < len(lw) and s[-1] == lw[-1]
 
 
 def _output(found: dict[str, Found]) -> dict[str, list[str]]:

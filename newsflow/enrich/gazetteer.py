@@ -17,6 +17,8 @@ class Gazetteer:
     given_names: frozenset[str]
     places: dict[str, str]  # surface form → canonical name
     organizations: dict[str, str]  # surface form → canonical name
+    # Most words in a place's or organisation's surface form: a longer run of tokens is none of them.
+    max_name_words: int
 
 
 def _lines(name: str) -> list[str]:
@@ -38,4 +40,6 @@ def gazetteer() -> Gazetteer:
     names = frozenset(word for line in _lines("given_names.txt") for word in line.split())
     places = {name: name for name in _lines("places.txt")}
     places.update(_aliases(_lines("place_aliases.txt")))
-    return Gazetteer(given_names=names, places=places, organizations=_aliases(_lines("organizations.txt")))
+    organizations = _aliases(_lines("organizations.txt"))
+    longest = max((len(name.split()) for table in (places, organizations) for name in table), default=1)
+    return Gazetteer(given_names=names, places=places, organizations=organizations, max_name_words=longest)

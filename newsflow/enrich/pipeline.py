@@ -7,7 +7,7 @@ from typing import Any
 
 from newsflow.enrich.entities import extract_entities
 from newsflow.enrich.keywords import extract_keywords
-from newsflow.enrich.language import detect_language
+from newsflow.enrich.language import SAMPLE_CHARS, detect_language
 from newsflow.enrich.summary import summarize
 from newsflow.enrich.text import reading_time_min, word_count
 
@@ -21,12 +21,15 @@ def enrich_article(article: Mapping[str, Any]) -> dict[str, Any]:
     """language, language_confidence, entities, keywords, summary, word_count, reading_time_min.
 
     `cluster_id` needs shared state and is added by `newsflow.enrich.clusters.assign_cluster`.
+    The cost is bounded whatever the input: language reads SAMPLE_CHARS characters; entities, keywords
+    and summary the first text.MAX_TEXT_CHARS (and cap their own work); word_count is one linear pass.
     """
     body, title = _text(article, "body"), _text(article, "title")
     description = _text(article, "description")
     # Title and description help on short bodies; the body leads so that a foreign-language site name
-    # in the title does not decide the language.
-    language, confidence = detect_language(f"{body}\n{title}\n{description}", article.get("language"))
+    # in the title does not decide the language. Only the sample's length is read, so only that is copied.
+    sample = f"{body[:SAMPLE_CHARS]}\n{title[:SAMPLE_CHARS]}\n{description[:SAMPLE_CHARS]}"
+    language, confidence = detect_language(sample, article.get("language"))
     keywords = extract_keywords(body, language, title)
     words = word_count(body)
     return {
