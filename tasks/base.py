@@ -269,6 +269,11 @@ class StageTask(Task):  # type: ignore[misc]
         _quietly(sink.maybe_flush)
 
 
+def stage_task(name: str) -> dict[str, Any]:
+    """The `app.task` options of stage `name`'s task: its wire name from the stage table, the base."""
+    return {"name": stage(name).task, "base": StageTask, "bind": True, "stage": name}
+
+
 class _CeleryOutbox:
     def __init__(self, task: StageTask) -> None:
         self.task = task

@@ -9,7 +9,7 @@ from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
 from newsflow.pipeline import Message
 from tasks.app import app
-from tasks.base import StageContext, StageTask
+from tasks.base import StageContext, StageTask, stage_task
 
 
 def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
@@ -64,6 +64,6 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
 
 
 # Its time limits come from the settings through Celery's task annotations (tasks/celeryconfig.py).
-@app.task(name="clean.page", base=StageTask, bind=True, stage="clean")
+@app.task(**stage_task("clean"))
 def clean_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)

@@ -10,7 +10,7 @@ from newsflow.enrich import enrich_article, warm_up
 from newsflow.errors import InputGone
 from newsflow.pipeline import Message
 from tasks.app import app
-from tasks.base import StageContext, StageTask
+from tasks.base import StageContext, StageTask, stage_task
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
@@ -27,7 +27,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     return msg.forward()
 
 
-@app.task(name="enrich.article", base=StageTask, bind=True, stage="enrich")
+@app.task(**stage_task("enrich"))
 def enrich_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)
 

@@ -32,7 +32,7 @@ from newsflow.polite.noindex import header_noindex, meta_noindex
 from newsflow.polite.robots import bot_token
 from newsflow.stores import Stores
 from tasks.app import app
-from tasks.base import Handler, StageContext, StageTask, process_stores
+from tasks.base import Handler, StageContext, StageTask, process_stores, stage_task
 
 log = get_logger("newsflow.fetch")
 _session: requests.Session | None = None
@@ -158,7 +158,7 @@ def _defer(task: StageTask, msg: Message, wait_s: float, slot_ms: int | None) ->
     return None
 
 
-@app.task(name="fetch.page", base=StageTask, bind=True, stage="fetch")
+@app.task(**stage_task("fetch"))
 def fetch_task(self: StageTask, payload: Any) -> str:
     handler = polite_gate(self, payload)
     if handler is None:

@@ -18,7 +18,7 @@ from newsflow.pipeline import Message
 from newsflow.search import IndexBackend, IndexUnavailable, SchemaMismatch, open_index
 from newsflow.search.tombstones import site_of_url, takedown_sites
 from tasks.app import app
-from tasks.base import StageContext, StageTask, process_stores
+from tasks.base import StageContext, StageTask, process_stores, stage_task
 
 log = get_logger("newsflow.index")
 
@@ -105,6 +105,6 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     return None
 
 
-@app.task(name="index.article", base=StageTask, bind=True, stage="index")
+@app.task(**stage_task("index"))
 def index_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)
