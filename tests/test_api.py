@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,15 @@ from workers.api import ApiServer
 from workers.runtime import free_port
 
 
-def get(url: str, token: str | None = None) -> tuple[int, dict[str, str], Any]:
+def get(url: str, token: str | None = None) -> tuple[int, Message, Any]:
+    """Status, headers (case-insensitive: the server sends them in lower case) and the decoded body."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = resp.read()
-            status, headers = resp.status, dict(resp.headers)
+            status, headers = resp.status, resp.headers
     except urllib.error.HTTPError as exc:
-        body, status, headers = exc.read(), exc.code, dict(exc.headers)
+        body, status, headers = exc.read(), exc.code, exc.headers
     ctype = headers.get("Content-Type", "")
     return status, headers, json.loads(body) if ctype.startswith("application/json") else body.decode()
 

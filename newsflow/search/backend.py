@@ -45,6 +45,38 @@ class ParamError(ValueError):
         self.name = name
 
 
+@dataclass(frozen=True)
+class Param:
+    """One user-facing search parameter: the API's query parameter and the CLI's option of that name.
+
+    `kind` is str, int (1..the caller's bound), enum (one of `choices`), list (repeatable) or bool.
+    The API's OpenAPI document is generated from SEARCH_PARAMS; `from_params` reads exactly these."""
+
+    name: str
+    kind: str
+    description: str
+    choices: tuple[str, ...] = ()
+    default: str | int | bool | None = None
+
+
+SEARCH_PARAMS: tuple[Param, ...] = (
+    Param("q", "str", "the query (see the query language); empty lists everything the filters select", default=""),
+    Param("limit", "int", "hits per page", default=10),
+    Param("page", "int", "1-based page", default=1),
+    Param("sort", "enum", "relevance, date (newest first) or date_asc", SORTS, default="relevance"),
+    Param("since", "str", "published on/after: YYYY, YYYY-MM, YYYY-MM-DD or ISO time"),
+    Param("until", "str", "published on/before (whole day/month included)"),
+    Param("site", "list", "only these sites"),
+    Param("lang", "list", "only these languages (ISO 639-1)"),
+    Param("entity", "list", "only articles naming these entities"),
+    Param("cluster", "str", "only this story's articles (expands '+N similar')"),
+    Param("facets", "bool", "include facet counts", default=False),
+    Param("expand_clusters", "bool", "do not collapse near-duplicates", default=False),
+)
+MAX_VALUE_CHARS = 2000  # any one parameter value (the query's own limits are newsflow.search.query's)
+MAX_VALUES = 64  # values of one repeatable parameter (site=a&site=b...)
+
+
 @dataclass
 class SearchRequest:
     query: str = ""
@@ -64,51 +96,68 @@ class SearchRequest:
     def from_params(
         cls, params: Mapping[str, Any], max_limit: int = MAX_LIMIT, max_page: int = MAX_PAGE
     ) -> SearchRequest:
-        """The request for user-facing parameters; ParamError for a value out of bounds.
+        """The request for user-facing parameters (SEARCH_PARAMS); ParamError for a value out of bounds.
 
         Each value is a string (or int/bool, as a CLI parser gives them), a sequence of them (a
         repeated query parameter: a single-valued one takes the last), or None/absent for the default.
         """
-
-        def one(name: str, default: str = "") -> str:
-            value = params.get(name)
-            if isinstance(value, list | tuple):
-                value = value[-1] if value else None
-            return default if value is None else str(value)
-
-        def many(name: str) -> list[str]:
-            value = params.get(name)
-            values = [value] if isinstance(value, str) else list(value or ())
-            return [str(v) for v in values if v]
-
-        def integer(name: str, default: int, hi: int) -> int:
-            raw = one(name, str(default))
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ParamError(name, f"{name} must be an integer, got {raw!r}") from None
-            if not 1 <= value <= hi:
-                raise ParamError(name, f"{name} must be between 1 and {hi}, got {value}")
-            return value
-
-        sort = one("sort", "relevance")
-        if sort not in SORTS:
-            raise ParamError("sort", f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
-        cluster = one("cluster") or None
+        bounds = {"limit": max_limit, "page": max_page}
+        v = {p.name: _value(p, params.get(p.name), bounds.get(p.name, 1)) for p in SEARCH_PARAMS}
+        cluster = v["cluster"] or None
         return cls(
-            query=one("q"),
-            limit=integer("limit", 10, max_limit),
-            page=integer("page", 1, max_page),
-            sort=sort,
-            since=one("since") or None,
-            until=one("until") or None,
-            site=many("site"),
-            language=many("lang"),
-            entity=many("entity"),
+            query=v["q"],
+            limit=v["limit"],
+            page=v["page"],
+            sort=v["sort"],
+            since=v["since"] or None,
+            until=v["until"] or None,
+            site=v["site"],
+            language=v["lang"],
+            entity=v["entity"],
             cluster=cluster,
-            facets=one("facets", "0").lower() in _TRUE,
-            collapse=not (one("expand_clusters", "0").lower() in _TRUE or cluster),
+            facets=v["facets"],
+            collapse=not (v["expand_clusters"] or cluster),
         )
+
+
+def _text(name: str, value: Any) -> str:
+    text = str(value)
+    if name == "q":  # the query parser checks it (length, undecodable bytes) and names the column
+        return text
+    if len(text) > MAX_VALUE_CHARS:
+        raise ParamError(name, f"{name} is too long: at most {MAX_VALUE_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParamError(name, f"{name} is not valid text (an undecodable byte)") from None
+    return text
+
+
+def _value(p: Param, value: Any, hi: int) -> Any:
+    """One parameter's value, checked and converted by its kind."""
+    if p.kind == "list":
+        values = [value] if isinstance(value, str) else list(value or ())
+        values = [v for v in values if v]
+        if len(values) > MAX_VALUES:
+            raise ParamError(p.name, f"{p.name} is repeated too often: at most {MAX_VALUES} values")
+        return [_text(p.name, v) for v in values]
+    if isinstance(value, list | tuple):
+        value = value[-1] if value else None
+    default = "" if p.default is None else str(p.default)
+    raw = default if value is None else _text(p.name, value)
+    if p.kind == "int":
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ParamError(p.name, f"{p.name} must be an integer, got {raw[:40]!r}") from None
+        if not 1 <= number <= hi:
+            raise ParamError(p.name, f"{p.name} must be between 1 and {hi}, got {number}")
+        return number
+    if p.kind == "enum" and raw not in p.choices:
+        raise ParamError(p.name, f"{p.name} must be one of {', '.join(p.choices)}, got {raw[:40]!r}")
+    if p.kind == "bool":
+        return raw.lower() in _TRUE
+    return raw
 
 
 @dataclass(frozen=True)

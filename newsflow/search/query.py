@@ -11,6 +11,10 @@ Grammar (terms are ANDed unless OR is written; operators are upper case):
     unary   := ("NOT" | "-") unary | primary
     primary := "(" or_expr ")" | FIELD ":" value | '"phrase"' | word
     value   := word | '"phrase"' | "(" or_expr ")" | date range (published:, since:, until:)
+
+The work is bounded before anything reaches the index: at most MAX_QUERY_CHARS characters,
+MAX_DEPTH levels of parentheses and NOT, MAX_CLAUSES words/phrases/fields, dates within what the
+index can store (DATE_MIN..DATE_MAX); beyond a limit the QueryError names it and the column.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from newsflow.urls import normalize_url
 
 # Public field names → what they search. Text fields are analysed, keyword fields match exactly.
 TEXT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -37,6 +43,12 @@ HELP = (
     + ", ".join(f"{f}:" for f in KNOWN_FIELDS)
     + "; dates as published:2024-05, published:2024-01-01..2024-03-31, since:2024-01-01."
 )
+MAX_QUERY_CHARS = 2000  # longer queries are refused before they are lexed
+MAX_DEPTH = 32  # nested parentheses and NOT / - prefixes, together
+MAX_CLAUSES = 256  # words, phrases, field:value and dates in one query
+# The index stores dates as nanoseconds since 1970 in 64 bits (1677-09-21..2262-04-11): whole years inside.
+DATE_MIN = datetime(1678, 1, 1, tzinfo=UTC)
+DATE_MAX = datetime(2262, 1, 1, tzinfo=UTC)  # exclusive
 
 
 class QueryError(ValueError):
@@ -101,7 +113,23 @@ _FIELD_RE = re.compile(r"^([A-Za-z_]+):(.*)$", re.S)
 _OPS = {"AND": "AND", "&&": "AND", "OR": "OR", "||": "OR", "NOT": "NOT"}
 
 
+def _show(value: str, most: int = 40) -> str:
+    """repr() of a piece of the query for an error message, cut short."""
+    return repr(value if len(value) <= most else value[:most] + "…")
+
+
+def check_text(q: str) -> None:
+    """QueryError unless the query is short enough and valid text (no undecodable bytes)."""
+    if len(q) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is too long: at most {MAX_QUERY_CHARS} characters", q, MAX_QUERY_CHARS + 1)
+    try:
+        q.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryError("the query is not valid text (an undecodable byte)", q, exc.start + 1) from None
+
+
 def lex(q: str) -> list[Tok]:
+    check_text(q)
     toks: list[Tok] = []
     i, n = 0, len(q)
     while i < n:
@@ -127,22 +155,20 @@ def lex(q: str) -> list[Tok]:
 
 
 def _word(q: str, word: str, col: int, toks: list[Tok]) -> None:
+    # "-word" excludes, "+word" means required (already the default): a loop, as "-----x" may be long.
+    while word not in _OPS and len(word) > 1 and word[0] in "-+":
+        if word[0] == "-":
+            toks.append(Tok("NOT", "-", col))
+        word, col = word[1:], col + 1
     if word in _OPS:
         toks.append(Tok(_OPS[word], word, col))
-        return
-    if word.startswith("-") and len(word) > 1:
-        toks.append(Tok("NOT", "-", col))
-        _word(q, word[1:], col + 1, toks)
-        return
-    if word.startswith("+") and len(word) > 1:  # "+word" means required: already the default
-        _word(q, word[1:], col + 1, toks)
         return
     m = _FIELD_RE.match(word)
     if m and not m.group(1).startswith("_"):
         name = m.group(1).lower()
         if name not in KNOWN_FIELDS:
             raise QueryError(
-                f"unknown field {m.group(1)!r}: known fields are {', '.join(KNOWN_FIELDS)}"
+                f"unknown field {_show(m.group(1))}: known fields are {', '.join(KNOWN_FIELDS)}"
                 ' (quote the word, "like:this", to search it as text)',
                 q,
                 col,
@@ -160,6 +186,18 @@ class _Parser:
         self.q = q
         self.toks = lex(q)
         self.i = 0
+        self.depth = 0  # open parentheses and NOTs around the current token
+        self.clauses = 0
+
+    def enter(self, tok: Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"the query nests too deeply: at most {MAX_DEPTH} levels of parentheses and NOT", tok)
+
+    def clause(self, tok: Tok) -> None:
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise self.error(f"the query has too many terms: at most {MAX_CLAUSES} words, phrases and fields", tok)
 
     def peek(self) -> Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -180,7 +218,7 @@ class _Parser:
         if tok is not None:
             if tok.kind == "RPAREN":
                 raise self.error("unbalanced ')': no '(' opens it", tok)
-            raise self.error(f"unexpected {tok.value!r}", tok)
+            raise self.error(f"unexpected {_show(tok.value)}", tok)
         return node
 
     def or_expr(self, fld: str | None) -> Node:
@@ -213,7 +251,10 @@ class _Parser:
             nxt = self.peek()
             if nxt is None or nxt.kind in ("OR", "AND", "RPAREN"):
                 raise self.error("NOT needs a word, phrase or group after it", tok)
-            return Not(self.unary(fld))
+            self.enter(tok)
+            node = Not(self.unary(fld))
+            self.depth -= 1
+            return node
         return self.primary(fld)
 
     def primary(self, fld: str | None) -> Node:
@@ -224,18 +265,24 @@ class _Parser:
         if tok.kind == "LPAREN":
             if (nxt := self.peek()) is not None and nxt.kind == "RPAREN":
                 raise self.error("empty parentheses", tok)
+            self.enter(tok)
             node = self.or_expr(fld)
             close = self.peek()
             if close is None or close.kind != "RPAREN":
                 raise self.error("'(' is never closed: add ')'", tok)
             self.take()
+            self.depth -= 1
             return node
         if tok.kind == "RPAREN":
             raise self.error("unbalanced ')': no '(' opens it", tok)
-        if tok.kind == "PHRASE":
-            return Text(tok.value, True, fld)
-        if tok.kind == "WORD":
-            return Text(tok.value, False, fld)
+        if tok.kind in ("PHRASE", "WORD"):
+            self.clause(tok)
+            if fld is not None and EXACT_FIELDS.get(fld) == "url_key":
+                try:
+                    normalize_url(tok.value)
+                except ValueError as exc:  # InvalidURL, or urlsplit's own ("Invalid IPv6 URL")
+                    raise self.error(f"url: {str(exc)[:200]}", tok) from None
+            return Text(tok.value, tok.kind == "PHRASE", fld)
         if tok.kind == "FIELD":
             if fld is not None:
                 raise self.error(f"field {tok.value}: inside {fld}:( ... ) is not allowed", tok)
@@ -244,9 +291,10 @@ class _Parser:
                 raise self.error(f"{tok.value}: needs a value right after the colon, e.g. {tok.value}:word", tok)
             if tok.value in DATE_FIELDS:
                 self.take()
+                self.clause(value)
                 return date_range(tok.value, value.value, self.q, value.col)
             return self.primary(tok.value)
-        raise self.error(f"unexpected {tok.value!r}", tok)
+        raise self.error(f"unexpected {_show(tok.value)}", tok)
 
 
 def parse(q: str) -> Node | None:
@@ -258,12 +306,31 @@ def parse(q: str) -> Node | None:
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 
 
+class DateOutOfRange(ValueError):
+    """A valid date the index cannot store (before DATE_MIN or from DATE_MAX on)."""
+
+
+_RANGE_HINT = f"dates must be from {DATE_MIN:%Y-%m-%d} to {DATE_MAX - timedelta(days=1):%Y-%m-%d}"
+
+
 def period(text: str) -> tuple[datetime, datetime]:
-    """'2024' / '2024-05' / '2024-05-17' / an ISO datetime → [start, end) in UTC. ValueError if bad."""
-    text = text.strip()
+    """'2024' / '2024-05' / '2024-05-17' / an ISO datetime → [start, end) in UTC. ValueError if bad,
+    DateOutOfRange (a ValueError) outside DATE_MIN..DATE_MAX."""
+    try:
+        start, end = _period(text.strip())
+    except OverflowError:
+        raise DateOutOfRange(_RANGE_HINT) from None
+    if start < DATE_MIN or end > DATE_MAX:
+        raise DateOutOfRange(_RANGE_HINT)
+    return start, end
+
+
+def _period(text: str) -> tuple[datetime, datetime]:
     m = _DATE_RE.match(text)
     if m:
         y = int(m.group(1))
+        if not DATE_MIN.year <= y < DATE_MAX.year:
+            raise DateOutOfRange(_RANGE_HINT)
         if m.group(3):
             start = datetime(y, int(m.group(2)), int(m.group(3)), tzinfo=UTC)
             return start, start + timedelta(days=1)
@@ -273,7 +340,7 @@ def period(text: str) -> tuple[datetime, datetime]:
             return start, start + timedelta(days=calendar.monthrange(y, mo)[1])
         return datetime(y, 1, 1, tzinfo=UTC), datetime(y + 1, 1, 1, tzinfo=UTC)
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
     return dt, dt + timedelta(microseconds=1)
 
 
@@ -295,9 +362,11 @@ def date_range(name: str, value: str, q: str = "", col: int | None = None) -> Da
                     "<=": DateRange(None, end), "<": DateRange(None, start),
                 }[op]  # fmt: skip
         return DateRange(*period(value))
+    except DateOutOfRange as exc:
+        raise QueryError(f"date {_show(value)} in {name}: is out of range: {exc}", q, col) from None
     except ValueError:
         raise QueryError(
-            f"bad date {value!r} in {name}: — use YYYY, YYYY-MM, YYYY-MM-DD or a range like 2024-01-01..2024-03-31",
+            f"bad date {_show(value)} in {name}: — use YYYY, YYYY-MM, YYYY-MM-DD or a range like 2024-01-01..2024-03-31",  # noqa: E501
             q,
             col,
         ) from None

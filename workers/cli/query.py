@@ -76,8 +76,12 @@ def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
     try:
         out = result_dict(req, index.search(req))
     except QueryError as exc:
-        pointer = exc.pointer()
-        fail(f"bad query: {exc}" + (f"\n{pointer}" if pointer else "") + "\n(see `newsflow search --help`)", 2)
+        # The caret under a short, printable query; a long or odd one gets the message (and column) only.
+        pointer = exc.pointer() if len(req.query) <= 100 and req.query.isprintable() else ""
+        fail(f"bad query: {exc} (see `newsflow search --help`)" + (f"\n{pointer}" if pointer else ""), 2)
+        return
+    except (ValueError, OverflowError, RecursionError) as exc:  # the index refused what the parser let by
+        fail(f"bad query: {str(exc)[:300]} (see `newsflow search --help`)", 2)
         return
     if as_json:
         emit_json(out)
@@ -113,7 +117,11 @@ def search(as_json: bool, **params: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole article as one JSON object.")
 def show(id_or_url: str, as_json: bool) -> None:
     """Show one indexed article by id, requested URL, final URL or canonical URL (exit 1 if none)."""
-    doc = reader(settings_or_exit()).get(id_or_url)
+    try:
+        doc = reader(settings_or_exit()).get(id_or_url)
+    except ValueError as exc:  # urlsplit's own complaints ("Invalid IPv6 URL")
+        fail(f"not an article id or a valid URL: {str(exc)[:200]}", 2)
+        return
     if doc is None:
         fail(f"no indexed article for {id_or_url!r}")
         return
