@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from newsflow.search import SearchIndex
 from tests.conftest import ROOT, TEST_ENV, suite_settings
-from tests.test_search import STORY, sample_docs
+from tests.test_search import STORY, sample_data_dir, sample_docs
 from workers.api import ApiServer
 from workers.runtime import free_port
 
@@ -38,11 +37,7 @@ def get(url: str, token: str | None = None) -> tuple[int, Message, Any]:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("api")
-    ix = SearchIndex(root / "index")
-    ix.upsert_batch(sample_docs())
-    ix.close()
-    return root
+    return sample_data_dir(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture(scope="module")

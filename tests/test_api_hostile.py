@@ -14,11 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsflow.search import SearchIndex
 from newsflow.search.backend import SEARCH_PARAMS
 from tests.conftest import suite_settings
 from tests.test_api import get
-from tests.test_search import sample_docs
+from tests.test_search import sample_data_dir
 from workers.api import ApiServer, Limits
 from workers.cli.query import search as search_command
 
@@ -27,11 +26,7 @@ HEAD_TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hostile")
-    ix = SearchIndex(root / "index")
-    ix.upsert_batch(sample_docs())
-    ix.close()
-    return root
+    return sample_data_dir(tmp_path_factory.mktemp("hostile"))
 
 
 @pytest.fixture(scope="module")

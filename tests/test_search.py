@@ -63,6 +63,14 @@ def sample_docs() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def sample_data_dir(root: Path) -> Path:
+    """A data dir whose index holds `sample_docs()` (for the API and web page tests)."""
+    ix = SearchIndex(root / "index")
+    ix.upsert_batch(sample_docs())
+    ix.close()
+    return root
+
+
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> SearchIndex:
     ix = SearchIndex(tmp_path_factory.mktemp("search") / "index")

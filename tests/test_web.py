@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from newsflow.search import SearchIndex
 from tests.conftest import ROOT, need, suite_settings
-from tests.test_search import sample_docs
+from tests.test_search import sample_data_dir
 from workers.api import ApiServer
 
 CHROMIUM_FLAGS = [
@@ -80,10 +79,7 @@ class DevTools:
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("web")
-    ix = SearchIndex(root / "index")
-    ix.upsert_batch(sample_docs())
-    ix.close()
+    root = sample_data_dir(tmp_path_factory.mktemp("web"))
     with ApiServer(suite_settings(data_dir=str(root)), "127.0.0.1", 0) as server:
         yield server.base_url + "/"
 
