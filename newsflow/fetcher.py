@@ -465,45 +465,99 @@ def looks_binary(body: bytes, charset: str | None = None) -> bool:
     return b"\x00" in head
 
 
+def sniff_utf16(body: bytes) -> str | None:
+    """UTF-16 without a BOM, told by its NULs: markup, spaces and Latin text put a NUL in every
+    other byte, always on the same side (odd bytes: little-endian; even: big-endian). Binary and
+    UTF-8 with stray NULs have them on both sides, or hardly any."""
+    head = body[:2048]
+    pairs = len(head) // 2
+    if pairs < 16:
+        return None
+    even, odd = head[0 : pairs * 2 : 2].count(0), head[1 : pairs * 2 : 2].count(0)
+    if odd >= pairs * 0.1 and even <= odd * 0.05:
+        return "utf-16-le"
+    if even >= pairs * 0.1 and odd <= even * 0.05:
+        return "utf-16-be"
+    return None
+
+
+# Codecs Python has that no page may be decoded with, whatever it declares: not charsets at all
+# (`idna`, `punycode`: host names; `unicode_escape`: Python literals; `undefined`: always raises),
+# or refused by browsers (UTF-7, a classic XSS vector, is not in the WHATWG Encoding Standard).
+# A page declaring one is decoded as if it had declared nothing.
+_NOT_WEB_CODECS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape", "utf-7"})
+
+
 def _is_text_codec(name: str) -> bool:
     """Only real text encodings: `bytes.decode('zlib')`-style codecs must not run on hostile input."""
     import codecs
 
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError, TypeError):
+        return False
+    if info.name.replace("_", "-") in _NOT_WEB_CODECS:
         return False
     return bool(getattr(info, "_is_text_encoding", True))
 
 
+def _attempt(body: bytes, enc: str) -> str | None:
+    """`body` decoded strictly with `enc`, or None: unknown, not for the web, or the bytes do not fit."""
+    if not _is_text_codec(enc):
+        return None
+    try:
+        return body.decode(enc)
+    except (LookupError, ValueError):  # UnicodeError is a ValueError; some codecs raise it bare
+        return None
+
+
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
-    """Decode with BOM, then the header's charset, then <meta charset>, then detection."""
+    """Decode, first fit wins: BOM, UTF-16's NUL pattern, the header's charset, <meta charset>,
+    UTF-8, detection, then UTF-8 with replacement characters. Never raises: unknown, bogus or
+    non-web charsets (`x-unknown`, `utf-7`, `idna`) are passed over like absent ones."""
     for bom, enc in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if body.startswith(bom):
             return body[len(bom) :].decode(enc, errors="replace"), enc
+    wide = sniff_utf16(body)
+    if wide is not None:  # beats any declaration: no ASCII-compatible charset puts NULs there
+        return body[: len(body) // 2 * 2].decode(wide, errors="replace"), wide
+    has_nul = b"\x00" in body[:2048]
     candidates: list[str] = []
-    if header_charset:
-        candidates.append(header_charset)
+    if header_charset and (has_nul or not _is_wide(header_charset)):
+        candidates.append(header_charset)  # a wide charset declared over bytes with no NUL is wrong
     m = _META_CHARSET.search(body[:4096])
     if m:
-        candidates.append(m.group(1).decode("ascii", "ignore"))
+        meta = m.group(1).decode("ascii", "ignore")
+        # A <meta> that could be read as ASCII is not UTF-16/32 (the HTML standard reads it as UTF-8).
+        candidates.append("utf-8" if _is_wide(meta) else meta)
     for enc in candidates:
-        if not _is_text_codec(enc):
-            continue
-        try:
-            return body.decode(enc), enc.lower()
-        except (LookupError, UnicodeDecodeError):
-            continue
-    try:
-        return body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+        text = _attempt(body, enc)
+        if text is not None:
+            return text, enc.lower()
+    text = _attempt(body, "utf-8")
+    if text is not None:
+        return text, "utf-8"
+    guess = _detect(body)
+    if guess is not None:
+        return body.decode(guess, errors="replace"), guess
+    return body.decode("utf-8", errors="replace"), "utf-8"
+
+
+def _detect(body: bytes) -> str | None:
+    """charset_normalizer's guess, if it is a codec we would run; a guess is never worth an error."""
     from charset_normalizer import from_bytes
 
-    best = from_bytes(body[:200_000]).best()
-    if best is not None:
-        return body.decode(best.encoding, errors="replace"), best.encoding
-    return body.decode("utf-8", errors="replace"), "utf-8"
+    try:
+        best = from_bytes(body[:200_000]).best()
+    except Exception:  # the detector's own bug: fall back to UTF-8 with replacement
+        return None
+    if best is None or not _is_text_codec(best.encoding):
+        return None
+    try:
+        body[:64].decode(best.encoding, errors="replace")
+    except (LookupError, ValueError):
+        return None
+    return str(best.encoding)
 
 
 def fetch_bytes(

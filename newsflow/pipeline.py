@@ -251,6 +251,22 @@ class BadMessage(PermanentError):
         super().__init__("bad_payload", detail)
 
 
+# Bounds of a payload's numbers. Every producer stamps real clocks and configured rates, so a
+# number outside them is a forged or corrupt message: refused as `bad_payload` before any stage
+# hands it to Redis (the limiter's Lua script), Celery (a countdown) or the metrics.
+# Timestamps (s) and booked slots (ms) are Unix times between 1970 and 2100.
+_MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+_INT_BOUNDS: dict[str, tuple[int, int]] = {"slot_ms": (0, int(_MAX_EPOCH_S) * 1000)}
+_NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+    "submitted_at": (0.0, _MAX_EPOCH_S),
+    "enqueued_at": (0.0, _MAX_EPOCH_S),
+}
+# A rate (requests/s) must be > 0; a positive one is clamped into what the limiter can honour: its
+# slots are whole milliseconds (so at most 1,000/s), and its floor is newsflow.polite.hosts'.
+_RATE_KEYS = frozenset({"rate_per_s"})
+_MIN_RATE_PER_S, _MAX_RATE_PER_S = 1e-6, 1000.0
+
+
 def _opt(payload: Mapping[str, Any], key: str, kind: type) -> Any:
     value = payload.get(key)
     if value is None:
@@ -259,6 +275,10 @@ def _opt(payload: Mapping[str, Any], key: str, kind: type) -> Any:
         raise BadMessage(f"{key} must be {kind.__name__}")
     if not isinstance(value, kind):
         raise BadMessage(f"{key} must be {kind.__name__}, got {type(value).__name__}")
+    if key in _INT_BOUNDS:
+        low, high = _INT_BOUNDS[key]
+        if not isinstance(value, int) or not low <= value <= high:
+            raise BadMessage(f"{key} must be between {low} and {high}, got {str(value)[:40]}")
     return value
 
 
@@ -266,9 +286,23 @@ def _number(payload: Mapping[str, Any], key: str) -> float | None:
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadMessage(f"{key} must be a finite number")
-    return float(value)
+    try:
+        number = float(value)  # an int beyond a float (10**400) overflows
+    except OverflowError:
+        raise BadMessage(f"{key} must be a finite number") from None
+    if not math.isfinite(number):
+        raise BadMessage(f"{key} must be a finite number")
+    if key in _RATE_KEYS:
+        if number <= 0:
+            raise BadMessage(f"{key} must be > 0, got {number:g}")
+        return min(max(number, _MIN_RATE_PER_S), _MAX_RATE_PER_S)
+    if key in _NUMBER_BOUNDS:
+        low, high = _NUMBER_BOUNDS[key]
+        if not low <= number <= high:
+            raise BadMessage(f"{key} must be between {low:g} and {high:g}, got {number:g}")
+    return number
 
 
 # --- where an article re-enters ------------------------------------------------------------------

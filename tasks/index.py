@@ -6,6 +6,7 @@ Run exactly one index worker, on the threads pool with as many threads as the ba
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,30 @@ from tasks.app import app
 from tasks.base import StageContext, StageTask, process_stores, stage_task
 
 log = get_logger("newsflow.index")
+
+
+# A full disk under the index is not a bug, and not over in seconds: it waits for an operator (or
+# a log rotation) to free space. Each retry waits this long instead of the normal 2-4-8-16-32 s
+# schedule (dead within a minute): with max_retries 5 the batch keeps trying for some 10 minutes,
+# then is dead-lettered `disk_full`, to replay once there is room. 120 s stays well below the
+# runner's cap (half the visibility timeout, and retry_backoff_max_s), so it is used as it is.
+DISK_FULL_RETRY_S = 120.0
+_ENOSPC_TEXTS = ("no space left on device", f"os error {errno.ENOSPC})", "storagefull")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is ENOSPC (tantivy reports OS errors as
+    ValueError text, which newsflow.search wraps in IndexUnavailable)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a bound, not a loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if any(t in str(seen).lower() for t in _ENOSPC_TEXTS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def commit_batch(items: Sequence[Item]) -> None:
@@ -48,11 +73,15 @@ def commit_batch(items: Sequence[Item]) -> None:
     if ready or purged:
         try:
             index().upsert_batch(ready, settings.index_writer_heap_bytes, delete_ids=sorted(purged), rejected=rejected)
-        except IndexUnavailable as exc:  # the writer lock is held, or the index could not be written
-            raise TransientError("index_unavailable", str(exc)) from exc
         except SchemaMismatch as exc:  # waits (with retries) for `newsflow reindex`
             raise TransientError("index_schema_mismatch", str(exc)) from exc
-        except Exception as exc:  # the commit itself failed (disk, I/O): the whole batch retries
+        except Exception as exc:
+            if _disk_full(exc):  # OSError(ENOSPC), or tantivy's ValueError carrying its text
+                log.error("index_disk_full", batch=len(ready), error=str(exc)[:300])
+                raise TransientError("disk_full", str(exc)[:300], retry_after_s=DISK_FULL_RETRY_S) from exc
+            if isinstance(exc, IndexUnavailable):  # the writer lock is held, or the index could not be written
+                raise TransientError("index_unavailable", str(exc)) from exc
+            # the commit itself failed (other I/O trouble): the whole batch retries
             log.exception("index_commit_failed", batch=len(ready))
             raise TransientError("index_error", f"{type(exc).__name__}: {exc}") from exc
     for item in items:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,15 +27,69 @@ _ARTICLE_TYPES = {
     "posting",
 }
 
+# Bounds on the work one page's JSON-LD may cost. JSON-LD is metadata, never needed to index a
+# page: a block beyond a bound is skipped (as if absent), the page goes on with its other metadata.
+# A block longer than this is not parsed: real ones are a few kB (a live blog's, some 100 kB);
+# parsing megabytes of it would cost seconds and memory for nothing we read.
+MAX_BLOCK_CHARS = 1_000_000
+# Real JSON-LD nests a handful of levels (article > author > image). Deeper blocks are refused
+# before parsing: CPython's json raises RecursionError near 1,000 levels, and the walkers below
+# recurse too. Checked by a linear scan of the brackets outside strings.
+MAX_DEPTH = 64
+# At most this many objects are kept from one page, all blocks together (`@graph` lists of
+# thousands of products or breadcrumbs carry nothing about the article).
+MAX_OBJECTS = 5_000
+# At most this many ld+json scripts of a page are read.
+MAX_BLOCKS = 100
 
-def _objects(value: Any) -> Iterator[dict[str, Any]]:
-    """Every dict in a JSON-LD value, following lists and @graph."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _objects(value: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+    """Every dict in a JSON-LD value, following lists and @graph (at most MAX_DEPTH levels down).
+
+    Parsed JSON is a tree: `@id` references are not followed, so a "cycle" of them is just text.
+    """
+    if depth > MAX_DEPTH:
+        return
     if isinstance(value, list):
         for item in value:
-            yield from _objects(item)
+            yield from _objects(item, depth + 1)
     elif isinstance(value, dict):
         yield value
-        yield from _objects(value.get("@graph"))
+        yield from _objects(value.get("@graph"), depth + 1)
+
+
+def nesting_within(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects at most `limit` deep (brackets inside strings
+    do not count). Linear, no recursion: it runs before `json.loads` could overflow the stack."""
+    depth = 0
+    for m in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def _finite(text: str) -> float | None:
+    """JSON numbers beyond a float (1e999) become None, as NaN and Infinity do."""
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def parse_block(text: str) -> Any:
+    """One ld+json script's value, or None when it is too big, too deep or not JSON."""
+    if not text or len(text) > MAX_BLOCK_CHARS or not nesting_within(text):
+        return None
+    try:
+        # strict=False: pages often put raw newlines inside strings.
+        return json.loads(text, strict=False, parse_constant=lambda _: None, parse_float=_finite)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _types(obj: dict[str, Any]) -> set[str]:
@@ -44,15 +100,18 @@ def _types(obj: dict[str, Any]) -> set[str]:
 
 def load_objects(tree: HtmlElement) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
+    blocks = 0
     for script in tree.iter("script"):
-        if "ld+json" not in (script.get("type") or "").lower():
+        if "ld+json" not in str(script.get("type") or "").lower():
             continue
-        try:
-            # strict=False: pages often put raw newlines inside strings.
-            data = json.loads(script.text or "", strict=False)
-        except ValueError:
-            continue
-        objects.extend(_objects(data))
+        blocks += 1
+        if blocks > MAX_BLOCKS or len(objects) >= MAX_OBJECTS:
+            break
+        data = parse_block(script.text or "")
+        for obj in _objects(data):
+            objects.append(obj)
+            if len(objects) >= MAX_OBJECTS:
+                break
     return objects
 
 
