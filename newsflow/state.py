@@ -125,6 +125,22 @@ class State:
         raw = self._r.get(key)
         return None if raw is None else _unpack(raw).decode("utf-8")  # type: ignore[arg-type]
 
+    def blob_and_state(self, key: str, article_id: str) -> tuple[str | None, str | None]:
+        """The raw HTML and the article's ledger state, in one round trip (the clean stage's read)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.hget(self._key("article", article_id), "state")
+        raw, state = pipe.execute()
+        return (None if raw is None else _unpack(raw).decode("utf-8")), _text(state)
+
+    def doc_and_state(self, article_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The article document and its ledger state, in one round trip (the enrich stage's read)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self._key("doc", article_id))
+        pipe.hget(self._key("article", article_id), "state")
+        raw, state = pipe.execute()
+        return (None if raw is None else json.loads(_unpack(raw))), _text(state)
+
     def delete_blob(self, key: str, pipe: Pipe | None = None) -> None:
         (pipe or self._r).delete(key)
 
@@ -400,6 +416,10 @@ class State:
             if value is not None:
                 out[STATES[i // len(stamps)]] += int(value)
         return out
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode()
 
 
 def _entry(article_id: str, raw: Mapping[bytes, bytes]) -> LedgerEntry:

@@ -59,6 +59,14 @@ class MemoryState:
         self._check()
         return self.blobs.get(key)
 
+    def blob_and_state(self, key: str, article_id: str) -> tuple[str | None, str | None]:
+        entry = self.ledger(article_id)
+        return self.get_blob(key), entry.state if entry else None
+
+    def doc_and_state(self, article_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        entry = self.ledger(article_id)
+        return self.get_doc(article_id), entry.state if entry else None
+
     def has_blob(self, key: str) -> bool:
         self._check()
         return key in self.blobs

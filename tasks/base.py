@@ -269,6 +269,14 @@ class StageTask(Task):  # type: ignore[misc]
         _quietly(sink.maybe_flush)
 
 
+def superseded(ctx: StageContext, message: Message, now: str | None) -> Message | None:
+    """A stale copy of a message (its worker was frozen past the visibility timeout, and a
+    redelivered copy took the article further): do nothing, so the ledger never moves backwards
+    and the article is not sent round again. Stages read the ledger state with their input."""
+    log.warning("stage_superseded", article_id=message.id, stage=ctx.stage.name, now=now)
+    return None  # nothing for the next stage
+
+
 def stage_task(name: str) -> dict[str, Any]:
     """The `app.task` options of stage `name`'s task: its wire name from the stage table, the base."""
     return {"name": stage(name).task, "base": StageTask, "bind": True, "stage": name}

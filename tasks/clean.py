@@ -7,9 +7,9 @@ from typing import Any
 from newsflow.domains import trusted_canonical
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
-from newsflow.pipeline import Message
+from newsflow.pipeline import Message, beyond
 from tasks.app import app
-from tasks.base import StageContext, StageTask, stage_task
+from tasks.base import StageContext, StageTask, stage_task, superseded
 
 
 def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
@@ -49,7 +49,9 @@ def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int)
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
     aid, key = msg.id, msg.blob or ""
-    html = ctx.state.get_blob(key) if key else None
+    html, now = ctx.state.blob_and_state(key, aid) if key else (None, None)
+    if beyond(now, ctx.stage.name):
+        return superseded(ctx, msg, now)  # a stale copy: a later one took the article further
     if html is None:
         if ctx.state.has_doc(aid):
             return msg.forward()  # redelivered after the doc was written: nothing to redo

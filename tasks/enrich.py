@@ -8,14 +8,16 @@ from celery import signals
 
 from newsflow.enrich import enrich_article, warm_up
 from newsflow.errors import InputGone
-from newsflow.pipeline import Message
+from newsflow.pipeline import Message, beyond
 from tasks.app import app
-from tasks.base import StageContext, StageTask, stage_task
+from tasks.base import StageContext, StageTask, stage_task, superseded
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
     aid = msg.id
-    doc = ctx.state.get_doc(aid)
+    doc, now = ctx.state.doc_and_state(aid)
+    if beyond(now, ctx.stage.name):
+        return superseded(ctx, msg, now)  # a stale copy: a later one took the article further
     if doc is None:
         raise InputGone("doc_missing", "cleaned document expired or was lost")
     doc.update(enrich_article(doc))

@@ -18,13 +18,25 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from newsflow.state import connect
 from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
-from tests.hostile.rig import Counts, Rig, busy_child, children, kill_whole_worker, log_events, temp_root
+from tests.hostile.rig import (
+    Counts,
+    Rig,
+    active_task,
+    busy_child,
+    children,
+    frozen,
+    kill_whole_worker,
+    log_events,
+    temp_root,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -239,6 +251,147 @@ def test_origin_slow_timeouts_500_429(rig: Rig, origin: FaultyOrigin) -> None:
     assert faulted >= 20
     assert sum(retries.values()) >= 20
     assert counts.indexed >= 0.9 * len(batch.ids)
+
+
+@dataclass
+class Frozen:
+    """A pool child stopped (SIGSTOP) inside a task: which task, which article, since when."""
+
+    queue: str
+    pid: int
+    task_id: str
+    article_id: str
+    at: float  # time.monotonic() of the SIGSTOP
+    resumed_after_s: float = 0.0
+    ledger_at_resume: str = ""
+
+
+def freeze_child_in_task(rig: Rig, queue: str, stopped: list[int], timeout_s: float = 40.0) -> Frozen:
+    """SIGSTOP a prefork child of `queue`'s worker while it is inside a task, as its worker reports
+    (`inspect active`, answered by the worker's main process). A child caught between two tasks is
+    resumed at once and another moment is tried. The pid is added to `stopped` while it is stopped."""
+    main = rig.worker_proc(queue)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        child = busy_child(main.pid, timeout_s=5.0)
+        if child is None:
+            continue
+        os.kill(child, signal.SIGSTOP)
+        at = time.monotonic()
+        stopped.append(child)
+        request = active_task(rig.app, child)
+        if request is not None and request.get("args"):
+            payload = request["args"][0]
+            return Frozen(queue, child, str(request["id"]), str(payload["id"]), at)
+        stopped.remove(child)
+        os.kill(child, signal.SIGCONT)
+    pytest.fail(f"no {queue} pool child caught inside a task within {timeout_s} s")
+
+
+def redeliveries(rig: Rig, ids: list[str]) -> dict[str, Counter[str]]:
+    """Per stage, how many times each article's message was redelivered by the broker (the stage
+    runner counts a `redelivered` start in Redis, `State.count_attempt`; poison after max_retries)."""
+    r = connect(rig.redis.url)
+    out: dict[str, Counter[str]] = {}
+    for queue in ("fetch", "clean", "enrich", "index"):
+        keys = [f"{rig.settings.key_prefix}attempts:{queue}:{aid}" for aid in ids]
+        out[queue] = Counter({aid: int(n) for aid, n in zip(ids, r.mget(keys), strict=True) if n is not None})
+    return out
+
+
+def task_outcomes(rig: Rig, task_id: str) -> list[str]:
+    """The outcomes the stage runner logged for one Celery task id (a redelivered copy keeps the id)."""
+    return [
+        str(e.get("outcome"))
+        for e in log_events(rig.log_path)
+        if e.get("event") == "stage_done" and e.get("task_id") == task_id
+    ]
+
+
+def test_worker_frozen_past_visibility_timeout(rig: Rig, origin: FaultyOrigin) -> None:
+    """A clean and an enrich pool child are SIGSTOPped inside a task (a VM pause, a swap storm, a
+    debugger) and kept stopped past the broker's visibility timeout: Redis hands their messages to
+    the other child, which finishes the articles. Then they are SIGCONTed and their stale copies run
+    to the end late: the clean one fails its soft time limit (it ran out while stopped), the enrich
+    one completes. Neither may move the ledger backwards for good: no article in the index ends
+    `dead`, none is indexed twice, and no stale failure is dead-lettered for an article a later
+    delivery already took further (`dead_letter_superseded`)."""
+    batch = Batch(rig, origin, "frozen-worker")
+    batch.wait_terminal(0.15)
+    stopped: list[int] = []
+    # Clean's soft limit (6 s) runs out while it is stopped; its hard limit (16 s, a SIGKILL that
+    # reaches a stopped process too) must not: the clean child is resumed by VT + 3 s. Enrich's
+    # limits (30 s, 40 s) leave room to wait for the other delivery to reach the index.
+    hold_max_s = {"clean": VISIBILITY_TIMEOUT_S + 3.0, "enrich": VISIBILITY_TIMEOUT_S + 15.0}
+    with frozen(stopped):
+        victims = [freeze_child_in_task(rig, queue, stopped) for queue in ("clean", "enrich")]
+        for f in victims:
+            print(f"frozen-worker: stopped {f.queue} child {f.pid} inside task {f.task_id} (article {f.article_id})")
+        waiting = list(victims)
+        while waiting:
+            time.sleep(0.1)
+            for f in list(waiting):
+                held_s = time.monotonic() - f.at
+                if held_s < VISIBILITY_TIMEOUT_S + 1.0:
+                    continue  # past the visibility timeout first, whatever happens meanwhile
+                entry = rig.state.ledger(f.article_id)
+                again = redeliveries(rig, [f.article_id])[f.queue][f.article_id]
+                finished = again >= 1 and entry is not None and entry.state in ("indexed", "dead")
+                if finished or held_s >= hold_max_s[f.queue]:
+                    f.ledger_at_resume = entry.state if entry else "-"
+                    f.resumed_after_s = held_s
+                    os.kill(f.pid, signal.SIGCONT)
+                    stopped.remove(f.pid)
+                    waiting.remove(f)
+                    print(
+                        f"frozen-worker: resumed {f.queue} child {f.pid} after {held_s:.1f} s; the other "
+                        f"delivery had started {again}x, ledger then: {f.ledger_at_resume}"
+                    )
+    # The stale copies finish after the batch may already look done: a late success records its
+    # stage again and sends the article on once more. Let both copies of each task end first.
+    deadline = time.monotonic() + 60.0
+    while not all(len(task_outcomes(rig, f.task_id)) >= 2 for f in victims):
+        assert time.monotonic() < deadline, {f.task_id: task_outcomes(rig, f.task_id) for f in victims}
+        time.sleep(0.5)
+    batch.finish()
+
+    ids = set(batch.ids)
+    events = [e for e in log_events(rig.log_path) if e.get("article_id") in ids]
+    superseded = [e for e in events if e.get("event") == "dead_letter_superseded"]
+    time_limit = [e for e in events if e.get("event") == "stage_done" and e.get("reason") == "time_limit"]
+    starts = redeliveries(rig, batch.ids)
+    traces = {aid: [str(t.get("state")) for t in rig.state.trace(aid)] for aid in batch.ids}
+    final = {e.article_id: e.state for e in rig.state.ledgers(batch.ids) if e is not None}
+    # Dead at some point, indexed in the end: a stale failure moved the ledger backwards for a while.
+    dead_then_indexed = [aid for aid, t in traces.items() if "dead" in t and final.get(aid) == "indexed"]
+    # Indexed, then an earlier stage recorded again: a stale copy that succeeded late redid the rest.
+    redone = [aid for aid, t in traces.items() if "indexed" in t and t.index("indexed") < len(t) - 1]
+    counts = RESULTS[batch.label]
+    print(
+        f"frozen-worker: dead_letter_superseded={len(superseded)} stage_done time_limit={len(time_limit)} "
+        f"redelivered (articles/starts) "
+        + ", ".join(f"{q}={len(c)}/{sum(c.values())}" for q, c in starts.items())
+        + f"; poison={counts.dead_reasons.get('poison', 0)}; dead then indexed={len(dead_then_indexed)}"
+        + f"; indexed then redone by a stale copy={len(redone)}"
+    )
+    for f in victims:
+        trace = " > ".join(
+            f"{t.get('state')}" + (f"({t.get('reason')})" if t.get("reason") else "")
+            for t in rig.state.trace(f.article_id)
+        )
+        done = task_outcomes(rig, f.task_id)
+        print(f"frozen-worker: {f.queue} article {f.article_id}: outcomes of its task {done}; ledger trace: {trace}")
+        # The broker gave its message to another process while it was stopped, and both copies ran to the end.
+        assert starts[f.queue][f.article_id] >= 1, f"{f.queue} message of {f.article_id} was never redelivered"
+        assert len(done) >= 2, f"{f.queue} task {f.task_id}: expected the stale and the redelivered copy, got {done}"
+        if f.ledger_at_resume in ("enriched", "indexed"):
+            # Another delivery had taken it past this stage: a late failure of the stale copy (clean's
+            # soft time limit ran out while it was stopped) is superseded, never a dead letter.
+            assert "dead" not in done, f"stale {f.queue} copy of {f.article_id} ({f.ledger_at_resume}): {done}"
+    # The defect this scenario targets: a stale duplicate dead-lettering (time_limit) an indexed article.
+    in_index = rig.index_id_counts()
+    dead_in_index = [aid for aid in batch.ids if in_index.get(aid) and final.get(aid) == "dead"]
+    assert not dead_in_index, f"indexed articles left dead in the ledger: {dead_in_index}"
 
 
 def _solo_marker(run_dir: Path, pid: int, timeout_s: float = 30) -> Path:

@@ -291,3 +291,23 @@ def test_a_redelivered_message_counts_as_another_start(monkeypatch: pytest.Monke
         finally:
             task.pop_request()
     assert seen == [0, 1, 2, 3]  # the third redelivery is past max_retries (2): run_stage dead-letters it poison
+
+
+@pytest.mark.parametrize("stage_name", ["clean", "enrich"])
+def test_a_stale_copy_that_would_succeed_leaves_the_article_alone(stage_name: str) -> None:
+    """The frozen worker's copy resumes after a redelivered copy indexed the article: the stage reads
+    the ledger with its input and does nothing (no backwards `cleaned`/`enriched`, no re-send)."""
+    from tasks import clean, enrich
+
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    state, msg = stores.state, _msg()
+    key = state.put_blob(msg.id, "<html><body><p>" + "A real article sentence. " * 40 + "</p></body></html>")
+    state.put_doc(msg.id, {"id": msg.id, "url": msg.url, "body": "A real article sentence. " * 40})
+    state.record(msg.id, msg.url, "indexed", "index")
+    before = list(state.transitions)
+    handler = clean.handle if stage_name == "clean" else enrich.handle
+    payload = msg.forward(blob=key, fetch={"status": 200, "final_url": msg.url}) if stage_name == "clean" else msg
+    outcome, outbox, _ = _run(stage_name, handler, payload=payload.to_wire(), stores=stores)
+    assert outcome == "skipped" and outbox.sent == []
+    assert state.transitions == before and state.ledger(msg.id).state == "indexed"  # type: ignore[union-attr]
+    assert key in state.blobs  # nothing written, nothing released

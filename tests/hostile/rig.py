@@ -359,6 +359,29 @@ def kill_whole_worker(proc: subprocess.Popen[bytes]) -> list[int]:
     return kids
 
 
+def active_task(app: Celery, pid: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """The task a pool child `pid` is inside right now, as its worker reports it (`inspect active`,
+    answered by the worker's main process, so it works while the child itself is stopped)."""
+    replies = app.control.inspect(timeout=timeout_s).active() or {}
+    for requests in replies.values():
+        for request in requests or []:
+            if request.get("worker_pid") == pid:
+                return dict(request)
+    return None
+
+
+@contextlib.contextmanager
+def frozen(pids: Iterable[int]) -> Iterator[None]:
+    """Processes the test started are resumed (SIGCONT) on the way out, whatever happens: a stopped
+    pool child must not outlive the test and hang its worker's shutdown."""
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 @contextlib.contextmanager
 def temp_root(name: str) -> Iterator[Path]:
     import tempfile
