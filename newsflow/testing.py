@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from config.defaults import Settings
-from newsflow.pipeline import TERMINAL_STATES
+from newsflow.pipeline import TERMINAL_STATES, Message, Stage
 from newsflow.state import LedgerEntry
 
 
@@ -180,6 +180,27 @@ class MemoryState:
             op()
         else:
             pipe.ops.append(op)
+
+
+class Retried(Exception):
+    """What `RecordingOutbox.retry` raises in place of Celery's Retry."""
+
+    def __init__(self, payload: Any, countdown: float) -> None:
+        super().__init__(countdown)
+        self.payload, self.countdown = payload, countdown
+
+
+@dataclass
+class RecordingOutbox:
+    """A `tasks.base.Outbox` that keeps what a stage sent, and raises `Retried` for a retry."""
+
+    sent: list[tuple[str, Message]] = field(default_factory=list)
+
+    def send(self, to: Stage, message: Message) -> None:
+        self.sent.append((to.name, message))
+
+    def retry(self, payload: Any, countdown: float) -> NoReturn:
+        raise Retried(payload, countdown)
 
 
 class MemoryCounters:

@@ -20,10 +20,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import requests
@@ -32,9 +32,9 @@ from config.defaults import Settings
 from newsflow.errors import PermanentError, TransientError
 from newsflow.extract import extract_article, jsonld
 from newsflow.fetcher import decode_html, fetch_page, make_session
-from newsflow.pipeline import Message, Stage, stage
+from newsflow.pipeline import Message, stage
 from newsflow.polite.hosts import interval_s
-from newsflow.testing import MemoryState, MemoryStores
+from newsflow.testing import MemoryState, MemoryStores, RecordingOutbox, Retried
 from tasks.base import StageContext, backoff_s, run_stage
 from tasks.clean import build_doc
 from tests.conftest import need
@@ -378,28 +378,11 @@ def test_other_io_errors_keep_their_reason(monkeypatch: pytest.MonkeyPatch, exc:
         assert caught.value.reason == expected and caught.value.retry_after_s is None
 
 
-class _Retried(Exception):
-    def __init__(self, countdown: float) -> None:
-        super().__init__(countdown)
-        self.countdown = countdown
-
-
-@dataclass
-class _Outbox:
-    sent: list[tuple[str, Message]] = field(default_factory=list)
-
-    def send(self, to: Stage, message: Message) -> None:
-        self.sent.append((to.name, message))
-
-    def retry(self, payload: Any, countdown: float) -> NoReturn:
-        raise _Retried(countdown)
-
-
 def _run(stage_name: str, handler: Any, payload: Any, attempt: int = 0, settings: Settings | None = None) -> Any:
     settings = settings or Settings()
     stores = MemoryStores(settings=settings, state=MemoryState(settings=settings))
     ctx = StageContext(stage(stage_name), settings, stores, "w1@host", "task-1")  # type: ignore[arg-type]
-    return run_stage(ctx, payload, handler, attempt, _Outbox()), stores
+    return run_stage(ctx, payload, handler, attempt, RecordingOutbox()), stores
 
 
 def test_disk_full_retries_for_minutes_not_seconds() -> None:
@@ -414,7 +397,7 @@ def test_disk_full_retries_for_minutes_not_seconds() -> None:
 
     waited = 0.0
     for attempt in range(settings.max_retries):
-        with pytest.raises(_Retried) as retried:
+        with pytest.raises(Retried) as retried:
             _run("index", full, _message().to_wire(), attempt, settings)
         assert retried.value.countdown >= DISK_FULL_RETRY_S
         waited += retried.value.countdown

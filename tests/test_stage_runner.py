@@ -6,8 +6,7 @@ workers against a real Redis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import redis
@@ -15,28 +14,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from config.defaults import Settings
 from newsflow.errors import InputGone, PermanentError, TransientError
-from newsflow.pipeline import FIRST, Message, Stage, stage
-from newsflow.testing import MemoryState, MemoryStores
+from newsflow.pipeline import FIRST, Message, stage
+from newsflow.testing import MemoryState, MemoryStores, Retried
+from newsflow.testing import RecordingOutbox as Outbox
 from tasks.base import StageContext, run_stage
 
 SETTINGS = Settings(max_retries=2, retry_backoff_base_s=1.0, retry_backoff_max_s=30.0, visibility_timeout_s=40)
-
-
-class Retried(Exception):
-    def __init__(self, payload: Any, countdown: float) -> None:
-        super().__init__(countdown)
-        self.payload, self.countdown = payload, countdown
-
-
-@dataclass
-class Outbox:
-    sent: list[tuple[str, Message]] = field(default_factory=list)
-
-    def send(self, to: Stage, message: Message) -> None:
-        self.sent.append((to.name, message))
-
-    def retry(self, payload: Any, countdown: float) -> NoReturn:
-        raise Retried(payload, countdown)
 
 
 def _msg() -> Message:
