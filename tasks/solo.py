@@ -243,6 +243,9 @@ def install(settings_fn: Callable[[], Settings]) -> None:
     def on_init(sender: Any, **_: Any) -> None:
         if get_implementation(sender.pool_cls) is SoloPool:
             guard.activate(settings_fn(), str(sender.hostname))
+            # Only solo workers pay for the per-task handlers (prefork and threads pools never run them).
+            signals.task_prerun.connect(on_prerun, weak=False)
+            signals.task_postrun.connect(on_postrun, weak=False)
 
     def on_ready(sender: Any, **_: Any) -> None:
         if guard.active:
@@ -267,8 +270,6 @@ def install(settings_fn: Callable[[], Settings]) -> None:
         if guard.active and getattr(task, "stage", None):
             guard.end()
 
-    signals.task_prerun.connect(on_prerun, weak=False)
-    signals.task_postrun.connect(on_postrun, weak=False)
     signals.worker_init.connect(on_init, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
