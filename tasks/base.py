@@ -96,7 +96,7 @@ def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = No
 
 def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, outbox: Outbox) -> str:
     """Run one message through `handler` and give it its fate; returns the outcome for metrics:
-    ok, skipped, refetch, dead (or raises Celery's Retry)."""
+    ok, skipped, refetch, dead, superseded (or raises Celery's Retry)."""
     started = time.perf_counter()
     raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
     raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
@@ -118,7 +118,11 @@ def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, o
     except Retry:
         raise
     except InputGone as exc:
-        outcome = _input_gone(ctx, message, exc, outbox)
+        try:
+            outcome = _input_gone(ctx, message, exc, outbox)
+        except (redis.ConnectionError, redis.TimeoutError) as err:  # Redis went away meanwhile: retry
+            unavailable = TransientError("redis_unavailable", str(err))
+            return _transient(ctx, payload, unavailable, attempt, outbox, bound, started)
         bound.info("stage_done", outcome=outcome, reason=exc.reason, duration_ms=_ms(started))
         return outcome
     except TransientError as exc:

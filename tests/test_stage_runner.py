@@ -294,3 +294,14 @@ def test_a_stale_copy_that_would_succeed_leaves_the_article_alone(stage_name: st
     assert outcome == "skipped" and outbox.sent == []
     assert state.transitions == before and state.ledger(msg.id).state == "indexed"  # type: ignore[union-attr]
     assert key in state.blobs  # nothing written, nothing released
+
+
+def test_lost_input_while_redis_goes_away_is_retried_not_lost() -> None:
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+
+    def gone_and_down(ctx: Any, m: Message) -> None:
+        stores.state.down = True  # the ledger read that decides skip / refetch / dead fails
+        raise InputGone("doc_missing", "the document was lost")
+
+    with pytest.raises(Retried):
+        _run("enrich", gone_and_down, stores=stores)
