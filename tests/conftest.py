@@ -72,6 +72,19 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def start_private_redis(port: int, data_dir: Path) -> Any:
+    """A redis-server of the test's own (workers.runtime.PrivateRedis), started; fails under CI
+    (skips elsewhere) when none can be started."""
+    from workers.runtime import DeploymentError, PrivateRedis
+
+    server = PrivateRedis(port, data_dir)
+    try:
+        server.start()
+    except DeploymentError as exc:
+        need(False, f"cannot start a redis-server for the tests: {exc}")
+    return server
+
+
 def fixtures_available() -> bool:
     """True; the fixtures are part of the repository, so a missing one fails the test (never a skip)."""
     missing = [p for p in (SEED_HTML, SEED_EXPECTED, BENCH_DIR / "ground-truth.json") if not p.exists()]
@@ -102,18 +115,14 @@ def ground_truth() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis for this test session: ours on a free port, unless NEWSFLOW_TEST_REDIS_URL is set."""
-    from workers.runtime import DeploymentError, PrivateRedis, redis_answers
+    from workers.runtime import redis_answers
 
     url = TEST_ENV["NEWSFLOW_REDIS_URL"]
     if "NEWSFLOW_TEST_REDIS_URL" in os.environ:
         need(redis_answers(url), f"no Redis answers at {url}")
         yield url
         return
-    server = PrivateRedis(_REDIS_PORT, _TMP / "redis")
-    try:
-        server.start()
-    except DeploymentError as exc:
-        need(False, f"cannot start a redis-server for the tests: {exc}")
+    server = start_private_redis(_REDIS_PORT, _TMP / "redis")
     try:
         yield url
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEST_ENV, need, run_cli
+from tests.conftest import ROOT, TEST_ENV, run_cli, start_private_redis
 from workers.runtime import free_port
 
 DEAD_REDIS = {"NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
@@ -52,14 +52,7 @@ def test_ingest_wait_rides_out_a_redis_restart(tmp_path: Path) -> None:
     from newsflow.state import State
     from newsflow.urls import article_id
     from tests.conftest import suite_settings
-    from workers.runtime import DeploymentError, PrivateRedis
-
-    port = free_port()
-    server = PrivateRedis(port, tmp_path / "redis")
-    try:
-        server.start()
-    except DeploymentError as exc:
-        need(False, f"cannot start a redis-server: {exc}")
+    server = start_private_redis(free_port(), tmp_path / "redis")
     url = "https://news.example/outage"
     aid = article_id(url)
     env = {**TEST_ENV, "NEWSFLOW_REDIS_URL": server.url, "NEWSFLOW_DATA_DIR": str(tmp_path / "data")}

@@ -24,7 +24,7 @@ import pytest
 from config.defaults import Settings
 from newsflow.state import State
 from newsflow.urls import article_id
-from tests.conftest import ROOT, TEST_ENV, need, suite_settings
+from tests.conftest import ROOT, TEST_ENV, start_private_redis, suite_settings
 from tests.sites.newsite import NewsSite, Route, SiteServer, article_html, news_site, throttled_site
 
 pytestmark = pytest.mark.integration
@@ -92,15 +92,11 @@ location = "{slow_list.name}"
 @pytest.fixture(scope="module")
 def crawl_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from config.settings import env_for
-    from workers.runtime import Deployment, DeploymentError, PrivateRedis, default_layout, free_port
+    from workers.runtime import Deployment, default_layout, free_port
 
     tmp = tmp_path_factory.mktemp("crawl")
     port = free_port()
-    redis_server = PrivateRedis(port, tmp / "redis")
-    try:
-        redis_server.start()
-    except DeploymentError as exc:
-        need(False, f"cannot start a redis-server: {exc}")
+    redis_server = start_private_redis(port, tmp / "redis")
     site = SiteServer({}, "127.0.0.1")
     slow_site = throttled_site(2, RETRY_AFTER_S)
     slow = SiteServer(slow_site.routes, "127.0.0.2")
