@@ -415,9 +415,11 @@ def _timed_out(deadline: Deadline) -> TransientError:
     return TransientError("timeout", f"no complete answer within the total deadline of {deadline.seconds} s")
 
 
-def _read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> bytes:
+def _read_body(resp: requests.Response, max_bytes: int, deadline: Deadline, truncate: bool = False) -> bytes:
+    """The body, at most `max_bytes` (decoded): longer is `too_large`, or with `truncate` its first
+    `max_bytes` bytes, the rest never read (the connection is closed, not drained)."""
     declared = resp.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if not truncate and declared and declared.isdigit() and int(declared) > max_bytes:
         raise PermanentError("too_large", f"Content-Length {declared} > {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -425,6 +427,10 @@ def _read_body(resp: requests.Response, max_bytes: int, deadline: Deadline) -> b
         # Small chunks: each is decompressed under a bound, so a gzip bomb costs a few MB at most.
         for chunk in resp.iter_content(chunk_size=16384):
             size += len(chunk)
+            if size > max_bytes and truncate:
+                chunks.append(chunk[: len(chunk) - (size - max_bytes)])
+                resp.close()
+                break
             if size > max_bytes:
                 raise PermanentError("too_large", f"body exceeds {max_bytes} bytes")
             if deadline.fired or deadline.remaining() <= 0:
@@ -572,6 +578,7 @@ def fetch_bytes(
     max_redirects: int | None = None,
     screen: Screen | None = None,
     any_304_is_not_modified: bool = False,
+    truncate: bool = False,
 ) -> FetchedBytes:
     """GET one URL's bytes under every guard. Raises PermanentError / TransientError / NotModified.
 
@@ -579,7 +586,8 @@ def fetch_bytes(
     `screen` may refuse an answer from its status and headers before its body is read; it is
     not asked about 304, 4xx and 5xx answers, which are errors already.
     A 304 is NotModified when the request was conditional, else an error (`http_304`), unless
-    `any_304_is_not_modified`.
+    `any_304_is_not_modified`. With `truncate`, a body over `max_bytes` is cut to its first
+    `max_bytes` bytes instead of refused `too_large` (robots.txt, RFC 9309 2.5).
     Cookies set by the redirects followed are sent on the next hops of this call and then dropped;
     a session that keeps cookies of its own (not from `make_session`) is made to forget them.
     """
@@ -602,6 +610,7 @@ def fetch_bytes(
             screen=screen,
             conditional=any_304_is_not_modified or bool(etag or last_modified),
             cookies=FetchCookieJar(),
+            truncate=truncate,
         )
         return _fetch(url, get)
     finally:
@@ -624,6 +633,7 @@ class _Get:
     screen: Screen | None
     conditional: bool  # whether a 304 means NotModified (else it is an error)
     cookies: FetchCookieJar  # this call's cookies, set by its redirects; never shared
+    truncate: bool = False  # a body over max_bytes is cut, not refused
 
 
 def _request_headers(accept: str | None, etag: str | None, last_modified: str | None) -> dict[str, str]:
@@ -685,7 +695,9 @@ def _finish(url: str, final: str, hops: list[str], resp: requests.Response, get:
     _check_status(resp, get.conditional)
     mime, charset = _content_type(resp)
     # A copy: the response is closed, and its connection pooled, once this returns.
-    headers: Mapping[str, str] = CaseInsensitiveDict(resp.headers)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(resp.headers)
+    if get.truncate:  # the body may be a prefix: a declared length would describe another one
+        headers.pop("Content-Length", None)
     if get.screen is not None:
         get.screen(
             ResponseHead(final_url=final, status=resp.status_code, content_type=mime, charset=charset, headers=headers)
@@ -696,7 +708,7 @@ def _finish(url: str, final: str, hops: list[str], resp: requests.Response, get:
         url=url,
         final_url=final,
         status=resp.status_code,
-        body=_read_body(resp, get.max_bytes, get.deadline),
+        body=_read_body(resp, get.max_bytes, get.deadline, get.truncate),
         content_type=mime,
         charset=charset,
         etag=resp.headers.get("ETag"),

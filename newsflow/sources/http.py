@@ -8,9 +8,6 @@ past it), plus conditional GET (ETag / Last-Modified) so an unchanged feed costs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, cast
-
 import requests
 
 from config.defaults import Settings
@@ -41,13 +38,13 @@ def fetch_document(
 
     `truncate=True` reads a prefix instead: a body longer than `max_bytes` is cut to its first
     `max_bytes` bytes (after Content-Encoding) rather than refused `too_large`, and the rest is never
-    read (the connection is closed, not drained). The answer then carries no Content-Length. Ask for
-    one byte more than you keep to know whether the document went on (robots.txt, RFC 9309 2.5).
+    read (the connection is closed, not drained). Ask for one byte more than you keep to know
+    whether the document went on (robots.txt, RFC 9309 2.5).
     """
     return fetch_bytes(
         url,
         settings,
-        cast(requests.Session, _PrefixSession(session, max_bytes)) if truncate else session,
+        session,
         max_bytes=max_bytes,
         accept=accept,
         etag=etag,
@@ -55,48 +52,5 @@ def fetch_document(
         max_redirects=max_redirects,
         # The crawl only counts a 304 as "unchanged", and always has, asked conditionally or not.
         any_304_is_not_modified=True,
+        truncate=truncate,
     )
-
-
-class _PrefixSession:
-    """Stands in for the session inside `fetch_bytes` so a final answer's body ends after `limit` bytes.
-
-    `fetch_bytes` refuses a body over its cap, from the declared Content-Length or from the bytes
-    read. Here the declared length is dropped from each non-redirect answer and its stream stops at
-    `limit` decoded bytes, so the cap is never crossed. Everything else (`check_url` on every hop,
-    the deadline on the sockets, redirect limits, status mapping) is `fetch_bytes`'s own, unchanged.
-    """
-
-    def __init__(self, session: requests.Session, limit: int) -> None:
-        self._session = session
-        self._limit = limit
-
-    # The session's cookie jar, read and replaced through the stand-in as on the session itself.
-    @property
-    def cookies(self) -> Any:
-        return self._session.cookies
-
-    @cookies.setter
-    def cookies(self, jar: Any) -> None:
-        self._session.cookies = jar
-
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
-        resp = self._session.get(url, **kwargs)
-        if not resp.is_redirect:
-            resp.headers.pop("Content-Length", None)
-            resp.iter_content = _capped(resp.iter_content, self._limit)  # type: ignore[method-assign]
-        return resp
-
-
-def _capped(iter_content: Callable[..., Iterator[bytes]], limit: int) -> Callable[..., Iterator[bytes]]:
-    def capped(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[bytes]:
-        left = limit
-        for chunk in iter_content(chunk_size, decode_unicode):
-            if len(chunk) >= left:
-                if left:
-                    yield chunk[:left]
-                return
-            left -= len(chunk)
-            yield chunk
-
-    return capped
