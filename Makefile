@@ -18,7 +18,7 @@ demo: $(STAMP) ## run the pipeline end to end on the bundled example pages
 	$(BIN)/newsflow demo
 
 test: $(STAMP) ## the test suite (unit + integration: real Redis, real workers, local HTTP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not multihost"
 
 test-all: $(STAMP) ## everything, including the fault-injection suite
 	$(BIN)/pytest -q

@@ -20,6 +20,13 @@ class Settings:
     # Shared state (claim-check blobs, ledger, dead letters, ...). Empty means "same as redis_url";
     # point it at another Redis so page bodies never crowd the queues.
     state_redis_url: str = ""
+    # Either URL may name Redis Sentinels instead of a server, in Celery's form
+    # `sentinel://[:password@]host:port;sentinel://host2:port2` (the password, if any, is the
+    # master's); clients then follow the master the sentinels elect (docs/scaling.md).
+    # The master group the sentinels watch ...
+    redis_sentinel_master: str = "mymaster"
+    # ... and the sentinels' own password (`requirepass` of the sentinel processes); empty: none.
+    redis_sentinel_password: str = ""
     # Index, private Redis, pid files. Relative paths are taken from the working directory.
     data_dir: str = "./var"
     # Prefix of every Redis key newsflow writes in the state Redis.
@@ -34,6 +41,10 @@ class Settings:
     fetch_read_timeout_s: float = 15.0
     # Hard deadline for the whole response, so a server trickling bytes cannot hold a worker.
     fetch_total_timeout_s: float = 30.0
+    # Soft limit of one fetch task (reason `time_limit`): the page, its robots.txt and the name
+    # lookups each have their own timeouts above; this is the net under them on the threads pool,
+    # where Celery enforces no limits (tasks/watchdog.py).
+    fetch_time_limit_s: float = 120.0
     # Bodies larger than this are refused (reason `too_large`); news pages are rarely > 3 MB.
     fetch_max_bytes: int = 8 * 1024 * 1024
     # More redirects than this is a loop (reason `too_many_redirects`).
@@ -50,6 +61,45 @@ class Settings:
     clean_time_limit_s: float = 20.0
     # A body shorter than this many characters is not an article (reason `no_article`).
     clean_min_body_chars: int = 200
+
+    # Extraction steps switched off, comma-separated `newsflow.extract.options.ExtractOptions` field
+    # names (e.g. `strip_pull_quotes`). Empty: every step on. Lets an operator try an extractor
+    # change with `newsflow reprocess --dry-run` before the workers run it (docs/archive.md).
+    clean_extract_disable: str = ""
+
+    # --- archive: every fetch kept as WARC (docs/archive.md) -------------------------------------
+    # Where fetch workers write their WARC files (and a .cdxj index beside each). `{data_dir}` is
+    # replaced by data_dir. Empty turns archiving off. Several fetch hosts: one shared volume
+    # mounted at the same path everywhere (file names carry host and pid, so no file is shared).
+    archive_dir: str = "{data_dir}/warc"
+    # A file is closed and a new one started once it is this large ...
+    archive_roll_bytes: int = 1024 * 1024 * 1024
+    # ... or this old, whichever comes first (a quiet worker does not keep a file open for days).
+    archive_roll_s: int = 3600
+    # gzip level of each record. 0-3 are ISA-L's (the `isal` wheel; 1: zlib-1's size at a quarter of
+    # its CPU), 4-9 zlib's, smaller and several times dearer (bench/archive.py measures both).
+    archive_gzip_level: int = 1
+    # Retention, applied when a file rolls and by `newsflow archive prune`: the oldest files go first
+    # once the archive is larger than this (0: no size limit) ...
+    archive_max_bytes: int = 0
+    # ... or older than this many days (0: kept forever). Files still being written are never removed.
+    archive_max_age_days: float = 0.0
+    # Reprocess and backfill stop sending while the clean queue holds more messages than this (the
+    # crawl's backpressure, on the queue they feed): a large run never floods Redis with parked pages.
+    archive_max_clean_queue: int = 2000
+
+    # --- drift watch (newsflow/drift.py; `newsflow status --drift`) -----------------------------
+    # Per source (or site), the newest this many articles are compared ...
+    drift_window: int = 50
+    # ... with this many before them, the source's own baseline.
+    drift_baseline: int = 500
+    # Fewer observations than these on either side never flag (small samples are noise).
+    drift_min_window: int = 30
+    drift_min_baseline: int = 100
+    # A share (no_article, no date, no author, fallback body) moved if it changed by this much ...
+    drift_min_change: float = 0.2
+    # ... and by at least this many standard errors (two-proportion z-test).
+    drift_min_z: float = 3.0
 
     # --- enrich --------------------------------------------------------------------------------
     # Enrichment running longer than this is cut off (reason `time_limit`). Its work is bounded by
@@ -88,8 +138,14 @@ class Settings:
     # --- index -----------------------------------------------------------------------------------
     # The single index writer commits after this many documents ...
     index_batch_size: int = 64
-    # ... or this long after the first uncommitted one, whichever comes first.
+    # ... or this long after the first uncommitted one, whichever comes first ...
     index_batch_max_wait_s: float = 2.0
+    # ... or as soon as no new document came for this long (the burst is over): at a trickle an
+    # article is searchable this long after it arrives; under load batches fill (newsflow/batcher.py).
+    index_batch_idle_s: float = 0.1
+    # A message waits this long at most for its batch's commit, then retries (`index_timeout`);
+    # the soft limit of an index task (`time_limit`) is a little above it (tasks/watchdog.py).
+    index_commit_wait_s: float = 120.0
     # Memory tantivy's writer may use for buffering before it flushes a segment.
     index_writer_heap_bytes: int = 128 * 1024 * 1024
 
@@ -215,9 +271,16 @@ class Settings:
         return f"{self.data_dir.rstrip('/')}/index"
 
     @property
+    def archive_path(self) -> str:
+        """The WARC archive's directory, or "" when archiving is off."""
+        return self.archive_dir.replace("{data_dir}", self.data_dir.rstrip("/")) if self.archive_dir.strip() else ""
+
+    @property
     def allowed_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
 
 
 # Fields that must never appear in logs (they may carry passwords).
-SECRET_FIELDS: frozenset[str] = frozenset({"redis_url", "state_redis_url", "flower_basic_auth", "api_token"})
+SECRET_FIELDS: frozenset[str] = frozenset(
+    {"redis_url", "state_redis_url", "redis_sentinel_password", "flower_basic_auth", "api_token"}
+)

@@ -26,12 +26,19 @@ CommitFn = Callable[[Sequence[Item]], None]
 
 
 class Batcher:
-    """Collects items; commits `batch_size` of them, or whatever is there `max_wait_s` after the first."""
+    """Collects items and commits them in batches, adapting to the load.
 
-    def __init__(self, commit: CommitFn, batch_size: int, max_wait_s: float) -> None:
+    A batch is committed when it holds `batch_size` items, or when no new item has come for
+    `idle_s` (the burst is over: nobody gains from waiting longer), or `max_wait_s` after its
+    first item, whichever comes first. At a trickle an article is searchable about `idle_s` after
+    it arrives; under load items keep coming, batches fill, and a commit's fixed cost is shared.
+    """
+
+    def __init__(self, commit: CommitFn, batch_size: int, max_wait_s: float, idle_s: float | None = None) -> None:
         self._commit = commit
         self.batch_size = max(1, batch_size)
         self.max_wait_s = max_wait_s
+        self.idle_s = max_wait_s if idle_s is None else min(idle_s, max_wait_s)
         self._cond = threading.Condition()
         self._pending: list[Item] = []
         self._thread = threading.Thread(target=self._loop, name="index-batcher", daemon=True)
@@ -54,10 +61,13 @@ class Batcher:
                 self._cond.wait()
             deadline = time.monotonic() + self.max_wait_s
             while len(self._pending) < self.batch_size:
+                before = len(self._pending)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, self.idle_s))
+                if len(self._pending) == before:
+                    break  # nothing came for idle_s: commit what there is
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
             return batch

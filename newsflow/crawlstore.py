@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -53,6 +53,35 @@ class CrawlStore:
         pipe.zremrangebyscore(key, "-inf", time.time() - self.seen_ttl_s)
         pipe.zremrangebyrank(key, 0, -self.seen_max - 1)
         pipe.execute()
+
+    def seen_count(self) -> int:
+        return int(self._r.zcard(self._key("seen")))
+
+    def seen_entries(self) -> list[tuple[str, float]]:
+        """Every (article id, when) of the seen set (`newsflow migrate`)."""
+        raw: list[tuple[bytes, float]] = self._r.zrange(self._key("seen"), 0, -1, withscores=True)  # type: ignore[assignment]
+        return [(m.decode(), float(t)) for m, t in raw]
+
+    def rekey_seen(self, moves: Mapping[str, Collection[str]]) -> int:
+        """Re-key seen ids: each old id's time goes to its new ids (the later time wins when one is
+        seen already) and the old id leaves the set. Returns the old ids moved."""
+        key = self._key("seen")
+        old_ids = [old for old in moves if moves[old] and set(moves[old]) != {old}]
+        if not old_ids:
+            return 0
+        pipe = self._r.pipeline(transaction=True)
+        scores = self._r.zmscore(key, old_ids)
+        n = 0
+        for old, at in zip(old_ids, scores, strict=True):
+            if at is None:
+                continue
+            pipe.zadd(key, dict.fromkeys(moves[old], float(at)), gt=True)
+            if old not in moves[old]:
+                pipe.zrem(key, old)
+            n += 1
+        pipe.expire(key, self.seen_ttl_s)
+        pipe.execute()
+        return n
 
     def _validator_key(self, url: str) -> str:
         return self._key("validators", hashlib.sha256(url.encode()).hexdigest()[:32])

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
+from newsflow.urls import InvalidURL, wire_host
+
 # What a host may be made of once IDN labels are punycode ("_" occurs in real hostnames).
 _HOST = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
 
@@ -31,14 +33,15 @@ def _psl() -> PublicSuffixList:
 
 
 def normalize_host(host: str | None) -> str:
-    """Lower-case, no trailing dot, no IPv6 brackets, IDN labels as punycode (left as they are
-    when they cannot be encoded). "" for no host."""
+    """Lower-case, no trailing dot, no IPv6 brackets, IDN labels as punycode by UTS 46 (the rule of
+    article ids and of the fetcher: `newsflow.urls.wire_host`); a host that rule refuses is only
+    lower-cased. "" for no host."""
     h = (host or "").strip().lower().rstrip(".")
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
     if h and not h.isascii():
-        with contextlib.suppress(UnicodeError):
-            h = h.encode("idna").decode("ascii")
+        with contextlib.suppress(InvalidURL):
+            h = wire_host(host or "")
     return h
 
 

@@ -54,6 +54,7 @@ from newsflow.netguard import (
     parse_resolve,
     resolve_and_check,
 )
+from newsflow.urls import InvalidURL, normalize_url
 
 MAX_URL_CHARS = 4096
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -84,6 +85,8 @@ class FetchResult:
     # Response headers, case-insensitive (the fetch stage reads X-Robots-Tag). A Mapping to
     # callers; a plain copy underneath, so results still pickle and go through asdict.
     headers: Mapping[str, str] = field(default_factory=CaseInsensitiveDict)
+    # The body as received (after Content-Encoding), before decoding: what the archive keeps.
+    body: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -647,15 +650,34 @@ def _request_headers(accept: str | None, etag: str | None, last_modified: str | 
     return headers
 
 
+def wire_url(url: str) -> str:
+    """The URL a GET for `url` requests: `newsflow.urls.normalize_url`, the rule article ids are made
+    by, so the page fetched is the one whose id was computed. PermanentError when it has none."""
+    if len(url) > MAX_URL_CHARS:
+        raise PermanentError("bad_url", f"URL is {len(url)} characters long (limit {MAX_URL_CHARS})")
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme and scheme not in ALLOWED_SCHEMES:
+        raise PermanentError("bad_scheme", f"only http and https are fetched, not {scheme!r}")
+    try:
+        return normalize_url(url)
+    except InvalidURL as exc:
+        raise PermanentError("bad_url", str(exc)[:300]) from None
+
+
 def _fetch(url: str, get: _Get) -> FetchedBytes:
-    """The one redirect loop: redirects are followed by hand so every hop meets `check_url`."""
-    current, hops = url, [url]
+    """The one redirect loop: redirects are followed by hand so every hop meets `check_url`.
+    Each hop requests its `wire_url`; `final_url` and the redirects are in that form."""
+    current = wire_url(url)
+    hops = [current]
     for _ in range(get.max_redirects + 1):
         check_url(current, get.policy)
         with _send(current, get) as resp:
             if resp.is_redirect:
                 extract_cookies_to_jar(get.cookies, resp.request, resp.raw)  # type: ignore[no-untyped-call]
-                target = urljoin(current, resp.headers.get("Location", ""))
+                target = wire_url(urljoin(current, resp.headers.get("Location", "")))
                 if target in hops:
                     raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
                 hops.append(target)
@@ -739,6 +761,12 @@ def fetch_page(
     return _page_from(raw)
 
 
+def page_from(raw: FetchedBytes) -> FetchResult:
+    """An answer's bytes as a page, under the checks a fetched page meets (empty body, binary
+    content, markup): for bytes that were not fetched now (an archived capture, a backfill)."""
+    return _page_from(raw)
+
+
 def _screen_page(head: ResponseHead) -> None:
     """Refuse what cannot be a page before its body costs us anything."""
     if head.status not in (200, 203):
@@ -769,4 +797,5 @@ def _page_from(raw: FetchedBytes) -> FetchResult:
         fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
         redirects=list(raw.redirects),
         headers=raw.headers,
+        body=body,
     )

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from newsflow import queues
+from newsflow.drift import SHARES, DriftStore
 
 OUTCOMES = ("ok", "skipped", "retry", "dead")
 # Stage durations: fetches and parses take milliseconds to tens of seconds.
@@ -180,8 +181,9 @@ class PipelineCollector(Collector):
 
     def __init__(
         self, state_redis: redis.Redis, broker_redis: redis.Redis, prefix: str, stages: Sequence[str],
-        queue_names: Sequence[str],
+        queue_names: Sequence[str], drift: DriftStore | None = None,
     ) -> None:  # fmt: skip
+        self.drift = drift
         self.state = state_redis
         self.broker = broker_redis
         self.prefix = prefix
@@ -195,6 +197,7 @@ class PipelineCollector(Collector):
             yield from self._stage_metrics()
             yield from self._queue_metrics()
             yield from self._redis_metrics()
+            yield from self._drift_metrics()
             up.add_metric([], 1)
         except redis.RedisError:
             up.add_metric([], 0)
@@ -272,3 +275,28 @@ class PipelineCollector(Collector):
         cap.add_metric([], float(info.get("maxmemory", 0)))
         yield used
         yield cap
+
+    def _drift_metrics(self) -> Iterator[Any]:
+        if self.drift is None:
+            return
+        flagged = GaugeMetricFamily(
+            "newsflow_drift_flagged", "1 if the source's extraction moved from its baseline (status --drift)",
+            labels=["source"],
+        )  # fmt: skip
+        share = GaugeMetricFamily(
+            "newsflow_drift_share", "Share of the source's newest articles with a problem, and of its baseline",
+            labels=["source", "metric", "sample"],
+        )  # fmt: skip
+        body = GaugeMetricFamily(
+            "newsflow_drift_median_body_chars", "Median body length of the source's articles",
+            labels=["source", "sample"],
+        )  # fmt: skip
+        for report in self.drift.reports():
+            flagged.add_metric([report.key], 1.0 if report.flagged else 0.0)
+            for sample, rates in (("window", report.window), ("baseline", report.baseline)):
+                if rates is None:
+                    continue
+                for name in SHARES:
+                    share.add_metric([report.key, name, sample], getattr(rates, name))
+                body.add_metric([report.key, sample], rates.median_body)
+        yield from (flagged, share, body)

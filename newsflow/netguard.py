@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from newsflow.errors import PermanentError
+from newsflow.urls import InvalidURL, wire_host
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
@@ -51,19 +52,16 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def ascii_host(host: str) -> str:
-    """The host as sent on the wire: lower case, IDNA-encoded, without brackets or a trailing dot."""
-    host = host.strip().strip("[]").rstrip(".").lower()
-    if host.isascii():
-        return host
+    """The host as sent on the wire: `newsflow.urls.wire_host` (lower case, IDNA by UTS 46, without
+    brackets or a trailing dot), the rule article ids are made by. PermanentError `bad_url` when it
+    cannot be sent."""
+    host = host.strip()
+    if host.startswith("[") or ":" in host:  # an IPv6 address, with or without its brackets
+        host = "[" + host.strip("[]") + "]"
     try:
-        import idna
-
-        return str(idna.encode(host, uts46=True).decode("ascii"))
-    except (ImportError, UnicodeError, ValueError):
-        try:
-            return host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise PermanentError("bad_url", f"host {host[:100]!r} is not a valid domain name") from None
+        return wire_host(host)
+    except InvalidURL as exc:
+        raise PermanentError("bad_url", str(exc)[:300]) from None
 
 
 def parse_resolve(spec: str) -> dict[tuple[str, int], tuple[str, ...]]:

@@ -116,3 +116,24 @@ def _unacked_by_queue(r: redis.Redis, now: float) -> tuple[dict[str, int], dict[
                 q = tag_queue[tag]
                 oldest[q] = max(oldest.get(q, 0.0), round(now - float(score), 3))
     return counts, eta, oldest
+
+
+@dataclass(frozen=True)
+class Room:
+    """What one Redis server says about its memory."""
+
+    full: bool  # used_memory >= maxmemory (> 0): refusing writes right now
+    oom_errors: int  # writes refused for want of memory since it started (INFO errorstats)
+
+
+def room_of(client: Any) -> Room:
+    """A Redis server's memory: full now, and how many writes it refused (OOM) since it started."""
+    memory = client.info("memory")
+    limit = int(memory.get("maxmemory") or 0)
+    try:
+        errors = client.info("errorstats")  # Redis >= 6.2
+    except redis.ResponseError:
+        errors = {}
+    oom = errors.get("errorstat_OOM")
+    count = int(oom.get("count", 0)) if isinstance(oom, dict) else 0  # none refused yet (or Redis < 6.2)
+    return Room(limit > 0 and int(memory.get("used_memory") or 0) >= limit, count)

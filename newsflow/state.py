@@ -12,8 +12,10 @@ Every key lives under the configured prefix (default `newsflow:`) and has a TTL 
 - `statm:{state}:{minute}` transition counters per minute, kept two hours (throughput, "last hour")
 - `deadidx`                set of `{stage}|{reason}` pairs seen in dead letters (bounded: stages x reasons)
 - `deadidx:{stage}|{reason}` zset of dead article ids by time, pruned against `dead`, capped like it
+- `reconcile:redis_full`   hash: OOM refusals per server and when Redis was last seen full (reconciler)
 - `sources`                hash `{source}|{state}` -> articles (fields bounded by the configured sources)
 - `metrics:*`              Prometheus counters written by every worker (see newsflow/metrics.py)
+- `id_version`             the URL normalisation version article ids are made by (newsflow/migrate.py)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +33,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config.defaults import Settings
-from newsflow import metrics
-from newsflow.pipeline import STATES, TERMINAL_STATES
+from newsflow import metrics, sentinel
+from newsflow.pipeline import STATES, TERMINAL_STATES, beyond
+from newsflow.queues import Room, room_of
 
 TRACE_LEN = 50
 STATS_TTL_S = 2 * 24 * 3600
@@ -45,6 +48,27 @@ SOURCE_NAME_MAX = 100
 _BLOB_LEVEL, _DOC_LEVEL = 1, 3
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 Pipe = redis.client.Pipeline
+
+# A stage's final writes, applied only if the article has not gone past the stage meanwhile: the
+# state check and the writes in one atomic round trip, so a stale delivery (a worker frozen past the
+# visibility timeout after reading its input) can never write over a later state. The `#!lua`
+# shebang (Redis 7) makes Redis refuse the whole script up front when it is out of memory, instead
+# of failing at its first write with the writes before it kept: all or none, like MULTI/EXEC.
+# ARGV: n, the n states that stand in the way, then each command as (argc, args...).
+_GUARDED_WRITE = """#!lua
+local now = redis.call('HGET', KEYS[1], 'state')
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
+  if now == ARGV[i] then return now end
+end
+local i = n + 2
+while i <= #ARGV do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
+return false
+"""
 
 
 def _pack(data: bytes, level: int) -> bytes:
@@ -85,16 +109,28 @@ class LedgerEntry:
 _CONNECT_RETRIES = 6
 
 
-def connect(url: str) -> redis.Redis:
-    """A client with timeouts, so a dead Redis shows up as an error instead of a hang."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), _CONNECT_RETRIES),
-        retry_on_error=[redis.ConnectionError],
-    )
+def connect(url: str, settings: Settings | None = None) -> redis.Redis:
+    """A client with timeouts, so a dead Redis shows up as an error instead of a hang.
+
+    A `sentinel://` URL gives a client of the master its sentinels name (newsflow/sentinel.py),
+    with the master group and sentinel password of `settings` (default: this process's)."""
+    options: dict[str, Any] = {
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), _CONNECT_RETRIES),
+        "retry_on_error": [redis.ConnectionError],
+    }
+    if sentinel.is_sentinel_url(url):
+        if settings is None:
+            from config.settings import get_settings
+
+            settings = get_settings()
+        client: redis.Redis = sentinel.master_client(
+            url, settings.redis_sentinel_master, settings.redis_sentinel_password, **options
+        )
+        return client
+    return redis.Redis.from_url(url, **options)
 
 
 class State:
@@ -102,10 +138,11 @@ class State:
         self._r = client
         self.s = settings
         self.p = settings.key_prefix
+        self._guarded: Any = None  # the registered guarded-write script, made on first use
 
     @classmethod
     def from_settings(cls, settings: Settings) -> State:
-        return cls(connect(settings.state_url), settings)
+        return cls(connect(settings.state_url, settings), settings)
 
     def _key(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -157,6 +194,22 @@ class State:
         """A stage's writes in one round trip, all or none (MULTI/EXEC): a Redis refusing one of
         them (maxmemory) must not let the others through, e.g. free the blob without the document."""
         return self._r.pipeline(transaction=True)
+
+    def commit_unless_beyond(self, pipe: Pipe, article_id: str, stage: str) -> str | None:
+        """Apply `pipe`'s queued writes unless the article's ledger state is already past `stage`
+        (`newsflow.pipeline.beyond`); one atomic script, all or none. Returns None when written,
+        else the state that stood in the way (nothing was written: the delivery is stale)."""
+        later = [s for s in STATES if beyond(s, stage)]
+        encode: Callable[[Any], bytes] = self._r.get_encoder().encode
+        argv: list[Any] = [len(later), *later]
+        for args, _options in pipe.command_stack:
+            argv.append(len(args))
+            argv.extend(encode(a) for a in args)
+        pipe.reset()
+        if self._guarded is None:
+            self._guarded = self._r.register_script(_GUARDED_WRITE)
+        now = self._guarded(keys=[self._key("article", article_id)], args=argv)
+        return now.decode() if isinstance(now, bytes) else None
 
     def get_docs(self, article_ids: list[str]) -> list[dict[str, Any] | None]:
         raws = self._r.mget([self._key("doc", a) for a in article_ids]) if article_ids else []
@@ -262,9 +315,23 @@ class State:
         pipe.expire(key, self.s.ledger_ttl_s)
         return int(pipe.execute()[0])
 
+    # --- memory (the reconciler waits while Redis is full) -------------------------------------
+    def room(self) -> Room:
+        """The state Redis's memory: full now, and how many writes it refused for want of it."""
+        return room_of(self._r)
+
+    def reconcile_marks(self) -> dict[str, str]:
+        """What the reconciler noted at its last sweep (`reconcile:redis_full`: OOM counts, when full)."""
+        raw: dict[bytes, bytes] = self._r.hgetall(self._key("reconcile", "redis_full"))  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def set_reconcile_marks(self, marks: Mapping[str, str]) -> None:
+        self._r.hset(self._key("reconcile", "redis_full"), mapping=dict(marks))  # type: ignore[arg-type]
+
     def reset_connections(self) -> None:
-        """Drop pooled connections (one interrupted mid-pipeline may hold unread replies)."""
-        self._r.connection_pool.disconnect()
+        """Drop idle pooled connections (one interrupted mid-pipeline may hold unread replies).
+        Connections other threads are using are left alone: a threads pool shares the pool."""
+        self._r.connection_pool.disconnect(inuse_connections=False)
 
     def ledger(self, article_id: str) -> LedgerEntry | None:
         raw: dict[bytes, bytes] = self._r.hgetall(self._key("article", article_id))  # type: ignore[assignment]
@@ -298,7 +365,14 @@ class State:
         detail: str,
         payload: Mapping[str, Any],
         worker: str = "",
-    ) -> None:
+        *,
+        unless_beyond: bool = False,
+    ) -> bool:
+        """Dead-letter the article: its record, the indexes and the ledger, in one round trip.
+
+        With `unless_beyond`, nothing is written if the article went past `stage` meanwhile (a
+        stale delivery's late failure must not move the ledger backwards). Returns whether written.
+        """
         now = time.time()
         record = {
             "article_id": article_id,
@@ -311,23 +385,28 @@ class State:
         }
         dkey, zkey = self._key("dead", article_id), self._key("dead")
         pair = _pair(stage, reason)
-        pipe = self._r.pipeline(transaction=False)
+        others = [other for other in self._dead_pairs() if other != pair]
+        pipe = self.pipeline()
         pipe.set(dkey, json.dumps(record, ensure_ascii=False), ex=self.s.ledger_ttl_s)
         pipe.zadd(zkey, {article_id: now})
         # Bound the dead-letter set: drop the oldest beyond the cap.
         pipe.zremrangebyrank(zkey, 0, -self.s.deadletter_max - 1)
-        for other in self._dead_pairs():  # died before elsewhere, maybe cleared since: leave those indexes
-            if other != pair:
-                pipe.zrem(self._key("deadidx", other), article_id)
+        for other in others:  # died before elsewhere, maybe cleared since: leave those indexes
+            pipe.zrem(self._key("deadidx", other), article_id)
         pipe.sadd(self._key("deadidx"), pair)
         pipe.zadd(self._key("deadidx", pair), {article_id: now})
         pipe.zremrangebyrank(self._key("deadidx", pair), 0, -self.s.deadletter_max - 1)
-        pipe.execute()
+        self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker, pipe=pipe)
+        if unless_beyond:
+            if self.commit_unless_beyond(pipe, article_id, stage) is not None:
+                return False
+        else:
+            pipe.execute()
         source = payload.get("source") if isinstance(payload, Mapping) else None
         if isinstance(source, str) and source and payload.get("id"):  # an article, not a failed crawl
             self.count_source(source, "dead")
         metrics.count_failed(self._r, self.p, stage, reason)
-        self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)
+        return True
 
     def dead_letters(
         self, limit: int = 1000, *, stage: str | None = None, reason: str | None = None
@@ -416,6 +495,122 @@ class State:
             if value is not None:
                 out[STATES[i // len(stamps)]] += int(value)
         return out
+
+    # --- article id version and re-keying (`newsflow migrate`, newsflow/migrate.py) -------------
+    # `id_version` holds the version of the URL normalisation the stored ids were made by
+    # (newsflow.urls.ID_VERSION); absent on deployments older than the key (version 1 if they hold
+    # anything keyed by article id).
+    def id_version(self) -> int | None:
+        raw = self._r.get(self._key("id_version"))
+        return None if raw is None else int(raw)
+
+    def set_id_version(self, version: int) -> None:
+        self._r.set(self._key("id_version"), str(int(version)))
+
+    def set_id_version_if_absent(self, version: int) -> bool:
+        """Record the version on a deployment that has none yet; False if one is there."""
+        return bool(self._r.set(self._key("id_version"), str(int(version)), nx=True))
+
+    def holds_articles(self) -> bool:
+        """Whether anything is kept here under article ids (a ledger entry or a dead letter)."""
+        if self._r.exists(self._key("dead")):
+            return True
+        return next(iter(self._r.scan_iter(match=self._key("article", "*"), count=1000)), None) is not None
+
+    def ledger_ids(self) -> list[str]:
+        """The article id of every ledger entry (and of every dead letter), by a SCAN."""
+        head = len(self._key("article", ""))
+        ids = {k.decode()[head:] for k in self._r.scan_iter(match=self._key("article", "*"), count=1000)}
+        ids.update(x.decode() for x in self._r.zrange(self._key("dead"), 0, -1))  # type: ignore[union-attr]
+        return sorted(ids)
+
+    def _id_keys(self, article_id: str) -> list[str]:
+        from newsflow.pipeline import ORDER
+
+        return [
+            self._key("article", article_id),
+            self._key("trace", article_id),
+            self._key("dead", article_id),
+            self._key("doc", article_id),
+            self._key("blob", article_id),
+            *(self._key("attempts", stage, article_id) for stage in ORDER),
+        ]
+
+    def rekey_article(self, old: str, new: str, dry_run: bool = False) -> str:
+        """Move everything kept under article id `old` to `new`: the ledger entry, trace, dead
+        letter (its record, the `dead` and per-reason indexes), document, blob, attempt counters and
+        the in-flight index. TTLs are kept. When `new` holds an entry already (two old ids are one
+        article now), the entry updated last wins and the other is dropped.
+
+        Returns "moved", "merged_kept_old" / "merged_kept_new" or "missing" (nothing under `old`)."""
+        if old == new:
+            return "missing"
+        olds, news = self._id_keys(old), self._id_keys(new)
+        pipe = self._r.pipeline(transaction=False)
+        for key in olds:
+            pipe.exists(key)
+        pipe.hget(olds[0], "updated_at")
+        pipe.hget(news[0], "updated_at")
+        pipe.exists(news[0], news[2])
+        for zkey in (self._key("dead"), self._key("inflight")):
+            pipe.zscore(zkey, old)
+        *present, old_at, new_at, new_exists, dead_at, inflight_at = pipe.execute()
+        if not any(present) and dead_at is None and inflight_at is None:
+            return "missing"
+        outcome = "moved"
+        if new_exists:
+            keep_old = float(old_at or 0) > float(new_at or 0)
+            outcome = "merged_kept_old" if keep_old else "merged_kept_new"
+            if not keep_old:
+                if not dry_run:
+                    self._drop_id(old)
+                return outcome
+        if dry_run:
+            return outcome
+        record = self._r.get(olds[2])
+        tx = self._r.pipeline(transaction=True)
+        if new_exists:
+            tx.delete(*news)
+            tx.zrem(self._key("dead"), new)
+            tx.zrem(self._key("inflight"), new)
+        for key, target, there in zip(olds, news, present, strict=True):
+            if there:
+                tx.rename(key, target)
+        if record is not None:  # the record names its article, and its payload is replayed as is
+            data = json.loads(record)
+            data["article_id"] = new
+            if isinstance(data.get("payload"), dict) and data["payload"].get("id") == old:
+                data["payload"]["id"] = new
+            tx.set(news[2], json.dumps(data, ensure_ascii=False), keepttl=True)
+        for zkey, score in ((self._key("dead"), dead_at), (self._key("inflight"), inflight_at)):
+            if score is not None:
+                tx.zrem(zkey, old)
+                tx.zadd(zkey, {new: score})
+        for pair in self._dead_pairs():
+            ikey = self._key("deadidx", pair)
+            tx.eval(_REKEY_ZMEMBER, 1, ikey, old, new)
+        tx.execute()
+        return outcome
+
+    def _drop_id(self, article_id: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(*self._id_keys(article_id))
+        pipe.zrem(self._key("dead"), article_id)
+        pipe.zrem(self._key("inflight"), article_id)
+        for pair in self._dead_pairs():
+            pipe.zrem(self._key("deadidx", pair), article_id)
+        pipe.execute()
+
+
+# Move one zset member to another name, keeping its score (nothing if it is not there).
+_REKEY_ZMEMBER = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[1], score, ARGV[2])
+end
+return score
+"""
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -21,6 +21,7 @@ import redis
 from config.defaults import Settings
 from newsflow import metrics
 from newsflow.crawlstore import CrawlStore
+from newsflow.drift import DriftStore
 from newsflow.enrich.clusters import ClusterStore
 from newsflow.locks import Lock
 from newsflow.polite.limiter import HostLimiter
@@ -36,7 +37,7 @@ class Stores:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stores:
-        return cls(connect(settings.state_url), settings)
+        return cls(connect(settings.state_url, settings), settings)
 
     @cached_property
     def state(self) -> State:
@@ -66,6 +67,10 @@ class Stores:
         return CrawlStore(self._r, s.key_prefix, s.crawl_seen_ttl_s, s.crawl_seen_max, s.crawl_lock_ttl_s)
 
     @cached_property
+    def drift(self) -> DriftStore:
+        return DriftStore(self._r, self.settings)
+
+    @cached_property
     def counters(self) -> metrics.CounterBuffer:
         return metrics.CounterBuffer(self._r, self.settings.metrics_flush_s)
 
@@ -77,5 +82,6 @@ class Stores:
         return metrics.stage_counts(self._r, self.settings.key_prefix, stages)
 
     def reset_connections(self) -> None:
-        """Drop pooled connections (one interrupted mid-pipeline may hold unread replies)."""
-        self._r.connection_pool.disconnect()
+        """Drop idle pooled connections (one interrupted mid-pipeline may hold unread replies).
+        Connections other threads are using are left alone: a threads pool shares the pool."""
+        self._r.connection_pool.disconnect(inuse_connections=False)

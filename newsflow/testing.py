@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from config.defaults import Settings
-from newsflow.pipeline import TERMINAL_STATES, Message, Stage
+from newsflow.pipeline import TERMINAL_STATES, Message, Stage, beyond
+from newsflow.queues import Room
 from newsflow.state import LedgerEntry
 
 
@@ -39,6 +40,8 @@ class MemoryState:
     sources: dict[str, int] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     down: bool = False  # True: every call raises redis.ConnectionError, as with Redis away
+    full: bool = False  # what `room()` says: the Redis is at maxmemory
+    marks: dict[str, str] = field(default_factory=dict)
 
     def _check(self) -> None:
         if self.down:
@@ -99,6 +102,15 @@ class MemoryState:
         self._check()
         return MemoryPipe()
 
+    def commit_unless_beyond(self, pipe: MemoryPipe, article_id: str, stage: str) -> str | None:
+        self._check()
+        entry = self.entries.get(article_id)
+        if entry is not None and beyond(entry.state, stage):
+            pipe.ops = []
+            return entry.state
+        pipe.execute()
+        return None
+
     # ledger
     def record(
         self,
@@ -146,8 +158,13 @@ class MemoryState:
         detail: str,
         payload: Mapping[str, Any],
         worker: str = "",
-    ) -> None:
+        *,
+        unless_beyond: bool = False,
+    ) -> bool:
         self._check()
+        entry = self.entries.get(article_id)
+        if unless_beyond and entry is not None and beyond(entry.state, stage):
+            return False
         self.dead[article_id] = {
             "article_id": article_id,
             "url": url,
@@ -157,6 +174,7 @@ class MemoryState:
             "payload": dict(payload),
         }
         self.record(article_id, url, "dead", stage, reason=reason, detail=detail, worker=worker)
+        return True
 
     def dead_letter_record(self, article_id: str) -> dict[str, Any] | None:
         return self.dead.get(article_id)
@@ -169,6 +187,18 @@ class MemoryState:
         key = f"{stage}|{article_id}"
         self.attempts[key] = self.attempts.get(key, 0) + 1
         return self.attempts[key]
+
+    def room(self) -> Room:
+        self._check()
+        return Room(self.full, 0)
+
+    def reconcile_marks(self) -> dict[str, str]:
+        self._check()
+        return dict(self.marks)
+
+    def set_reconcile_marks(self, marks: Mapping[str, str]) -> None:
+        self._check()
+        self.marks.update(marks)
 
     def count_source(self, source: str, state: str, sink: Any = None) -> None:
         key = f"{source}|{state}"

@@ -34,11 +34,26 @@ def _setup_logging(**_: Any) -> None:
     logs.configure(get_settings().log_level)
 
 
+def _check_id_version(**_: Any) -> None:
+    """A worker never starts on article ids made by another URL normalisation: it would file
+    articles under ids the stored ones do not match (`newsflow migrate` re-keys them). A Redis
+    that cannot be reached now is the stages' to ride out, not a reason to refuse."""
+    from newsflow.migrate import IdVersionError, ensure_current
+
+    try:
+        ensure_current(get_settings())
+    except IdVersionError as exc:
+        raise SystemExit(f"newsflow: error: {exc}") from None
+    except Exception as exc:  # Redis down or slow: the check is skipped, the worker starts
+        logs.get_logger("newsflow.worker").warning("id_version_unchecked", error=str(exc)[:300])
+
+
 app = Celery("newsflow", include=TASK_MODULES)
 app.add_defaults(_config)  # a promise: read when the configuration is first needed
 # Keep Celery from installing its own text handlers; use ours in every worker process.
 signals.setup_logging.connect(_setup_logging, weak=False)
 signals.worker_process_init.connect(_setup_logging, weak=False)
+signals.worker_init.connect(_check_id_version, weak=False)
 # Time limits and worker-lost handling for the solo pool of the CPU-bound stages.
 solo.install(get_settings)
 

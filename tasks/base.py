@@ -25,7 +25,8 @@ from typing import Any, NoReturn, Protocol
 
 import redis
 from celery import Task, signals
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError
 
 from config.defaults import Settings
 from config.settings import get_settings
@@ -33,8 +34,11 @@ from newsflow import metrics
 from newsflow.dispatch import send
 from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.logs import get_logger
-from newsflow.pipeline import FIRST, LAST, Message, Stage, beyond, next_stage, on_lost_input, stage
+from newsflow.pipeline import FIRST, LAST, Message, Stage, next_stage, on_lost_input, stage
 from newsflow.stores import Stores
+from tasks.celeryconfig import soft_limit_s
+from tasks.transport import redis_full
+from tasks.watchdog import soft_limit
 
 log = get_logger("newsflow.stage")
 
@@ -120,8 +124,10 @@ def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, o
     except InputGone as exc:
         try:
             outcome = _input_gone(ctx, message, exc, outbox)
-        except (redis.ConnectionError, redis.TimeoutError) as err:  # Redis went away meanwhile: retry
-            unavailable = TransientError("redis_unavailable", str(err))
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError) as err:
+            # Redis went away (or filled up) meanwhile: retry
+            why = "redis_full" if isinstance(err, redis.exceptions.OutOfMemoryError) else "redis_unavailable"
+            unavailable = TransientError(why, str(err))
             return _transient(ctx, payload, unavailable, attempt, outbox, bound, started)
         bound.info("stage_done", outcome=outcome, reason=exc.reason, duration_ms=_ms(started))
         return outcome
@@ -131,6 +137,9 @@ def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, o
         return _transient(ctx, payload, TransientError("redis_unavailable", str(exc)), attempt, outbox, bound, started)
     except redis.exceptions.OutOfMemoryError as exc:  # maxmemory with noeviction: wait for room
         return _transient(ctx, payload, TransientError("redis_full", str(exc)), attempt, outbox, bound, started)
+    except OperationalError as exc:  # kombu's wrapping of a publish that failed (Redis full or gone)
+        reason = "redis_full" if redis_full(exc) else "redis_unavailable"
+        return _transient(ctx, payload, TransientError(reason, str(exc)), attempt, outbox, bound, started)
     except PermanentError as exc:
         outcome = _dead(ctx, payload, exc.reason, exc.detail, attempt, outbox)
         bound.warning("stage_done", outcome=outcome, reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
@@ -190,13 +199,24 @@ def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: in
     body = payload if isinstance(payload, dict) else {"raw": repr(payload)[:500]}
     aid = str(body.get("id") or "unknown")
     try:
-        entry = ctx.state.ledger(aid) if isinstance(body.get("id"), str) else None
-        if entry is not None and beyond(entry.state, ctx.stage.name):
-            log.warning("dead_letter_superseded", article_id=aid, stage=ctx.stage.name, reason=reason, now=entry.state)
+        # The state check and the dead letter are one atomic write (State.commit_unless_beyond):
+        # a later delivery finishing between a separate read and write would be overwritten.
+        written = ctx.state.dead_letter(
+            aid,
+            str(body.get("url") or ""),
+            ctx.stage.name,
+            reason,
+            detail,
+            body,
+            worker=ctx.worker,
+            unless_beyond=isinstance(body.get("id"), str),
+        )
+        if not written:
+            log.warning("dead_letter_superseded", article_id=aid, stage=ctx.stage.name, reason=reason)
             return "superseded"
-        ctx.state.dead_letter(aid, str(body.get("url") or ""), ctx.stage.name, reason, detail, body, worker=ctx.worker)
-    except (redis.ConnectionError, redis.TimeoutError):
-        # Without Redis the dead letter cannot be written: retry the message instead of losing it.
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError):
+        # Without Redis (or without room in it) the dead letter cannot be written: retry the
+        # message instead of losing it.
         outbox.retry(payload, backoff_s(attempt, ctx.settings))
     return "dead"
 
@@ -230,8 +250,17 @@ class StageTask(Task):  # type: ignore[misc]
     def run_stage(self, payload: Any, handler: Handler) -> str:
         started = time.perf_counter()
         outcome = "retry"  # the only thing `run_stage` lets escape is Celery's Retry
+        ctx = self.context()
         try:
-            outcome = run_stage(self.context(), payload, handler, self._attempt(payload), _CeleryOutbox(self))
+            # On the threads pool (fetch, index) Celery enforces no time limit: the watchdog does.
+            with soft_limit(soft_limit_s(self.stage, ctx.settings), self.stage):
+                outcome = run_stage(ctx, payload, handler, self._attempt(payload), _CeleryOutbox(self))
+            return outcome
+        except SoftTimeLimitExceeded:
+            # The watchdog fired outside the runner's own handler (as the task began or ended):
+            # the message still gets a fate, never a bare failure that acks it unrecorded.
+            detail = "the stage ran past its soft time limit"
+            outcome = _dead(ctx, payload, "time_limit", detail, 0, _CeleryOutbox(self))
             return outcome
         finally:
             self._observe(payload, outcome, started)
@@ -294,7 +323,30 @@ class _CeleryOutbox:
         send(self.task.app, to, message)
 
     def retry(self, payload: Any, countdown: float) -> NoReturn:
-        raise self.task.retry(args=(payload,), countdown=countdown, max_retries=get_settings().max_retries)
+        try:
+            raise self.task.retry(args=(payload,), countdown=countdown, max_retries=get_settings().max_retries)
+        except Reject as exc:
+            raise requeue_unpublished(exc, str(self.task.request.id or "")) from exc
+        except self.task.MaxRetriesExceededError as exc:
+            # Only `_dead` retries past max_retries: its dead letter could not be written (Redis
+            # gone or full). A failure here would be acked and the article lost: requeue it; a
+            # later run dead-letters it once Redis takes writes again (maybe as `poison`: see
+            # "Known limits" in docs/reliability.md).
+            log.warning("dead_letter_not_written", task_id=str(self.task.request.id or ""), requeued=True)
+            raise Reject(exc, requeue=True) from exc
+
+
+def requeue_unpublished(exc: Reject, task_id: str = "") -> Reject:
+    """What to raise when Celery's `retry` could not publish the retry message (a full Redis
+    refuses the LPUSH; a Redis gone refuses everything). Celery then raises `Reject(requeue=False)`,
+    and with late acks the original is acked: the article was dropped, for the reconciler to find
+    much later. Requeue the original instead: back to its queue now, or, when Redis cannot take even
+    that, left in the unacked set for the visibility timeout to bring back (tasks/transport.py).
+    Either way it returns marked `redelivered`, which counts towards `poison` like any other."""
+    if exc.requeue:
+        return exc
+    log.warning("retry_not_published", task_id=task_id, error=str(exc.reason)[:300], requeued=True)
+    return Reject(exc.reason, requeue=True)
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from config.defaults import Settings
 from newsflow.pipeline import CRAWL_TASK, stage, task_routes
+from newsflow.sentinel import broker_options, is_sentinel_url
 
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 _SSL_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
@@ -42,12 +43,25 @@ def time_limits(s: Settings) -> dict[str, dict[str, float]]:
     }
 
 
+def soft_limit_s(stage_name: str, s: Settings) -> float:
+    """A stage's soft time limit wherever it runs: Celery applies the annotations above on prefork
+    (and tasks/solo.py on solo); the stage runner's watchdog applies this on the threads pool."""
+    limits = {
+        "fetch": s.fetch_time_limit_s,
+        "clean": s.clean_time_limit_s,
+        "enrich": s.enrich_time_limit_s,
+        # Above the commit wait, so a slow commit ends as a retry (`index_timeout`) first.
+        "index": s.index_batch_max_wait_s + s.index_commit_wait_s + 30,
+    }
+    return limits.get(stage_name, float(s.task_time_limit_s))
+
+
 def celery_config(s: Settings) -> dict[str, Any]:
     return {
         "broker_url": s.redis_url,
         # kombu's Redis transport, but a queue entry that is not a message is set aside instead of
-        # stopping the worker (tasks/transport.py).
-        "broker_transport": "tasks.transport:Transport",
+        # stopping the worker (tasks/transport.py); its Sentinel variant for `sentinel://` URLs.
+        "broker_transport": f"tasks.transport:{'SentinelTransport' if is_sentinel_url(s.redis_url) else 'Transport'}",
         "broker_connection_retry_on_startup": True,
         # Unacked messages come back after this long; every limit and countdown stays below it.
         # Workers sweep for such messages every tenth of it (kombu's default sweep runs only every
@@ -57,6 +71,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
             "socket_timeout": 30,
             "unacked_restore_interval": max(1, min(10, s.visibility_timeout_s // 10)),
             "unacked_restore_throttle": 1,
+            # sentinel:// URLs: the master group and the sentinels' password (newsflow/sentinel.py).
+            **broker_options(s.redis_url, s.redis_sentinel_master, s.redis_sentinel_password),
         },
         "broker_use_ssl": broker_ssl(s.redis_url),
         # Results are not used: the ledger in Redis records each article's fate.

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from newsflow.domains import trusted_canonical
+from newsflow.drift import Observation, drift_key
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
+from newsflow.extract.body import PRECISE as PREFERRED_BODY
+from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 from newsflow.pipeline import Message, beyond
+from newsflow.search.tombstones import site_of_url
 from tasks.app import app
 from tasks.base import StageContext, StageTask, stage_task, superseded
 
 
-def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int) -> dict[str, Any]:
+@cache
+def extract_options(disable: str) -> ExtractOptions:
+    """The extraction options with the steps named in `clean_extract_disable` switched off."""
+    options = DEFAULT_OPTIONS
+    for name in (n.strip() for n in disable.split(",")):
+        if name:
+            try:
+                options = options.without(name)
+            except ValueError as exc:
+                raise PermanentError("bad_settings", f"NEWSFLOW_CLEAN_EXTRACT_DISABLE: {exc}") from None
+    return options
+
+
+def build_doc(
+    msg: Message, html: str, max_html_bytes: int, min_body_chars: int, options: ExtractOptions = DEFAULT_OPTIONS
+) -> dict[str, Any]:
     """The pure part: HTML and fetch metadata in, article document out.
 
     Who the article is rests on what was fetched: `url` (requested) and `final_url` (after
@@ -24,7 +44,7 @@ def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int)
         raise PermanentError("too_large", f"HTML exceeds {max_html_bytes} bytes; not parsed")
     fetch = msg.fetch or {}
     final_url = fetch.get("final_url") or msg.url
-    article = extract_article(html, final_url, dict(msg.hints) if msg.hints else None)
+    article = extract_article(html, final_url, dict(msg.hints) if msg.hints else None, options)
     if len(article.body) < min_body_chars:
         raise PermanentError("no_article", f"main text has {len(article.body)} characters (< {min_body_chars})")
     doc = article.to_dict()
@@ -44,6 +64,8 @@ def build_doc(msg: Message, html: str, max_html_bytes: int, min_body_chars: int)
     )
     if msg.source:
         doc["source_name"] = msg.source
+    if isinstance(fetch.get("capture"), dict):
+        doc["capture"] = fetch["capture"]  # where the page is archived: kept by the index (reprocess)
     return doc
 
 
@@ -56,13 +78,37 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         if ctx.state.has_doc(aid):
             return msg.forward()  # redelivered after the doc was written: nothing to redo
         raise InputGone("blob_missing", "raw HTML expired or was lost")
-    doc = build_doc(msg, html, ctx.settings.clean_max_html_bytes, ctx.settings.clean_min_body_chars)
+    s = ctx.settings
+    options = extract_options(s.clean_extract_disable)
+    try:
+        doc = build_doc(msg, html, s.clean_max_html_bytes, s.clean_min_body_chars, options)
+    except PermanentError as exc:
+        if exc.reason == "no_article":  # a template change often shows first as pages with no article
+            ctx.stores.drift.observe(_drift_key(msg), Observation(no_article=True))
+        raise
     pipe = ctx.state.pipeline()  # the document, the blob's release and the ledger: one round trip
     ctx.state.put_doc(aid, doc, pipe)
+    ctx.stores.drift.observe(_drift_key(msg), Observation.of_article(doc, _fallback_body(doc)), pipe)
     ctx.state.delete_blob(key, pipe)
     ctx.state.record(aid, msg.url, "cleaned", ctx.stage.name, worker=ctx.worker, pipe=pipe)
-    pipe.execute()
+    # Written only if no later delivery took the article further while this one worked (a stale
+    # copy that read its input before freezing): the check and the writes are one atomic step.
+    now = ctx.state.commit_unless_beyond(pipe, aid, ctx.stage.name)
+    if now is not None:
+        return superseded(ctx, msg, now)
     return msg.forward()
+
+
+def _drift_key(msg: Message) -> str:
+    """The drift watch follows a configured source, else the site the page was fetched from."""
+    fetch = msg.fetch or {}
+    return drift_key(msg.source, site_of_url(fetch.get("final_url") or msg.url))
+
+
+def _fallback_body(doc: dict[str, Any]) -> bool:
+    """Whether the body came from the fallback candidate rather than the preferred one."""
+    method = (doc.get("provenance") or {}).get("body") or ""
+    return bool(method) and method != PREFERRED_BODY
 
 
 # Its time limits come from the settings through Celery's task annotations (tasks/celeryconfig.py).

@@ -25,7 +25,11 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     pipe = ctx.state.pipeline()  # document and ledger in one round trip
     ctx.state.put_doc(aid, doc, pipe)
     ctx.state.record(aid, msg.url, "enriched", ctx.stage.name, worker=ctx.worker, pipe=pipe)
-    pipe.execute()
+    # Written only if no later delivery took the article further while this one worked (a stale
+    # copy that read its input before freezing): the check and the writes are one atomic step.
+    now = ctx.state.commit_unless_beyond(pipe, aid, ctx.stage.name)
+    if now is not None:
+        return superseded(ctx, msg, now)
     return msg.forward()
 
 

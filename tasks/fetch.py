@@ -15,27 +15,34 @@ noindex (X-Robots-Tag header or robots meta tag) are dead-lettered `noindex`.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from celery import signals
 
 from config.settings import get_settings
+from newsflow.archive.retention import prune
+from newsflow.archive.writer import ArchiveWriter
 from newsflow.dispatch import send
 from newsflow.errors import PermanentError, StageError, TransientError
-from newsflow.fetcher import NotModified, fetch_page, make_session
+from newsflow.fetcher import FetchResult, NotModified, fetch_page, make_session
 from newsflow.logs import get_logger
 from newsflow.pipeline import FIRST, Message
 from newsflow.polite.hosts import host_key, interval_s, origin_of
 from newsflow.polite.noindex import header_noindex, meta_noindex
 from newsflow.polite.robots import bot_token
 from newsflow.stores import Stores
+from newsflow.urls import normalize_url
 from tasks.app import app
-from tasks.base import Handler, StageContext, StageTask, process_stores, stage_task
+from tasks.base import Handler, StageContext, StageTask, process_stores, stage_task, superseded
 
 log = get_logger("newsflow.fetch")
 _session: requests.Session | None = None
+_archive: ArchiveWriter | None = None
+_archive_made = threading.Lock()  # the threads of a fetch worker share one writer (one file per process)
 
 
 def session() -> requests.Session:
@@ -44,6 +51,63 @@ def session() -> requests.Session:
     if _session is None:
         _session = make_session(get_settings())
     return _session
+
+
+def archive() -> ArchiveWriter | None:
+    """This process's WARC writer (docs/archive.md), made on first use; None when archiving is off."""
+    global _archive
+    s = get_settings()
+    if not s.archive_path:
+        return None
+    if _archive is None:
+        with _archive_made:
+            if _archive is None:
+                where, max_bytes, max_age_s = s.archive_path, s.archive_max_bytes, s.archive_max_age_days * 86400
+
+                def retention() -> None:
+                    if max_bytes or max_age_s:
+                        prune(where, max_bytes=max_bytes, max_age_s=max_age_s, busy_s=s.archive_roll_s + 60)
+
+                _archive = ArchiveWriter(
+                    where, roll_bytes=s.archive_roll_bytes, roll_s=s.archive_roll_s,
+                    gzip_level=s.archive_gzip_level, on_roll=retention,
+                )  # fmt: skip
+    return _archive
+
+
+@signals.worker_process_shutdown.connect  # a prefork child exiting
+@signals.worker_shutdown.connect  # a threads or solo worker's warm shutdown
+def _close_archive(**_: object) -> None:
+    """Close the WARC file cleanly (flushed, fsynced) before the process goes."""
+    if _archive is not None:
+        _archive.close()
+
+
+def _archive_page(msg: Message, result: FetchResult) -> dict[str, Any] | None:
+    """Keep what was fetched; where it is travels on to the indexed article. A failing archive
+    (full disk) is logged, never the fetch's failure."""
+    writer = archive()
+    if writer is None:
+        return None
+    meta = {
+        "article_id": msg.id,
+        "source": msg.source,
+        "requested_url": msg.url,
+        "redirects": result.redirects,
+        "hints": dict(msg.hints) if msg.hints else None,
+    }
+    try:
+        capture = writer.write(
+            result.final_url, result.status, result.headers, result.body,
+            request_headers=session().headers, meta=meta,
+            date=result.fetched_at.replace("+00:00", "Z"),  # one time for the capture and the article
+        ).to_dict()  # fmt: skip
+    except OSError as exc:
+        log.error("archive_write_failed", article_id=msg.id, url=msg.url, error=str(exc)[:300])
+        return None
+    if msg.hints:
+        capture["hints"] = dict(msg.hints)  # reprocess restores them once the ledger has expired
+    return capture
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
@@ -60,6 +124,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         raise
     if ctx.settings.polite_obey_noindex:
         _check_noindex(result.html, result.headers.get("X-Robots-Tag", ""), ctx.settings.user_agent)
+    capture = _archive_page(msg, result)
     pipe = ctx.state.pipeline()  # claim check and ledger in one round trip
     key = ctx.state.put_blob(msg.id, result.html, pipe)
     ctx.state.record(
@@ -72,7 +137,9 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         origin=msg.origin_json(),
         pipe=pipe,
     )
-    pipe.execute()
+    now = ctx.state.commit_unless_beyond(pipe, msg.id, ctx.stage.name)
+    if now is not None:
+        return superseded(ctx, msg, now)  # a later delivery took the article further meanwhile
     fetch_meta = {
         "final_url": result.final_url,
         "status": result.status,
@@ -82,6 +149,8 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         "encoding": result.encoding,
         "bytes": result.n_bytes,
     }
+    if capture is not None:
+        fetch_meta["capture"] = capture
     return msg.forward(blob=key, fetch=fetch_meta)
 
 
@@ -109,16 +178,19 @@ def polite_gate(task: StageTask, payload: Any) -> Handler | None:
         parts = urlsplit(msg.url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return handle  # the fetcher refuses it with its own reason
-        key, origin = host_key(msg.url), origin_of(msg.url)
+        # Robots rules are matched against the URL the fetcher will request (dot-segments resolved,
+        # escapes normalised): `/a/../private/x` is `/private/x` to the site, and to its robots.txt.
+        url = normalize_url(msg.url)
+        key, origin = host_key(url), origin_of(url)
     except (StageError, ValueError):  # a bad message (run_stage dead-letters it), a bad URL (the fetcher does)
         return handle
     try:
-        return _gate(task, process_stores(), msg, key, origin)
+        return _gate(task, process_stores(), msg, url, key, origin)
     except Exception as exc:  # e.g. Redis down: run_stage decides (retry, or dead-letter a bug)
         return _raising(exc)
 
 
-def _gate(task: StageTask, stores: Stores, msg: Message, key: str, origin: str) -> Handler | None:
+def _gate(task: StageTask, stores: Stores, msg: Message, url: str, key: str, origin: str) -> Handler | None:
     s = stores.settings
     booked, crawl_delay = msg.slot_ms, None
     if s.polite_obey_robots:
@@ -141,7 +213,7 @@ def _gate(task: StageTask, stores: Stores, msg: Message, key: str, origin: str) 
                 lock.release()
         if rules.kind == "error":
             return _raising(TransientError("robots_unavailable", f"{origin}/robots.txt: {rules.detail}"))
-        if not rules.allowed(msg.url, bot):
+        if not rules.allowed(url, bot):
             return _raising(PermanentError("robots_disallowed", f"{origin}/robots.txt disallows this URL"))
         crawl_delay = rules.crawl_delay(bot)
     permit = stores.limiter.acquire(key, interval_s(key, s, msg.rate_per_s, crawl_delay), booked)

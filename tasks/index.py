@@ -121,12 +121,12 @@ def batcher() -> Batcher:
     with _made:
         if _batcher is None:
             s = get_settings()
-            _batcher = Batcher(commit_batch, s.index_batch_size, s.index_batch_max_wait_s)
+            _batcher = Batcher(commit_batch, s.index_batch_size, s.index_batch_max_wait_s, s.index_batch_idle_s)
         return _batcher
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
-    timeout = ctx.settings.index_batch_max_wait_s + 120
+    timeout = ctx.settings.index_batch_max_wait_s + ctx.settings.index_commit_wait_s
     try:
         batcher().submit(msg.id, msg.url, timeout)
     except TimeoutError as exc:

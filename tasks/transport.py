@@ -4,10 +4,20 @@ Stock kombu decodes each entry it pops from a queue list inside its event loop; 
 not JSON (or not a message envelope) raises there, and Celery stops the whole worker
 ("Unrecoverable error"). Anyone who can write to the broker can then stop every worker of a
 stage, one entry per restart. Here such an entry is moved to a quarantine list with the reason,
-logged, and the worker goes on. Celery uses it through `broker_transport` (tasks/celeryconfig.py).
+logged, and the worker goes on. Celery uses it through `broker_transport` (tasks/celeryconfig.py);
+`SentinelTransport` is the same for `sentinel://` URLs (a Redis that fails over, docs/scaling.md).
 
 Keys: `{prefix}quarantine` on the broker's Redis, newest first, capped at `QUARANTINE_MAX` entries
 (JSON: queue, reason, time, and the entry itself, cut to `QUARANTINE_BYTES`).
+
+A full Redis (maxmemory with noeviction) is ridden out too (`QoS` below). Redis then refuses every
+command that needs memory, and every command queued in a MULTI, while reads, pops and deletes go on.
+Stock kombu acks with a MULTI (ZREM + HDEL) from the worker's event loop: the refusal escaped it and
+Celery stopped the worker ("Unrecoverable error: OutOfMemoryError"). Here an ack is the same two
+deletes without MULTI; a requeue Redis cannot take leaves the message in the unacked set, for the
+visibility timeout to bring back; a message just popped whose unacked record is refused is
+parked in the worker (not delivered, no more pops) until a later tick of the event loop can write
+it; the sweep for expired messages skips a round.
 """
 
 from __future__ import annotations
@@ -17,7 +27,9 @@ import time
 from queue import Empty
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
@@ -68,13 +80,76 @@ class Channel(kombu_redis.Channel):
             payload = self._checked(dest, item)
             if payload is None:
                 raise Empty()
-            self.connection._deliver(payload, dest)
+            if not self._deliver_unless_full(payload, dest):
+                self.park(payload, dest)
+                raise Empty()
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
             flush = getattr(self, "_flush_brpop_reauth", None)  # kombu >= 5.6 streaming re-auth
             if flush is not None:
                 flush()
+
+    # --- a full Redis: messages popped that cannot be recorded as unacked yet ----------------------
+    # BRPOP works on a full Redis, but kombu's unacked record of the popped message (ZADD + HSET in
+    # a MULTI) is refused: stock kombu lost the message and stopped the worker. Here it is parked in
+    # this process, not delivered, and this channel stops consuming (`QoS.can_consume`) until the
+    # record is written on a later tick of the event loop. The loop itself never waits: a prefork
+    # worker must keep reading its children's results (a child blocked on a full pipe runs into
+    # its soft time limit, and its half-written result stopped the worker).
+    PARKED_RETRY_S = 0.2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.parked: list[tuple[dict[str, Any], str]] = []  # (envelope, queue), oldest first
+        self._parked_retry_at = 0.0
+        self._from_loop = False  # delivering from the event loop: QoS.append must not wait
+        super().__init__(*args, **kwargs)
+
+    def park(self, payload: dict[str, Any], queue: str) -> None:
+        self.parked.append((payload, queue))
+        self._parked_retry_at = time.monotonic() + self.PARKED_RETRY_S
+        log.warning("message_parked_redis_full", queue=queue, parked=len(self.parked))
+
+    def deliver_parked(self) -> bool:
+        """Try to record and deliver the parked messages (at most every PARKED_RETRY_S); whether
+        none is left."""
+        if not self.parked:
+            return True
+        if time.monotonic() < self._parked_retry_at:
+            return False
+        while self.parked:
+            payload, queue = self.parked[0]
+            if not self._deliver_unless_full(payload, queue):
+                self._parked_retry_at = time.monotonic() + self.PARKED_RETRY_S
+                return False
+            self.parked.pop(0)
+            log.info("message_unparked", queue=queue, parked=len(self.parked))
+        return True
+
+    def _deliver_unless_full(self, payload: dict[str, Any], queue: str) -> bool:
+        self._from_loop = True  # QoS.append raises instead of waiting
+        try:
+            self.connection._deliver(payload, queue)
+        except redis.RedisError as exc:
+            if not redis_full(exc):
+                raise
+            return False
+        finally:
+            self._from_loop = False
+        return True
+
+    def close(self) -> None:
+        # Parked messages are in no queue and not unacked: put them back at the head of their
+        # queue if Redis takes them now; else say which are lost (the reconciler resumes them).
+        for payload, queue in self.parked:
+            try:
+                with self.conn_or_acquire() as client:
+                    client.rpush(queue, json.dumps(payload))
+            except redis.RedisError as exc:
+                tag = (payload.get("properties") or {}).get("delivery_tag")
+                log.error("parked_message_lost", queue=queue, delivery_tag=tag, error=str(exc)[:200])
+        self.parked.clear()
+        super().close()
 
     def _get(self, queue: Any, timeout: Any = None) -> Any:
         with self.conn_or_acquire() as client:
@@ -112,5 +187,146 @@ class Channel(kombu_redis.Channel):
         return None
 
 
+def redis_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from: kombu wraps publish errors) is Redis refusing a
+    write because it is full (OOM under maxmemory with noeviction)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a bound, not a loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, redis.exceptions.OutOfMemoryError) or "used memory > 'maxmemory'" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# How long a popped message waits between two tries of its unacked record while Redis is full.
+UNACKED_RECORD_RETRY_S = (0.05, 1.0)
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's ack emulation, made to ride out a full Redis (see the module's docstring)."""
+
+    def can_consume(self) -> bool:
+        # No more BRPOP while a popped message waits for room to be recorded (Channel.park).
+        if not self.channel.deliver_parked():
+            return False
+        return bool(super().can_consume())
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if getattr(self.channel, "_from_loop", False):
+            super().append(message, delivery_tag)  # refused: the channel parks the message
+            return
+        # basic_get (a synchronous consumer, never the worker's event loop): the message is popped
+        # (RPOP works on a full Redis) but its unacked record (ZADD + HSET) is refused. Giving up
+        # would lose it, and Redis cannot take it back either (RPUSH is refused too): hold it, in
+        # this process, until there is room; the caller is waiting for a message anyway.
+        delay, since, warned = UNACKED_RECORD_RETRY_S[0], time.monotonic(), 0.0
+        while True:
+            try:
+                super().append(message, delivery_tag)
+            except redis.RedisError as exc:
+                if not redis_full(exc):
+                    raise
+                waited = time.monotonic() - since
+                if waited >= warned:
+                    log.warning("unacked_record_waits_for_room", delivery_tag=delivery_tag, waited_s=round(waited, 1))
+                    warned = waited + 10.0
+                time.sleep(delay)
+                delay = min(UNACKED_RECORD_RETRY_S[1], delay * 2)
+                continue
+            if warned:
+                log.info("unacked_recorded", delivery_tag=delivery_tag, waited_s=round(time.monotonic() - since, 1))
+            return
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        # An ack: HDEL and ZREM in one round trip but without MULTI, which a full Redis refuses
+        # (the deletes alone it accepts). Payload first: an index entry left alone by a crash in
+        # between is cleaned up by the next restore (it finds no payload), never restored twice.
+        if pipe is not None:  # part of a restore's transaction: keep kombu's
+            return super()._remove_from_indices(delivery_tag, pipe)
+        with self.channel.conn_or_acquire() as client:
+            return (
+                client.pipeline(transaction=False)
+                .hdel(self.unacked_key, delivery_tag)
+                .zrem(self.unacked_index_key, delivery_tag)
+            )
+
+    def connection_gone(self) -> bool:
+        """This channel's broker connection broke and was closed (a Redis restart, a Sentinel
+        failover): kombu 5.7 would build a new pool from the closed connection's parameters, which
+        are gone, and the AttributeError ends the whole worker ("Unrecoverable error"). Redis
+        cannot be asked through this channel any more; the worker reconnects on a new one."""
+        transport = getattr(self.channel, "connection", None)  # None too once the channel is closed
+        return self.channel._pool is None and getattr(transport, "client", None) is None
+
+    def ack(self, delivery_tag: str) -> None:
+        if self.connection_gone():
+            # A task that ended after its channel's connection broke: its message stays in the
+            # unacked set and comes back after the visibility timeout, where the ledger (the
+            # stage already recorded) makes the redelivery a no-op.
+            log.warning("ack_deferred_connection_gone", delivery_tag=delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if self.connection_gone():
+            log.warning("reject_deferred_connection_gone", delivery_tag=delivery_tag, requeue=requeue)
+            virtual.QoS.ack(self, delivery_tag)  # as ack: the visibility timeout brings it back
+            return
+        if not requeue:
+            super().reject(delivery_tag, requeue=False)
+            return
+        try:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        except redis.RedisError as exc:
+            if not redis_full(exc):
+                raise
+            # The restore is one transaction and Redis refused all of it: the message is still in
+            # the unacked set, and comes back after the visibility timeout. Nothing is lost.
+            log.warning("requeue_deferred_redis_full", delivery_tag=delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().restore_visible(*args, **kwargs)
+        except redis.RedisError as exc:
+            if not redis_full(exc):
+                raise
+            log.info("restore_visible_deferred_redis_full")  # the next sweep tries again
+
+    def restore_unacked(self, client: Any = None) -> None:
+        # At shutdown: what Redis cannot take back now stays in the unacked set (visibility timeout).
+        if client is None and self.connection_gone():
+            # The channel is closed after its connection broke: what this process held stays in
+            # the unacked set and comes back after the visibility timeout; the worker goes on.
+            log.warning("restore_unacked_skipped_connection_gone", held=len(self._delivered))
+            self._delivered.clear()
+            return
+        with self.channel.conn_or_acquire(client) as conn:
+            for tag in list(self._delivered):
+                try:
+                    self.restore_by_tag(tag, client=conn)
+                except redis.RedisError as exc:
+                    if not redis_full(exc):
+                        raise
+                    log.warning("requeue_deferred_redis_full", delivery_tag=tag)
+        self._delivered.clear()
+
+
+Channel.QoS = QoS  # Channel (and SentinelChannel) make their QoS from this attribute
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same behaviour (quarantine, the QoS above) on kombu's Sentinel channel (`sentinel://`
+    broker URLs): the methods above come first, kombu's Sentinel pool (`_get_pool`: ask the
+    sentinels for the master) next."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -185,8 +185,8 @@ def test_malformed_search_is_a_400_that_says_why(server: ApiServer, query: dict[
     ("path", "statuses"),
     [
         ("/articles?url=http://[x", (400,)),
-        ("/articles?url=%5B", (404,)),
-        ("/articles?url=" + quote("http://a/\x00"), (404,)),
+        ("/articles?url=%5B", (400,)),  # neither an id nor a URL: the client's mistake
+        ("/articles?url=" + quote("http://a/\x00"), (400,)),
         ("/articles/" + quote("http://[::1", safe=""), (400,)),
         ("/static/%00", (404,)),
         ("/static/app.js%00.css", (404,)),

@@ -13,6 +13,7 @@ Slow: run it as its own CI step:  .venv/bin/pytest -m slow -s tests/test_faults.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -20,8 +21,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from newsflow.state import connect
 from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
@@ -392,6 +395,118 @@ def test_worker_frozen_past_visibility_timeout(rig: Rig, origin: FaultyOrigin) -
     in_index = rig.index_id_counts()
     dead_in_index = [aid for aid in batch.ids if in_index.get(aid) and final.get(aid) == "dead"]
     assert not dead_in_index, f"indexed articles left dead in the ledger: {dead_in_index}"
+
+
+REDIS_FULL_HOLD_S = 15.0
+BALLAST_PREFIX = "test:ballast:"
+
+
+def fill_redis(r: redis.Redis, ballast: list[str], chunk: int) -> int:
+    """Write ballast keys of `chunk` bytes until the test's private Redis refuses writes (OOM under
+    its maxmemory, noeviction); returns how many were written. Bounded: at most 4096 keys a call."""
+    written = 0
+    for _ in range(4096):
+        key = f"{BALLAST_PREFIX}{len(ballast)}"
+        try:
+            r.set(key, b"x" * chunk)
+        except redis.exceptions.OutOfMemoryError:
+            return written
+        ballast.append(key)
+        written += 1
+    return written
+
+
+def hold_redis_full(r: redis.Redis, hold_s: float) -> dict[str, Any]:
+    """Make the test's OWN redis-server full (never another: `r` is the rig's private instance):
+    maxmemory just above what it uses, noeviction, then ballast until writes fail with OOM. For
+    `hold_s` the ballast is topped up whenever acks or deletes free a little room, so Redis stays
+    full the whole time; then the ballast goes and the limit is lifted, whatever happened."""
+    before = r.config_get("maxmemory")["maxmemory"], r.config_get("maxmemory-policy")["maxmemory-policy"]
+    ballast: list[str] = []
+    stats: dict[str, Any] = {}
+    try:
+        used = int(r.info("memory")["used_memory"])
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", used + 2 * 1024 * 1024)
+        fill_redis(r, ballast, 64 * 1024)
+        deadline = time.monotonic() + hold_s
+        while time.monotonic() < deadline:
+            fill_redis(r, ballast, 1024)  # whatever room an ack or a delete freed, take it
+            time.sleep(0.05)
+    finally:
+        stats["used_memory_full"] = int(r.info("memory")["used_memory"])
+        for i in range(0, len(ballast), 500):
+            r.delete(*ballast[i : i + 500])
+        r.config_set("maxmemory", before[0])
+        r.config_set("maxmemory-policy", before[1])
+        stats["ballast_keys"] = len(ballast)
+    return stats
+
+
+def _json_line(line: str) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line)]
+    except ValueError:
+        return []
+
+
+def test_redis_full(rig: Rig, origin: FaultyOrigin) -> None:
+    """The private Redis fills up (maxmemory, noeviction) for 15 s in the middle of a batch: every
+    write (a ledger transition, a retry's or the next stage's message, kombu's unacked record of a
+    message it just popped) fails with OOM, while reads, pops and deletes still work. Then room
+    comes back. Nothing may be dropped (no `Reject(requeue=False)` of a message whose retry could
+    not be published), no worker may exit, and recovery must not multiply messages (the reconciler
+    must not resend articles whose messages are merely late)."""
+    r = connect(rig.redis.url)
+    pids = {q: rig.worker_proc(q).pid for q in ("fetch", "clean", "enrich", "index")}
+    log_offset = rig.log_path.stat().st_size
+    resumed_before = len(rig.resumed)
+    batch = Batch(rig, origin, "redis-full")
+    batch.wait_terminal(0.2)
+    t_full = time.monotonic()
+    stats = hold_redis_full(r, REDIS_FULL_HOLD_S)
+    print(f"redis-full: Redis full for {time.monotonic() - t_full:.1f} s ({stats})")
+    batch.finish()
+
+    ids = set(batch.ids)
+    with rig.log_path.open("rb") as f:
+        f.seek(log_offset)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    run_events = [e for line in lines if line.startswith("{") for e in _json_line(line)]
+    events = [e for e in run_events if e.get("article_id") in ids]
+    oom = [e for e in events if e.get("event") == "stage_done" and e.get("reason") == "redis_full"]
+    # Messages whose retry could not be published, rejected without requeue: dropped (the issue's 72).
+    dropped = [e for e in run_events if "reject requeue=False" in str(e.get("event"))]
+    crashed = [e for e in run_events if "Unrecoverable error" in str(e.get("event"))]
+    requeued = [e for e in run_events if "reject requeue=True" in str(e.get("event"))]
+    exited = {q: pid for q, pid in pids.items() if rig.worker_proc(q).pid != pid}
+    resumes = Counter(x.article_id for x in rig.resumed[resumed_before:] if x.article_id in ids)
+    # A stage that finished (anything but a retry) more than once for one article: a duplicate message.
+    finished = Counter(
+        (e.get("article_id"), e.get("stage"))
+        for e in events
+        if e.get("event") == "stage_done" and e.get("outcome") != "retry"
+    )
+    duplicates = sum(n - 1 for n in finished.values() if n > 1)
+    transport = Counter(str(e.get("event")) for e in run_events if e.get("logger") == "newsflow.transport")
+    print(
+        f"redis-full: stage retries redis_full={len(oom)} requeued (requeue=True)={len(requeued)} "
+        f"dropped (requeue=False)={len(dropped)} "
+        f"worker crashes={len(crashed)} workers replaced={sorted(exited) or 'none'} "
+        f"reconciler resumes={sum(resumes.values())} (articles {len(resumes)}, max per article "
+        f"{max(resumes.values(), default=0)}) duplicate stage completions={duplicates} "
+        f"transport events={dict(transport)}"
+    )
+    assert oom or requeued or transport, "the fault did not land: nothing met a full Redis"
+    assert not dropped, [e.get("event") for e in dropped[:3]]
+    assert not crashed, [e.get("event") for e in crashed[:3]]
+    assert not exited, f"workers exited under a full Redis: {exited}"
+    # Recovery must not multiply messages: the reconciler waits out a full Redis and resends only
+    # articles no message carries (none here: nothing was lost), and the stages finish each article
+    # once, give or take a redelivery.
+    assert max(resumes.values(), default=0) <= 1, f"the reconciler resent articles repeatedly: {resumes.most_common(5)}"
+    assert sum(resumes.values()) <= 0.02 * len(batch.ids), f"the reconciler resent {sum(resumes.values())} articles"
+    assert duplicates <= 0.02 * len(batch.ids), f"{duplicates} duplicate stage completions"
 
 
 def _solo_marker(run_dir: Path, pid: int, timeout_s: float = 30) -> Path:

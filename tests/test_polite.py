@@ -28,6 +28,7 @@ def test_host_keys_and_rates() -> None:
     assert host_key("https://WWW.Example.com:443/a") == "www.example.com"
     assert host_key("http://127.0.0.1:8080/a") == "127.0.0.1:8080"
     assert origin_of("http://127.0.0.1:8080/a?b") == "http://127.0.0.1:8080"
+    assert host_key("http://[::1]:8080/a") == "[::1]:8080" and origin_of("http://[::1]/a") == "http://[::1]"
     s = Settings(polite_host_rate_per_s=1.0, polite_host_rates="example.com=0.5, 127.0.0.1:8080=4")
     assert rate_for("example.com", s) == 0.5
     assert rate_for("127.0.0.1:8080", s) == 4
@@ -69,6 +70,7 @@ def test_hold_after_retry_after(limiter: HostLimiter) -> None:
     assert not permit.go and 1.3 < permit.wait_s <= 1.5
 
 
+@pytest.mark.flaky(reruns=2)  # real thread wake-up timing: a loaded machine can delay one grant
 def test_threads_sharing_a_host_stay_under_the_rate(limiter: HostLimiter) -> None:
     """8 threads, 40 requests, 20/s: the granted times are >= 50 ms apart, as a worker pool would see."""
     granted: list[float] = []

@@ -74,6 +74,11 @@ def test_reindex_rebuilds_an_old_schema_index(tmp_path: Path, redis_url: str) ->
     _old_v1_index(tmp_path / "index", sample_docs())
     refused = cli(tmp_path, "search", "drills")
     assert refused.returncode == 1 and "newsflow reindex" in refused.stderr
+    # An index that old also predates versioned article ids: `newsflow migrate` re-keys and rebuilds it.
+    refused = cli(tmp_path, "reindex")
+    assert refused.returncode == 1 and "newsflow migrate" in refused.stderr
+    migrated = cli_json(tmp_path, "migrate", "--force")  # --force: other tests' messages may be queued
+    assert migrated["from_version"] == 1 and sum(migrated["stores"]["index"].values()) == len(sample_docs())
     out = cli_json(tmp_path, "reindex")
     assert out["indexed"] == len(sample_docs()) and out["skipped_tombstoned"] == 0
     assert cli_json(tmp_path, "search", "häuser")["total"] == 1  # German stemming now applies

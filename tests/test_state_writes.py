@@ -46,6 +46,25 @@ def test_a_full_redis_takes_none_of_a_stage_s_writes(full_redis: redis.Redis) ->
     assert state.ledger("a1") is None
 
 
+
+def test_a_full_redis_takes_none_of_a_guarded_write_either(full_redis: redis.Redis) -> None:
+    # The guarded write (the stale-copy check and the writes in one script) must be all or none too:
+    # a script Redis lets start would keep the writes made before the one refused.
+    state = State(full_redis, Settings())
+    key = state.put_blob("a2", "<html><p>" + "words " * 500 + "</p></html>")
+    state.record("a2", "http://example.test/a2", "fetched", "fetch")
+    full_redis.config_set("maxmemory", 1)
+    pipe = state.pipeline()
+    state.delete_blob(key, pipe)
+    state.put_doc("a2", {"id": "a2", "body": "text"}, pipe)
+    state.record("a2", "http://example.test/a2", "cleaned", "clean", pipe=pipe)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        state.commit_unless_beyond(pipe, "a2", "clean")
+    full_redis.config_set("maxmemory", 0)
+    assert state.get_blob(key) is not None and state.get_doc("a2") is None
+    entry = state.ledger("a2")
+    assert entry is not None and entry.state == "fetched"
+
 def test_counts_a_full_redis_refuses_are_dropped_not_retried_forever(full_redis: redis.Redis) -> None:
     buf = CounterBuffer(full_redis, flush_every_s=60)
     buf.hincrby("t:h", "a", 2)

@@ -61,6 +61,7 @@ from newsflow.search.backend import SEARCH_PARAMS, Param
 from newsflow.search.engine import FACETS
 from newsflow.search.query import HELP
 from newsflow.search.service import HIT_FIELDS, result_dict
+from newsflow.urls import looks_like_article_id, normalize_url
 
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
@@ -276,11 +277,14 @@ class Api:
         if len(key) > 4000:
             raise ApiError(400, "bad_parameter", "the id or URL is too long (at most 4000 characters)")
         try:
+            if not looks_like_article_id(key):
+                normalize_url(key)  # a malformed URL is the client's mistake (400), not a miss (404)
             doc = self.service.index().get(key)
-        except ValueError as exc:  # urlsplit's own complaints ("Invalid IPv6 URL"), beyond "not a URL" (None)
+        except ValueError as exc:  # InvalidURL, and urlsplit's own complaints ("Invalid IPv6 URL")
             raise ApiError(400, "bad_parameter", f"not an article id or a valid URL: {str(exc)[:200]}") from None
         if doc is None:
             raise ApiError(404, "not_found", f"no indexed article for {key[:200]!r}")
+        doc.pop("capture", None)  # where the archive keeps its page: internal (file names carry host names)
         return _send_json(200, doc)
 
 

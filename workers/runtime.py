@@ -25,6 +25,7 @@ import redis
 
 from config.defaults import Settings
 from config.settings import env_for, process_env
+from newsflow.sentinel import is_sentinel_url
 from newsflow.state import connect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -161,9 +162,9 @@ def find_redis_server() -> str:
     )
 
 
-def redis_answers(url: str) -> bool:
+def redis_answers(url: str, settings: Settings | None = None) -> bool:
     try:
-        return bool(connect(url).ping())
+        return bool(connect(url, settings).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
     except redis.RedisError:
@@ -227,9 +228,11 @@ class Deployment:
 
     def ensure_redis(self) -> None:
         url = self.settings.redis_url
-        if redis_answers(url):
+        if redis_answers(url, self.settings):
             return
         parts = urlsplit(url)
+        if is_sentinel_url(url):  # never start a redis-server of ours on a sentinel's port
+            raise DeploymentError("no Redis master answers through the sentinels of NEWSFLOW_REDIS_URL")
         if parts.hostname not in LOCAL_HOSTS:
             raise DeploymentError(
                 f"no Redis answers at {parts.hostname}:{parts.port or 6379}; start it or set NEWSFLOW_REDIS_URL"

@@ -31,10 +31,46 @@ local ttl, cap, docprefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local jmin, cmin, maxv = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local nperm, cmin_n = tonumber(ARGV[10]), tonumber(ARGV[11])
 
+-- estimated Jaccard and containment of this text against a stored signature (false if unusable)
+local function likeness(other, n2)
+  if not other or string.len(other) ~= string.len(sig) then return false end
+  local same = 0
+  for p = 1, nperm * 4, 4 do
+    if string.sub(sig, p, p + 3) == string.sub(other, p, p + 3) then same = same + 1 end
+  end
+  local j = same / nperm
+  n2 = tonumber(n2) or 0
+  local smaller = math.min(n, n2)
+  local containment = 0
+  if smaller >= cmin_n then containment = (j * (n + n2) / (1 + j)) / smaller end
+  return j, containment
+end
+
+local function index_bands()
+  for i = 2, #KEYS do
+    redis.call('LREM', KEYS[i], 0, aid)
+    redis.call('LPUSH', KEYS[i], aid)
+    redis.call('LTRIM', KEYS[i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+
 local existing = redis.call('HGET', KEYS[1], 'cluster')
 if existing then
+  -- Seen before (a redelivery, or a revision of the article): it never joins another story on its
+  -- own. A copy of another article's story stays in it while it is still a copy of it; revised
+  -- beyond that, it becomes a story of its own.
+  local status = 'existing'
+  if existing ~= aid then
+    local founder = redis.call('HMGET', docprefix .. existing, 'sig', 'n')
+    local j, containment = likeness(founder[1], founder[2])
+    if j and j < jmin and containment < cmin then existing, status = aid, 'left' end
+  end
+  local old_sig = redis.call('HGET', KEYS[1], 'sig')
+  redis.call('HSET', KEYS[1], 'cluster', existing, 'sig', sig, 'n', n)
   redis.call('EXPIRE', KEYS[1], ttl)
-  return {existing, 'existing', '1'}
+  if old_sig ~= sig then index_bands() end  -- later copies of the new text find it
+  return {existing, status, '1'}
 end
 
 local hits = {}
@@ -50,30 +86,16 @@ table.sort(cands, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end ret
 local best, best_score = false, -1
 for i = 1, math.min(#cands, maxv) do
   local doc = redis.call('HMGET', docprefix .. cands[i][1], 'cluster', 'sig', 'n')
-  if doc[1] and doc[2] and string.len(doc[2]) == string.len(sig) then
-    local other, same = doc[2], 0
-    for p = 1, nperm * 4, 4 do
-      if string.sub(sig, p, p + 3) == string.sub(other, p, p + 3) then same = same + 1 end
-    end
-    local j = same / nperm
-    local n2 = tonumber(doc[3]) or 0
-    local smaller = math.min(n, n2)
-    local containment = 0
-    if smaller >= cmin_n then containment = (j * (n + n2) / (1 + j)) / smaller end
-    if (j >= jmin or containment >= cmin) and j + containment > best_score then
-      best, best_score = doc[1], j + containment
-    end
+  local j, containment = likeness(doc[2], doc[3])
+  if doc[1] and j and (j >= jmin or containment >= cmin) and j + containment > best_score then
+    best, best_score = doc[1], j + containment
   end
 end
 
 local cluster = best or aid
 redis.call('HSET', KEYS[1], 'cluster', cluster, 'sig', sig, 'n', n)
 redis.call('EXPIRE', KEYS[1], ttl)
-for i = 2, #KEYS do
-  redis.call('LPUSH', KEYS[i], aid)
-  redis.call('LTRIM', KEYS[i], 0, cap - 1)
-  redis.call('EXPIRE', KEYS[i], ttl)
-end
+index_bands()
 if best then return {cluster, 'joined', tostring(best_score)} end
 return {cluster, 'new', '0'}
 """
@@ -86,13 +108,15 @@ def _decode(value: Any) -> str:
 def assign_cluster(r: redis.Redis, prefix: str, article_id: str, text: str) -> str:
     """The cluster id of the article: the id of the first article of its story seen by any worker.
 
-    Idempotent: an article id already assigned keeps its cluster, whatever the text is now.
+    Idempotent, and revisions never move an article into another story: an article id already
+    assigned keeps its cluster while its text is still a copy of the story's first article (else it
+    becomes a story of its own), whatever other stories its new text resembles.
     """
     return assign_cluster_detail(r, prefix, article_id, text)[0]
 
 
 def assign_cluster_detail(r: redis.Redis, prefix: str, article_id: str, text: str) -> tuple[str, str, float]:
-    """(cluster id, 'new' | 'joined' | 'existing', match score) — the score is for tests and tuning."""
+    """(cluster id, 'new' | 'joined' | 'existing' | 'left', match score) — the score is for tests and tuning."""
     hashes = shingle_hashes(text)
     sig = signature(hashes)
     base = f"{prefix}cluster:"
@@ -127,3 +151,14 @@ class ClusterStore:
 
     def assign(self, article_id: str, text: str) -> str:
         return assign_cluster(self._r, self._p, article_id, text)
+
+    def copy_assignment(self, old: str, new: str, dry_run: bool = False) -> bool:
+        """Give article id `new` the cluster and signature kept for `old` (`newsflow migrate`), so the
+        article keeps its story under its new id. `old` stays: band lists still name it, and it
+        expires with them. False when `old` has none or `new` has one already."""
+        src, dst = f"{self._p}cluster:doc:{old}", f"{self._p}cluster:doc:{new}"
+        if old == new or self._r.exists(dst):
+            return False
+        if dry_run:
+            return bool(self._r.exists(src))
+        return bool(self._r.copy(src, dst))

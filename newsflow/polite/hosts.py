@@ -6,14 +6,19 @@ import functools
 from urllib.parse import urlsplit
 
 from config.defaults import Settings
+from newsflow.domains import normalize_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def host_key(url: str) -> str:
-    """`host[:port]`, lower case, the port only when it is not the scheme's default."""
+    """`host[:port]`, the host as the fetcher sends it (lower case, IDN labels by UTS 46, so
+    `faß.de` and `xn--fa-hia.de` are one host to be polite to), the port only when it is not the
+    scheme's default."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
+    host = normalize_host(parts.hostname)
+    if ":" in host:  # an IPv6 address: bracketed, as in a URL (robots.txt lives at http://[::1]/...)
+        host = f"[{host}]"
     port = parts.port
     if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
         return host

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-SORTS = ("relevance", "date", "date_asc")
+SORTS = ("relevance", "date", "date_asc", "updated")
 MAX_LIMIT = 1000  # hits per page at most (the API narrows it: setting api_max_limit)
 MAX_PAGE = 10_000  # the API narrows it too
 _TRUE = ("1", "true", "yes", "on")
@@ -63,13 +63,14 @@ SEARCH_PARAMS: tuple[Param, ...] = (
     Param("q", "str", "the query (see the query language); empty lists everything the filters select", default=""),
     Param("limit", "int", "hits per page", default=10),
     Param("page", "int", "1-based page", default=1),
-    Param("sort", "enum", "relevance, date (newest first) or date_asc", SORTS, default="relevance"),
+    Param("sort", "enum", "relevance, date (newest first), date_asc, updated (last revised first)", SORTS, "relevance"),
     Param("since", "str", "published on/after: YYYY, YYYY-MM, YYYY-MM-DD or ISO time"),
     Param("until", "str", "published on/before (whole day/month included)"),
     Param("site", "list", "only these sites"),
     Param("lang", "list", "only these languages (ISO 639-1)"),
     Param("entity", "list", "only articles naming these entities"),
     Param("cluster", "str", "only this story's articles (expands '+N similar')"),
+    Param("updated", "bool", "only articles revised after they were first indexed", default=False),
     Param("facets", "bool", "include facet counts", default=False),
     Param("expand_clusters", "bool", "do not collapse near-duplicates", default=False),
 )
@@ -89,6 +90,7 @@ class SearchRequest:
     language: Sequence[str] = ()
     entity: Sequence[str] = ()
     cluster: str | None = None  # only this story's articles (the "+N similar" expander)
+    updated: bool = False  # only articles with revisions
     facets: bool = False
     collapse: bool = True
 
@@ -115,6 +117,7 @@ class SearchRequest:
             language=v["lang"],
             entity=v["entity"],
             cluster=cluster,
+            updated=v["updated"],
             facets=v["facets"],
             collapse=not (v["expand_clusters"] or cluster),
         )

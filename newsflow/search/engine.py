@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import tantivy
 
+from newsflow.revisions import revise
 from newsflow.search import schema as S
 from newsflow.search.backend import (
     DEFAULT_HEAP_BYTES,
@@ -42,7 +43,7 @@ from newsflow.search.query import (
     Text,
     parse,
 )
-from newsflow.urls import InvalidURL, looks_like_article_id, normalize_url
+from newsflow.urls import ID_VERSION, InvalidURL, looks_like_article_id, normalize_url
 
 if TYPE_CHECKING:
     from config.defaults import Settings
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 FIELD_BOOSTS = {"title": 2.5, "description": 1.5, "body": 1.0}
 SNIPPET_MAX_CHARS = 240
 TITLE_MAX_CHARS = 400
+UPDATED_VALUES = {"true": 1, "yes": 1, "1": 1, "false": 0, "no": 0, "0": 0}
 FACETS = {"site": ("site", 10), "language": ("language", 10), "entity": ("entity_facet", 15), "month": ("month", 24)}
 MAX_WINDOW = 20_000  # hits scanned at most to fill a page of collapsed stories
 LANG_CACHE_S = 5.0
@@ -69,7 +71,31 @@ def read_version(path: Path) -> int | None:
 
 
 def write_version(path: Path) -> None:
-    (path / S.SCHEMA_FILE).write_text(json.dumps({"schema_version": S.SCHEMA_VERSION}) + "\n")
+    """Record the schema version of a new index, and the article id version its ids are made by
+    (`newsflow.urls.ID_VERSION`: a new index is filled by this code's ids)."""
+    meta = {"schema_version": S.SCHEMA_VERSION, "id_version": ID_VERSION}
+    (path / S.SCHEMA_FILE).write_text(json.dumps(meta) + "\n")
+
+
+def read_id_version(path: str | Path) -> int | None:
+    """The article id version (`newsflow.urls.ID_VERSION`) the ids of the index at path were made
+    by: None when there is no index, 1 for an index that predates the record."""
+    path = Path(path)
+    if not (path / "meta.json").exists():
+        return None
+    try:
+        meta = json.loads((path / S.SCHEMA_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return 1
+    value = meta.get("id_version", 1) if isinstance(meta, dict) else 1
+    return int(value) if isinstance(value, int) else 1
+
+
+def count_docs(path: str | Path) -> int:
+    """Documents in the index at path, whatever its schema version (0 when there is none)."""
+    if not (Path(path) / "meta.json").exists():
+        return 0
+    return int(tantivy.Index.open(str(path)).searcher().num_docs)
 
 
 def open_index(where: Settings | str | Path, create: bool = True) -> IndexBackend:
@@ -163,11 +189,15 @@ class SearchIndex:
         w = self.writer(heap_bytes)
         n = 0
         now = datetime.now(UTC)
+        docs = list(docs)
+        indexed = self.stored([str(d["id"]) for d in docs])
         try:
             for aid in delete_ids:
                 w.delete_documents_by_term("id", aid)
             for doc in docs:
                 try:
+                    # An article already indexed with other text becomes a revision of it.
+                    doc = revise(dict(doc), indexed.get(str(doc["id"])))
                     tdoc = S.to_tantivy(doc, now)
                     w.delete_documents_by_term("id", doc["id"])
                     w.add_document(tdoc)
@@ -184,6 +214,20 @@ class SearchIndex:
             raise
         self.index.reload()
         return n
+
+    def stored(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored documents of those ids that are in the index (one query for all)."""
+        ids = sorted(set(article_ids))
+        if not ids:
+            return {}
+        searcher = self._fresh_searcher()
+        terms = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "id", aid)) for aid in ids]
+        result = searcher.search(tantivy.Query.boolean_query(terms), limit=len(ids))
+        out: dict[str, dict[str, Any]] = {}
+        for _score, address in result.hits:
+            doc = dict(json.loads(searcher.doc(address)["source"][0]))
+            out[str(doc["id"])] = doc
+        return out
 
     def delete(self, article_ids: Iterable[str]) -> None:
         w = self.writer()
@@ -272,6 +316,8 @@ class SearchIndex:
                 filters.append(opts[0] if len(opts) == 1 else Bool("OR", tuple(opts)))
         if req.cluster:
             filters.append(Text(req.cluster, False, "cluster"))
+        if req.updated:
+            filters.append(Text("true", False, "updated"))
         if filters:
             node = Bool("AND", (node, *filters)) if node is not None else Bool("AND", tuple(filters))
         if node is None:
@@ -292,8 +338,8 @@ class SearchIndex:
         order: dict[str, Any] = {}
         if req.sort != "relevance":
             order = {
-                "order_by_field": "published",
-                "order": tantivy.Order.Desc if req.sort == "date" else tantivy.Order.Asc,
+                "order_by_field": "last_update" if req.sort == "updated" else "published",
+                "order": tantivy.Order.Asc if req.sort == "date_asc" else tantivy.Order.Desc,
             }
         if req.collapse:
             total, page_hits, similar = self._collapsed(searcher, q, req, offset, order)
@@ -514,5 +560,10 @@ class _Compiler:
                 raise QueryError(f"url: {exc}", self.query) from None
         elif fld == "cluster_key":
             value = S.cluster_key(value)
+        elif fld == "updated":
+            flag = value.lower()
+            if flag not in UPDATED_VALUES:
+                raise QueryError(f"updated: is true or false, not {value[:40]!r}", self.query)
+            value = UPDATED_VALUES[flag]
         # Filters select; they should not change the ranking.
         return tantivy.Query.const_score_query(tantivy.Query.term_query(self.schema, fld, value), 0.0)

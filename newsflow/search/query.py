@@ -35,7 +35,7 @@ TEXT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 PLAIN_FIELDS = {"author": "author", "entity": "entity", "keyword": "keyword"}
 EXACT_FIELDS = {"site": "site", "lang": "language", "language": "language", "id": "id", "url": "url_key",
-                "cluster": "cluster_key"}  # fmt: skip
+                "cluster": "cluster_key", "updated": "updated"}  # fmt: skip
 DATE_FIELDS = {"published", "date", "since", "until"}
 KNOWN_FIELDS = sorted({*TEXT_ALIASES, *PLAIN_FIELDS, *EXACT_FIELDS, *DATE_FIELDS})
 HELP = (

@@ -25,7 +25,8 @@ from newsflow.urls import InvalidURL, normalize_url
 # (`newsflow reindex`), because its terms were produced by different rules.
 # 3: `site` and `url_key` come from what was fetched; a canonical URL on another registrable domain
 #    is only a claim (`canonical_claimed` in the stored source), not a key or a site.
-SCHEMA_VERSION = 3
+# 4: `updated` (0/1) and `last_update` (date) for article revisions (newsflow/revisions.py).
+SCHEMA_VERSION = 4
 SCHEMA_FILE = "newsflow-schema.json"
 
 # ISO 639-1 code → tantivy Snowball stemmer name.
@@ -97,6 +98,10 @@ def build_schema() -> tantivy.Schema:
     sb.add_unsigned_field("cluster_key", stored=False, indexed=True, fast=True)
     sb.add_date_field("published", stored=False, indexed=True, fast=True)
     sb.add_date_field("indexed_at", stored=False, indexed=True, fast=True)
+    # Revisions: 1 once the article was fetched again with other text; when that last happened
+    # (else when it was fetched), for `sort=updated`.
+    sb.add_unsigned_field("updated", stored=False, indexed=True, fast=True)
+    sb.add_date_field("last_update", stored=False, indexed=True, fast=True)
     # The whole article JSON (UTF-8): the durable copy `newsflow reindex` and `backup` read. Stored
     # only: as an indexed raw text field it became one giant term and cost 3/4 of indexing time.
     sb.add_bytes_field("source", stored=True, indexed=False)
@@ -184,6 +189,7 @@ def to_tantivy(doc: Mapping[str, Any], now: datetime | None = None) -> tantivy.D
     published = parse_date(doc.get("published"))
     entities = entity_names(doc)
     keywords = [str(k) for k in doc.get("keywords") or [] if k]
+    indexed = now or datetime.now(UTC)
     values: dict[str, Any] = {
         "id": doc["id"],
         "url_key": url_keys(doc),
@@ -194,7 +200,9 @@ def to_tantivy(doc: Mapping[str, Any], now: datetime | None = None) -> tantivy.D
         "site": site_of(doc),
         "language": (doc.get("language") or "").lower(),
         "cluster_key": cluster_key(str(doc.get("cluster_id") or doc["id"])),
-        "indexed_at": now or datetime.now(UTC),
+        "indexed_at": indexed,
+        "updated": 1 if doc.get("updated") else 0,
+        "last_update": parse_date(doc.get("updated_at")) or parse_date(doc.get("fetched_at")) or indexed,
         "source": json.dumps(doc, ensure_ascii=False).encode("utf-8"),
     }
     if entities:

@@ -21,6 +21,8 @@ def hit_dict(hit: Hit) -> dict[str, Any]:
     out["author"] = doc.get("author")
     out["cluster_id"] = doc.get("cluster_id") or doc.get("id")
     out["similar"] = hit.similar
+    out["updated"] = bool(doc.get("updated"))
+    out["revision_count"] = int(doc.get("revision_count") or 1)
     return out
 
 

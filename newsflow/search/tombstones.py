@@ -108,6 +108,54 @@ class Tombstones:
             "sites": {k.decode(): json.loads(v) for k, v in sites.items()},
         }
 
+    def has_ids(self) -> bool:
+        return bool(self.r.hlen(self.ids_key))
+
+    def rekey_ids(self, moves: Mapping[str, str]) -> int:
+        """Re-key article tombstones (old id -> new id, `newsflow migrate`), each row kept as it was
+        plus `migrated_from`. The new one is written before the old one goes, in one transaction,
+        so the article is never untombstoned; the audit log records both. Returns the ids moved."""
+        moves = {old: new for old, new in moves.items() if old != new}
+        if not moves:
+            return 0
+        olds = list(moves)
+        rows = self.r.hmget(self.ids_key, olds)
+        found = {old: json.loads(raw) for old, raw in zip(olds, rows, strict=True) if raw is not None}
+        if not found:
+            return 0
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        rows_new = {moves[o]: json.dumps({**row, "migrated_from": o}) for o, row in found.items()}
+        pipe.hset(self.ids_key, mapping=rows_new)  # type: ignore[arg-type]
+        pipe.hdel(self.ids_key, *found)
+        pipe.execute()
+        self._log(
+            [{"op": "add", "id": moves[o], "url": row.get("url", ""), "reason": row.get("reason", "purged"), "at": now,
+              "migrated_from": o} for o, row in found.items()]
+            + [{"op": "lift", "id": o, "at": now, "migrated_to": moves[o]} for o in found]
+        )  # fmt: skip
+        return len(found)
+
+    def copy_sites(self, copies: Mapping[str, str]) -> int:
+        """Tombstone each new site name like the tombstoned site it is copied from (`newsflow
+        migrate`: a host the old normalisation spelt differently). Returns the sites added."""
+        copies = {new: old for new, old in copies.items() if new and new != old}
+        if not copies:
+            return 0
+        olds = sorted(set(copies.values()))
+        rows: dict[str, Any] = dict(zip(olds, self.r.hmget(self.sites_key, olds), strict=True))
+        mapping = {new: json.dumps({**json.loads(rows[old]), "migrated_from": old})
+                   for new, old in copies.items() if rows.get(old) is not None}  # fmt: skip
+        if not mapping:
+            return 0
+        self.r.hset(self.sites_key, mapping=mapping)  # type: ignore[arg-type]
+        now = time.time()
+        self._log(
+            {"op": "add", "site": new, "reason": json.loads(row).get("reason", "purged"), "at": now,
+             "migrated_from": copies[new]} for new, row in mapping.items()
+        )  # fmt: skip
+        return len(mapping)
+
     def replay(self, path: Path) -> int:
         """Re-apply an audit log (after Redis was lost or replaced). Returns the rows applied."""
         n = 0

@@ -65,6 +65,7 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     throttle_first: float | None = None  # answer 429 with this Retry-After to the first request
+    last_modified: str = LAST_MODIFIED  # a page that changes must say so, or a conditional GET gets 304
 
 
 @dataclass
@@ -118,8 +119,10 @@ class SiteServer:
                         {"Content-Type": "text/plain", "Retry-After": f"{route.throttle_first:g}"},
                     )
                 etag = '"' + hashlib.sha1(route.body).hexdigest()[:16] + '"'
-                validators = {"ETag": etag, "Last-Modified": LAST_MODIFIED}
-                if self.headers.get("If-None-Match") == etag or self.headers.get("If-Modified-Since") == LAST_MODIFIED:
+                validators = {"ETag": etag, "Last-Modified": route.last_modified}
+                if self.headers.get("If-None-Match") == etag or self.headers.get("If-Modified-Since") == (
+                    route.last_modified
+                ):
                     return self._send(path, 304, b"", validators)
                 headers = {"Content-Type": route.content_type, **validators, **route.headers}
                 return self._send(path, route.status, route.body, headers)

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from workers.cli import admin, deadletters, extract, ops, pipeline, query, reconcile, services
+from workers.cli import admin, deadletters, extract, migrate, ops, pipeline, query, reconcile, services
+from workers.cli import archive as archive_cli
 from workers.cli import crawl as crawl_cli
 from workers.cli.common import redis_errors, unreachable
 
@@ -43,9 +44,12 @@ def main() -> None:
     """
 
 
-for module in (pipeline, query, extract, admin, ops, deadletters, services, reconcile):
+for module in (pipeline, query, extract, admin, migrate, ops, deadletters, services, reconcile):
     for command in module.COMMANDS:
         main.add_command(command)
 
 for command in crawl_cli.COMMANDS:
+    main.add_command(command)
+
+for command in archive_cli.COMMANDS:
     main.add_command(command)

@@ -21,7 +21,14 @@ import click
 
 from config.defaults import Settings
 from newsflow.search import IndexBackend
-from workers.cli.common import EXIT_REDIS_UNREACHABLE, emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import (
+    EXIT_REDIS_UNREACHABLE,
+    emit_json,
+    fail,
+    redact_url,
+    require_current_ids,
+    settings_or_exit,
+)
 
 REINDEX_BATCH = 1000
 
@@ -31,7 +38,7 @@ def _tombstones(settings: Settings) -> Any:
     from newsflow.state import connect
 
     log = Path(settings.data_dir) / "tombstones.jsonl"
-    return Tombstones(connect(settings.state_url), settings.key_prefix, log)
+    return Tombstones(connect(settings.state_url, settings), settings.key_prefix, log)
 
 
 def _redis_or_fail(settings: Settings, what: str) -> None:
@@ -40,7 +47,7 @@ def _redis_or_fail(settings: Settings, what: str) -> None:
     from newsflow.state import connect
 
     try:
-        connect(settings.state_url).ping()
+        connect(settings.state_url, settings).ping()
     except redis.RedisError as exc:
         where = redact_url(settings.state_url)
         fail(
@@ -73,6 +80,7 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
 
     settings = settings_or_exit()
     _redis_or_fail(settings, "read the tombstones")
+    require_current_ids(settings)  # a rebuilt index is marked with this code's id version
     tombs = _tombstones(settings)
     path = Path(settings.index_dir)
     old_lock = None
@@ -180,6 +188,7 @@ def purge(
         return
     if not targets and not sites:
         raise click.UsageError("name at least one URL_OR_ID or --site HOST")
+    require_current_ids(settings)  # a URL is tombstoned under the id this code gives it
     entries = _resolve(settings, targets)
     if lift:
         n = tombs.lift([aid for aid, _u in entries], list(sites))

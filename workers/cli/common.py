@@ -24,8 +24,21 @@ def settings_or_exit() -> Settings:
     return settings
 
 
+def require_current_ids(settings: Settings) -> None:
+    """Refuse to run on article ids made by another URL normalisation (`newsflow migrate` re-keys
+    them); on a fresh deployment, record this code's version. Exit status 1 with the fix."""
+    from newsflow.migrate import IdVersionError, ensure_current
+
+    try:
+        ensure_current(settings)
+    except IdVersionError as exc:
+        fail(str(exc))
+
+
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
+    if ";" in url:  # sentinel://a;sentinel://b: each part may carry a password
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import emit_json, fail, redact_url, require_current_ids, settings_or_exit
 
 COUNTERS = ("discovered", "skipped_seen", "enqueued", "indexed", "failed")
 
@@ -109,6 +109,7 @@ def crawl(
         return
     if not chosen:
         fail(f"no enabled sources in {path} (set `enabled = true`, or name a source)", 2)
+    require_current_ids(settings)
     code = run_crawls(settings, chosen, refresh=refresh, wait=wait, timeout=timeout, as_json=as_json)
     raise SystemExit(code)
 

@@ -67,7 +67,7 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
 
     stores = Stores.from_settings(settings)
     state = stores.state
-    broker = connect(settings.redis_url)
+    broker = connect(settings.redis_url, settings)
     now = time.time()
     names = queue_names()
     workers = workers_by_queue(settings, inspect_timeout_s)
@@ -93,12 +93,28 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
         # Queue entries that were not messages, set aside by the workers (tasks/transport.py).
         "quarantined": int(broker.llen(quarantine_key(settings.key_prefix))),
         "sources": state.source_counts(),
+        "article_ids": _id_versions(settings, stores),
     }
+
+
+def _id_versions(settings: Settings, stores: Any) -> dict[str, Any]:
+    """The article id version stored articles were made by, against this code's (`newsflow migrate`)."""
+    from newsflow.migrate import stored_id_version
+    from newsflow.urls import ID_VERSION
+
+    stored = stored_id_version(settings, stores)
+    return {"stored_version": stored, "code_version": ID_VERSION, "migrate_needed": stored not in (None, ID_VERSION)}
 
 
 def print_status(st: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"newsflow status  {_iso(st['time'])[:19]} UTC  broker {st['broker']}\n")
+    ids = st.get("article_ids") or {}
+    if ids.get("migrate_needed"):
+        echo(
+            f"WARNING: stored article ids are version {ids['stored_version']}, this newsflow makes version "
+            f"{ids['code_version']}: workers refuse to start until you run `newsflow migrate`\n"
+        )
     echo(f"{'QUEUE':10} {'DEPTH':>7} {'OLDEST':>8} {'UNACKED':>8} {'RETRYING':>9}  WORKERS")
     for q in st["queues"]:
         flag = "  STALE" if q["stale"] else ""
@@ -129,11 +145,37 @@ def print_status(st: dict[str, Any]) -> None:
             echo(f"{name[:30]:30} {c['discovered']:>10} {c['indexed']:>8} {c['skipped']:>8} {c['dead']:>6}")
 
 
+def drift_report(settings: Settings, as_json: bool) -> int:
+    """Print the drift watch's findings; returns how many sources are flagged."""
+    from newsflow.stores import Stores
+
+    reports = Stores.from_settings(settings).drift.reports()
+    flagged = [r for r in reports if r.flagged]
+    judged = sum(r.judged for r in reports)
+    if as_json:
+        emit_json({"watched": len(reports), "judged": judged, "flagged": [r.to_dict() for r in flagged]})
+        return len(flagged)
+    echo = click.echo
+    echo(f"drift watch: {len(reports)} sources/sites watched, {judged} with enough articles to judge, "
+         f"{len(flagged)} flagged")
+    for r in flagged:
+        b = r.baseline
+        echo(f"\n{r.key}  (window {r.window.n} articles, baseline {b.n if b else 0})")
+        for m in r.moved:
+            unit = "" if m.metric == "median_body" else " share"
+            z = f"  z={m.z}" if m.z is not None else ""
+            echo(f"  {m.metric + unit:24} now {m.window:>8}  was {m.baseline:>8}{z}")
+    return len(flagged)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per refresh with --watch).")
 @click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True, help="Refresh period, seconds.")
-def status(as_json: bool, watch: bool, interval: float) -> None:
+@click.option(
+    "--drift", is_flag=True, help="Only the drift watch: sources whose extraction changed (exit 1 if any)."
+)
+def status(as_json: bool, watch: bool, interval: float, drift: bool) -> None:
     """Queues (depth, oldest message, unacked, workers online), article states, dead letters, sources.
 
     \b
@@ -141,10 +183,21 @@ def status(as_json: bool, watch: bool, interval: float) -> None:
     UNACKED   delivered to a worker and not yet acknowledged (running, prefetched or retrying)
     RETRYING  of those, held for a retry countdown
     Article counts come from the ledger's per-minute (last hour) and per-hour (last day) counters.
+
+    \b
+    --drift compares each source's newest articles with its own baseline (docs/operations.md):
+    shares with no article, no date, no author or a fallback body, and the median body length.
     """
     import redis
 
     settings = settings_or_exit()
+    if drift:
+        try:
+            flagged = drift_report(settings, as_json)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            unreachable(exc)
+            return
+        raise SystemExit(1 if flagged else 0)
     try:
         while True:
             try:
@@ -200,7 +253,7 @@ def collect_trace(settings: Settings, aid: str) -> dict[str, Any]:
             out["dead_letter"] = {k: record.get(k) for k in ("stage", "reason", "detail", "time")}
     elif (waits_for := stage_after(entry.state)) is not None:
         q = waits_for.queue
-        info = queues.inspect_queues(connect(settings.redis_url), [q])[0]
+        info = queues.inspect_queues(connect(settings.redis_url, settings), [q])[0]
         out["waiting_in"] = {**info.to_dict(), "since_s": round(time.time() - entry.updated_at, 3)}
     return out
 

@@ -15,7 +15,15 @@ from typing import Any
 import click
 
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, redact_url, redis_errors, settings_or_exit, unreachable
+from workers.cli.common import (
+    emit_json,
+    fail,
+    redact_url,
+    redis_errors,
+    require_current_ids,
+    settings_or_exit,
+    unreachable,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "examples"
@@ -51,10 +59,12 @@ def up(concurrency: int | None) -> None:
     NEWSFLOW_REDIS_URL. If no Redis answers there and it is a local address, a private
     redis-server is started under the data dir and stopped on exit.
     """
-    from workers.runtime import Deployment, DeploymentError, default_layout
+    from workers.runtime import Deployment, DeploymentError, default_layout, redis_answers
 
     settings = settings_or_exit()
     configure(settings.log_level)
+    if redis_answers(settings.state_url):  # else `up` starts one: its workers check at start
+        require_current_ids(settings)
     deployment = Deployment(settings, default_layout(settings, concurrency))
     stop = {"now": False}
 
@@ -68,6 +78,7 @@ def up(concurrency: int | None) -> None:
     except DeploymentError as exc:
         deployment.stop()
         fail(str(exc))
+    require_current_ids(settings)  # the private redis-server `up` may have started holds data too
     where = redact_url(settings.redis_url) + (" (private redis-server)" if deployment.private_redis else "")
     counts = Counter((s.queue, s.pool, s.concurrency) for s in deployment.layout)
     queues = ", ".join(f"{q}:{pool}x{c}" + (f" ({n} processes)" if n > 1 else "") for (q, pool, c), n in counts.items())
@@ -133,6 +144,7 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
     todo = _read_urls(urls, from_file)
     if not todo:
         fail("no URLs given (pass them as arguments or with --file)", 2)
+    require_current_ids(settings)
     stores = Stores.from_settings(settings)
     state = stores.state
     try:

@@ -14,7 +14,7 @@ from workers.cli.common import emit_json, fail, settings_or_exit
 SHOW_FIELDS = (
     "author", "description", "canonical_url", "canonical_claimed", "final_url", "fetched_at",
     "word_count", "reading_time_min", "language_confidence", "entities", "keywords", "summary", "cluster_id",
-    "provenance", "body",
+    "provenance", "updated", "updated_at", "revision_count", "revisions", "first_fetched_at", "body",
 )  # fmt: skip
 
 QUERY_HELP = """Search indexed articles.
@@ -101,6 +101,7 @@ def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
 @click.option("--lang", multiple=True, metavar="CODE", help="Only this language, e.g. en (repeatable).")
 @click.option("--entity", multiple=True, metavar="NAME", help="Only articles naming this entity (repeatable).")
 @click.option("--cluster", metavar="ID", help="Only the articles of this story (expand one '+N similar').")
+@click.option("--updated", is_flag=True, help="Only articles revised after they were first indexed.")
 @click.option("--facets", is_flag=True, help="Count matches per site, language, entity and month.")
 @click.option("--expand-clusters", is_flag=True, help="Show every near-duplicate instead of one hit per story.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "hits": [...], ...} to stdout.')
@@ -144,6 +145,11 @@ def show(id_or_url: str, as_json: bool) -> None:
         "id",
     ):
         click.echo(f"  {name:14} {out.get(name) or '-'}")
+    if out.get("updated"):
+        click.echo(f"  {'updated':14} yes: {out.get('revision_count')} versions, last {out.get('updated_at')}")
+        for rev in out.get("revisions") or []:
+            changed = ("title, " if rev.get("title_changed") else "") + f"body {rev.get('body_changed_pct')}%"
+            click.echo(f"    {rev.get('fetched_at') or '?':26} {changed:18} {str(rev.get('title') or '')[:60]}")
     click.echo("")
     click.echo(out["body"] or "")
 

@@ -19,6 +19,8 @@ def reconcile(older_than_s: float | None, dry_run: bool, as_json: bool) -> None:
     recording it as unacknowledged. The ledger still knows such an article is in flight; this
     re-sends it to the stage it was about to enter (fetch again when that stage's input is gone).
     Stages are idempotent, so resuming an article that was merely slow costs work, not duplicates.
+    An article a message in the broker still carries (queued or unacked) is late, not lost, and
+    left alone; nothing is resumed while Redis is full, nor for the same delay after it was.
     `newsflow up` and beat run this every NEWSFLOW_RECONCILE_INTERVAL_S.
     """
     from newsflow.reconcile import reconcile

@@ -19,7 +19,7 @@ import click
 from config.defaults import Settings
 from config.settings import process_env
 from newsflow.netguard import is_loopback
-from workers.cli.common import fail, redact_url, settings_or_exit
+from workers.cli.common import fail, redact_url, require_current_ids, settings_or_exit
 
 
 def worker_command(
@@ -59,6 +59,7 @@ def worker(stage: str, concurrency: int | None, node: str | None, print_only: bo
     if print_only:
         click.echo(shlex.join(cmd))
         return
+    require_current_ids(settings)
     click.echo(f"newsflow: exec {shlex.join(cmd)}", err=True)
     os.execve(cmd[0], cmd, process_env())
 
@@ -136,6 +137,7 @@ def metrics(host: str | None, port: int | None, once: bool) -> None:
     """
     from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
+    from newsflow.drift import DriftStore
     from newsflow.metrics import PipelineCollector
     from newsflow.pipeline import ORDER
     from newsflow.state import connect
@@ -143,10 +145,11 @@ def metrics(host: str | None, port: int | None, once: bool) -> None:
 
     settings = settings_or_exit()
     registry = CollectorRegistry(auto_describe=False)
+    state_redis = connect(settings.state_url, settings)
     registry.register(
         PipelineCollector(
-            connect(settings.state_url), connect(settings.redis_url), settings.key_prefix, list(ORDER),
-            queue_names(),
+            state_redis, connect(settings.redis_url, settings), settings.key_prefix,
+            list(ORDER), queue_names(), drift=DriftStore(state_redis, settings),
         )
     )  # fmt: skip
     if once:

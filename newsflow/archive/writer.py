@@ -1,0 +1,295 @@
+"""Rolling WARC 1.1 files of what the fetch stage received, one file per process at a time.
+
+Each fetch appends three records, each its own gzip member: the response (status line and headers
+as received, the body as decoded by the fetcher), the request, and a metadata record (article
+id, source, requested URL, redirects, hints). warcio builds the records; this module only gzips
+them (at `archive_gzip_level`, warcio's own gzip is fixed at level 9) and appends them.
+
+Safety:
+- one lock around the append, the index line and rolling: a threads pool's fetches interleave
+  whole records, never bytes;
+- each fetch's records go out in one write and are flushed to the kernel before its index line:
+  a SIGKILL loses at most the fetch being written, and a torn last member spoils nothing before it;
+- names sort by time and carry host and pid (`newsflow-<UTC time>-<host>-<pid>-<seq>.warc.gz`), so
+  workers on several hosts writing one shared volume never share a file; a forked child opens its own;
+- `close()` (worker shutdown) flushes, fsyncs and closes the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from newsflow.archive.cdx import cdx_line, cdx_path
+
+PREFIX = "newsflow"
+SUFFIX = ".warc.gz"
+# Headers describing a transfer the archived body no longer has (the fetcher decoded it): kept
+# under their original value as X-Archive-Orig-*, the convention of web archives (pywb).
+_TRANSFER_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
+_SAFE = re.compile(r"[^A-Za-z0-9.]+")
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Where one response record is: enough to read it back without scanning (the index keeps it)."""
+
+    file: str  # name inside the archive dir (an absolute path for a backfilled file elsewhere)
+    offset: int  # of the record's gzip member
+    length: int  # bytes of that member
+    digest: str  # WARC-Payload-Digest (sha1:BASE32)
+    date: str  # WARC-Date (ISO 8601, UTC)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def warc_date(when: datetime | None = None) -> str:
+    return (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_fast_zlib: Any
+try:  # ISA-L's gzip: the same format as zlib's at a third to a quarter of its CPU (bench/archive.py)
+    from isal import isal_zlib as _fast_zlib
+except ImportError:  # pragma: no cover - the wheel is a dependency; any zlib will do
+    _fast_zlib = None
+FAST_LEVELS = range(0, 4)  # levels ISA-L has; higher ones are zlib's
+
+
+def gzip_member(data: bytes, level: int) -> bytes:
+    """One gzip member (RFC 1952): ISA-L for levels 0-3 when installed, zlib otherwise."""
+    lib: Any = _fast_zlib if _fast_zlib is not None and level in FAST_LEVELS else zlib
+    z = lib.compressobj(max(level, 1) if lib is zlib else level, lib.DEFLATED, zlib.MAX_WBITS | 16)
+    return bytes(z.compress(data) + z.flush())
+
+
+class _Writer(WARCWriter):  # type: ignore[misc]
+    """warcio's writer without WARC-Block-Digest (optional in WARC 1.1): a second SHA-1 pass over
+    every page for a digest no reader here uses; WARC-Payload-Digest (the CDX digest) stays."""
+
+    def ensure_digest(self, record: Any, block: bool = True, payload: bool = True) -> None:
+        super().ensure_digest(record, block=False, payload=payload)
+
+
+def response_headers(headers: Mapping[str, str], body_len: int) -> list[tuple[str, str]]:
+    """The headers as received, with those the decoded body no longer matches renamed, and its length."""
+    out: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if name.lower() in _TRANSFER_HEADERS:
+            out.append((f"X-Archive-Orig-{name}", value))
+        else:
+            out.append((name, value))
+    out.append(("Content-Length", str(body_len)))
+    return out
+
+
+def build_records(
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    request_headers: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    date: str,
+) -> tuple[list[bytes], str]:
+    """The response, request and metadata records of one fetch (uncompressed), and the payload digest."""
+    buf = io.BytesIO()
+    writer = _Writer(buf, gzip=False, warc_version="1.1")
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    http = StatusAndHeaders(f"{status} {phrase}", response_headers(headers, len(body)), protocol="HTTP/1.1")
+    digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")  # one C call, no copies
+    resp = writer.create_warc_record(
+        url, "response", payload=io.BytesIO(body), length=len(body), http_headers=http,
+        warc_headers_dict={"WARC-Date": date, "WARC-Payload-Digest": digest},
+    )  # fmt: skip
+    resp_id = resp.rec_headers.get_header("WARC-Record-ID")
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    req_headers = [("Host", parts.netloc), *((k, str(v)) for k, v in request_headers.items())]
+    req_http = StatusAndHeaders(f"GET {target} HTTP/1.1", req_headers, protocol="HTTP/1.1", is_http_request=True)
+    req = writer.create_warc_record(
+        url, "request", http_headers=req_http, warc_headers_dict={"WARC-Date": date, "WARC-Concurrent-To": resp_id}
+    )
+    fields = "".join(f"{k}: {_field(v)}\r\n" for k, v in meta.items() if v not in (None, "", [], {}))
+    payload = fields.encode("utf-8")
+    md = writer.create_warc_record(
+        url, "metadata", payload=io.BytesIO(payload), length=len(payload),
+        warc_content_type="application/warc-fields",
+        warc_headers_dict={"WARC-Date": date, "WARC-Concurrent-To": resp_id},
+    )  # fmt: skip
+    out: list[bytes] = []
+    for record in (resp, req, md):
+        buf.seek(0)
+        buf.truncate()
+        writer.write_record(record)
+        out.append(buf.getvalue())
+    return out, str(resp.rec_headers.get_header("WARC-Payload-Digest") or "")
+
+
+def _field(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return " ".join(text.split())  # one line per field
+
+
+def host_tag() -> str:
+    return _SAFE.sub("_", socket.gethostname() or "host").strip("_")[:60] or "host"
+
+
+def file_name(now: float, host: str, pid: int, seq: int) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S%f")
+    return f"{PREFIX}-{stamp}-{host}-{pid}-{seq:05d}{SUFFIX}"
+
+
+class _Open:
+    """One file being written, its index beside it."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.name = name
+        self.path = directory / name
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.cdx: BinaryIO = open(cdx_path(self.path), "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self.size = os.fstat(self.fd).st_size
+        self.opened = time.time()
+
+    def append(self, data: bytes) -> int:
+        offset = self.size
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.size += len(data)
+        return offset
+
+    def close(self) -> None:
+        try:
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.cdx.close()
+
+
+class ArchiveWriter:
+    """This process's WARC writer; thread-safe. `write` returns where the response record is."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        roll_bytes: int = 1024**3,
+        roll_s: float = 3600.0,
+        gzip_level: int = 1,
+        on_roll: Callable[[], None] | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.roll_bytes = roll_bytes
+        self.roll_s = roll_s
+        self.level = max(0, min(9, gzip_level))
+        self.on_roll = on_roll  # retention: called after a file was closed
+        self.host = host or host_tag()
+        self._lock = threading.Lock()
+        self._file: _Open | None = None
+        self._pid = os.getpid()
+        self._seq = 0
+
+    @property
+    def current(self) -> str | None:
+        f = self._file
+        return f.name if f else None
+
+    def write(
+        self,
+        url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        request_headers: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        date: str | None = None,
+    ) -> Capture:
+        """Append one fetch (response, request, metadata); compression happens outside the lock."""
+        date = date or warc_date()
+        records, digest = build_records(url, status, headers, body, request_headers or {}, meta or {}, date)
+        members = [gzip_member(r, self.level) for r in records]
+        blob = b"".join(members)
+        mime = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        with self._lock:
+            f = self._writable(len(blob))
+            offset = f.append(blob)
+            entry = {
+                "url": url, "date": date, "offset": offset, "length": len(members[0]), "digest": digest,
+                "status": status, "mime": mime.split(";", 1)[0].strip().lower(), "id": (meta or {}).get("article_id"),
+            }  # fmt: skip
+            f.cdx.write(cdx_line(entry))
+            return Capture(f.name, offset, len(members[0]), digest, date)
+
+    def _writable(self, incoming: int) -> _Open:
+        f = self._file
+        if f is not None and os.getpid() != self._pid:  # a forked child: never the parent's file
+            self._file, f = None, None
+            self._pid = os.getpid()
+        full = f is not None and f.size > 0 and f.size + incoming > self.roll_bytes
+        if f is not None and (full or time.time() - f.opened >= self.roll_s):
+            self._close_locked()
+            f = None
+        if f is None:
+            f = self._open()
+        return f
+
+    def _open(self) -> _Open:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        f = _Open(self.directory, file_name(time.time(), self.host, self._pid, self._seq))
+        info = io.BytesIO()
+        w = WARCWriter(info, gzip=False, warc_version="1.1")
+        w.write_record(
+            w.create_warcinfo_record(f.name, {"software": "newsflow (warcio)", "format": "WARC File Format 1.1",
+                                              "hostname": socket.gethostname(), "pid": str(self._pid)})
+        )  # fmt: skip
+        f.append(gzip_member(info.getvalue(), self.level))
+        self._file = f
+        return f
+
+    def _close_locked(self) -> None:
+        f, self._file = self._file, None
+        if f is None:
+            return
+        f.close()
+        if self.on_roll is not None:
+            with contextlib.suppress(OSError):  # retention is best effort; the next roll tries again
+                self.on_roll()
+
+    def roll(self) -> None:
+        """Close the current file now (the next write starts a new one)."""
+        with self._lock:
+            self._close_locked()
+
+    def close(self) -> None:
+        """Flush, fsync and close the current file (worker shutdown). A later write opens a new one."""
+        with self._lock:
+            f, self._file = self._file, None
+            if f is not None and os.getpid() == self._pid:
+                f.close()
