@@ -9,7 +9,7 @@ from newsflow.domains import trusted_canonical
 from newsflow.drift import Observation, drift_key
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
-from newsflow.extract.body import PRECISE as PREFERRED_BODY
+from newsflow.extract.body import PREFERRED as PREFERRED_BODY
 from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 from newsflow.pipeline import Message, beyond
 from newsflow.search.tombstones import site_of_url

@@ -11,9 +11,10 @@ import pytest
 from newsflow.extract import Article, extract_article
 from newsflow.extract.byline import clean_author
 from newsflow.extract.dates import date_from_url, parse_date
+from newsflow.extract.devset import load_dev_pages
 from newsflow.extract.evaluate import load_benchmark, metadata_accuracy, score_page, shingles, summarize
 from newsflow.extract.metadata import strip_site_suffix
-from tests.conftest import BENCH_DIR, SEED_EXPECTED, SEED_HTML
+from tests.conftest import BENCH_DIR, FIXTURES, SEED_EXPECTED, SEED_HTML
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -64,6 +65,21 @@ def test_metadata_gold_accuracy() -> None:
     extracted = {pid: extract_article(p.html(), p.url).to_dict() for pid, p in pages.items()}
     accuracy = metadata_accuracy(gold, extracted)
     for field, minimum in MIN_ACCURACY.items():
+        assert accuracy[field] >= minimum, (field, accuracy[field])
+
+
+# The dev-set part of the gold (41 pages of the study split, labelled blind before scoring). Measured when
+# written: title 0.95, author 0.83, published 1.00, language 0.93; minimums leave the same kind of margin.
+MIN_DEV_ACCURACY = {"title": 0.90, "author": 0.78, "published": 0.95, "language": 0.88}
+
+
+def test_metadata_gold_accuracy_on_dev_pages() -> None:
+    gold = json.loads((DATA / "extraction_metadata_gold_dev.json").read_text(encoding="utf-8"))["pages"]
+    assert len(gold) >= 40
+    pages = [p for p in load_dev_pages(FIXTURES / "trafilatura-eval-dev") if p.name in gold]
+    extracted = {p.name: extract_article(p.html(), p.url).to_dict() for p in pages}
+    accuracy = metadata_accuracy(gold, extracted)
+    for field, minimum in MIN_DEV_ACCURACY.items():
         assert accuracy[field] >= minimum, (field, accuracy[field])
 
 

@@ -4,9 +4,10 @@ Sequence (docs/extraction.md has the numbers):
 1. parse once; drop hidden elements; keep embedded posts (tweets) as quotes; unwrap layout tables; mark
    div/p pull quotes as quotes;
 2. metadata from JSON-LD, meta tags, the document, the URL and feed hints;
-3. body candidates: trafilatura `fast` and `favor_precision`, each cleaned of repeated headline/standfirst,
-   related-story lists, calls to action, link-only blocks and pull quotes repeating the body;
-4. keep the precise candidate unless it lost too much of the fast one.
+3. body: one trafilatura `fast` pass on the tree (not copied); a second, `full` pass (trafilatura's
+   readability/justext comparison) only when the first looks truncated, kept if it extends the first;
+4. the body is cleaned of repeated headline, related-story lists, calls to action, link-only blocks and
+   pull quotes repeating the body.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from newsflow.extract import body as bodies
-from newsflow.extract.cleanup import Lead, anchor_texts, clean_body
+from newsflow.extract.cleanup import Lead, clean_body, link_texts
 from newsflow.extract.htmlprep import parse_html, prepare_tree
 from newsflow.extract.metadata import Metadata, extract_metadata
 from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
@@ -49,22 +50,21 @@ def extract_article(
     if tree is None:
         return _from_metadata("", Metadata(), "none:unparseable")
     meta = extract_metadata(tree, url, hints)
-    lead = Lead(meta.title, meta.description, anchor_texts(tree))
+    lead = Lead(meta.title, meta.description, *link_texts(tree, url))
     prepare_tree(tree, options)
     text, method = _best_body(tree, url, lead, options)
     return _from_metadata(text, meta, method)
 
 
 def _best_body(tree: Any, url: str | None, lead: Lead, options: ExtractOptions) -> tuple[str, str]:
-    fast = bodies.run_trafilatura(tree, url, bodies.FAST)
-    fast_text = clean_body(fast.body, lead, options)
-    if not options.choose_candidate:
-        return fast_text, bodies.FAST if fast_text else "none"
-    precise = bodies.run_trafilatura(tree, url, bodies.PRECISE)
-    precise_text = clean_body(precise.body, lead, options)
-    method = bodies.choose(fast_text, precise_text)
-    text = precise_text if method == bodies.PRECISE else fast_text
-    return text, method if text else "none"
+    chosen = bodies.run_trafilatura(tree, url, bodies.FAST)
+    # The full pass (readability/justext comparison) costs as much again: only pages that look truncated pay.
+    if options.choose_candidate and len(chosen.text) < bodies.UNDER_CHARS:
+        page_chars = bodies.page_text_length(tree)
+        if bodies.looks_truncated(chosen, page_chars):
+            chosen = bodies.choose(chosen, bodies.run_comparison(tree, chosen), page_chars)
+    text = clean_body(chosen.body, lead, options)
+    return text, chosen.method if text else "none"
 
 
 def _from_metadata(text: str, meta: Metadata, body_method: str) -> Article:

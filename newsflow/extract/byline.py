@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
 from newsflow.extract.text import collapse, fold
 
-_BY = re.compile(r"^\s*(?:written\s+|posted\s+|reported\s+)?by[:\s]+", re.IGNORECASE)
+# "By", and its equivalents in the languages the feeds carry ("von", "por", "par", "di").
+_BY = re.compile(
+    r"^\s*(?:(?:written|posted|reported|geschrieben|erstellt|verfasst|publié|escrito)\s+)?(?:by|von|por|par|di)[:\s]+",
+    re.IGNORECASE,
+)
 _URL_OR_MAIL = re.compile(r"https?://\S+|www\.\S+|\S+@\S+")
+# A part that is a bare domain ("symple.ch") names a web agency or a site, not a person.
+_DOMAIN = re.compile(r"^[\w-]+(\.[\w-]+)*\.[a-z]{2,6}$", re.IGNORECASE)
 # A job title or affiliation that follows a name after a comma, pipe or dash.
 _ROLE = re.compile(
     r"\b(correspondent|reporter|editor|writer|columnist|contributor|staff|producer|analyst|journalist"
@@ -35,6 +42,7 @@ def clean_author(value: Any, site_keys: set[str] | None = None) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    value = html.unescape(value)  # JSON-LD often carries entities ("O&#039;Donnell")
     site_keys = site_keys or set()
     # Line breaks separate a name from its job title ("By Jane Doe<br>Arts Editor"): keep them as separators.
     lines = (collapse(line) for line in _URL_OR_MAIL.sub(" ", value).splitlines())
@@ -61,7 +69,7 @@ def _clean_name(part: str, site_keys: set[str]) -> str:
     # "Malcolm Owen Monday, November 18": bylines often run into the dateline.
     part = _DATELINE.split(part, maxsplit=1)[0].strip()
     part = _strip_trailing_role(_GLUED.sub(r"\1 \2", part), site_keys)
-    if _DATEISH.search(part):
+    if _DATEISH.search(part) or _DOMAIN.match(part):
         return ""
     words = part.split()
     if not words or len(words) > _MAX_NAME_WORDS or not any(ch.isalpha() for ch in part):

@@ -8,6 +8,7 @@ are short: long prose is never dropped by a pattern match.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,18 +18,31 @@ from trafilatura.xml import xmltotxt
 from newsflow.extract.options import ExtractOptions
 from newsflow.extract.text import collapse, fold, similar, tidy, words
 
-# Headings that introduce lists of other stories; the list that follows is dropped with them.
+# Headings that introduce lists of other stories; the list that follows is dropped with them. Sites in
+# every language have them, so the common wordings of the languages the feeds carry are listed.
 _RELATED_HEADING = re.compile(
     r"^(related( (articles?|stories|posts?|content|coverage|news|reading))?|read more|see more|see also|more on this"
     r"|don'?t miss|you (may|might) also like|also read|also on [\w.]+|more from [\w .]+|more stories|recommended"
     r"|most (popular|read)|trending( now)?|further reading|editors'? picks|more news|top stories|what to read next"
-    r"|latest( news)?|watch( now| next)?)\W*$",
+    r"|latest( news)?|watch( now| next)?"
+    # de
+    r"|(das )?könnte (sie|dich|euch) auch interessieren|(das|dieses) thema könnte (sie|dich|euch) auch interessieren"
+    r"|auch interessant|lesen sie (auch|mehr|weiter)[\w ]{0,30}|mehr (zum thema|dazu|lesen|themen)[\w .]{0,30}"
+    r"|weitere( \w+)? (artikel|beiträge|nachrichten|meldungen|themen)[\w ]{0,40}|ähnliche (artikel|beiträge)"
+    r"|meist(gelesen|e?-?diskutiert|kommentiert)e?( artikel)?|kommentierte artikel|beiträge aus dem forum"
+    r"|das (könnte|dürfte) (sie|dich) auch interessieren|empfehlungen der redaktion|verwandte (artikel|themen)"
+    # fr, es, it, pt
+    r"|(à|a) lire (aussi|également)|lire aussi|sur le même (sujet|thème)|(les )?articles? (similaires|liés)"
+    r"|(le|te) puede interesar|lee también|lea también|noticias relacionadas|temas( relacionados)?|más noticias"
+    r"|leggi anche|potrebbe interessarti|leia também|veja também)\W*$",
     re.IGNORECASE,
 )
 # Teaser lines ("READ MORE: <headline>") are prefixes followed by a link to another story.
 _TEASER_PREFIX = re.compile(
     r"^(related|read more|see more|see also|read also|also read|also on [\w.]+|more|don'?t miss|watch|listen"
-    r"|recommended|click here|related post|related article)\s*[:>»|–-]",
+    r"|recommended|click here|related post|related article|lesen sie auch|auch interessant|mehr zum thema"
+    r"|(à|a) lire aussi|lire aussi|voir aussi|mira|mire|lee también|lea también|(le|te) puede interesar"
+    r"|puedes ver|ver también|leggi anche|leia também)\s*[:>»|–-]",
     re.IGNORECASE,
 )
 # Calls to action and site furniture; only short blocks are tested against these.
@@ -37,9 +51,31 @@ _CALL_TO_ACTION = re.compile(
     r"|follow (us|@)|like this story|share (this|it) with|click here|share on (facebook|twitter)|have a tip\?"
     r"|tell us what you think|\bcomments? (are|is) closed|^\d+ comments?$|^comments?$|leave a (comment|reply)"
     r"|get .{1,40} on the go|download (our|the) app|all photos?:|^advertisement$|^sponsored|^loading\b"
-    r"|this (audio|article) (is|was) (created|generated) with ai|indicates required|^skip to)",
+    r"|this (audio|article) (is|was) (created|generated) with ai|indicates required|^skip to"
+    # follow/join prompts and app/channel plugs in any language
+    r"|follow [\w .@]{1,40} on (twitter|facebook|instagram|x|linkedin|telegram)|download the [\w .]{1,30} apps?"
+    r"|\b(síguenos|siguenos|suivez-nous|folge(n sie)? uns)\b|canal de (telegram|whatsapp)|(telegram|whatsapp)[- ]kanal"
+    r"|we want to hear what you think|get the [\w .']{1,40} (daily|weekly)? ?(edition|briefing) by email"
+    # affiliate and advertising disclosures
+    r"|^anzeige\b|affiliate[- ]links?|\bprovisions?-?links?\b|we may (earn|receive) (a )?(commission|compensation)"
+    r"|advertisers do not influence|we recommend the best products"
+    # sharing widgets and loaders (de, fr, es)
+    r"|^teilen mit:?$|^wird geladen|^(jetzt )?teilen:?$|^partager( sur)?:?$|^compartir:?$"
+    # log-in prompts and rights notices
+    r"|(angemeldet|eingeloggt) sein,? um|must be logged in to|alle rechte vorbehalten|all rights reserved"
+    r"|vervielfältigung nur mit|weitere infos unter (www\.|https?://))",
     re.IGNORECASE,
 )
+# Picture credits and captions' labels: "Photo: AP", "Titelbild: ...", "Crédits photos : Bestimage".
+_CREDIT = re.compile(
+    r"^\(?(photo|foto|bild|image|credit|crédits?( photos?)?|titelbild|beitragsbild|bildquelle|fotos?|quelle"
+    r"|photo d'illustration|image illustrative|pictured?)\b\s*(:|©|\(|$)|^image illustrative\b|^©",
+    re.IGNORECASE,
+)
+_CREDIT_MAX_WORDS = 15
+# A block that is only a date or a time ("23.10.2018", "19:49") is a dateline, not text.
+# So is a bare address: a link the extractor kept as text.
+_DATELINE = re.compile(r"^([\d\s.:/,-]{4,24}(uhr|h)?|https?://\S+)$", re.IGNORECASE)
 _CTA_MAX_WORDS = 40
 _LINK_BLOCK_MIN_RATIO = 0.8
 _LINK_BLOCK_MAX_WORDS = 60
@@ -50,6 +86,7 @@ _PULL_QUOTE_MIN_WORDS = 6
 _PULL_QUOTE_MAX_WORDS = 80
 # How many blocks at the top of the body may be a repeated headline/standfirst/byline.
 _LEAD_WINDOW = 4
+KEEP_STANDFIRST_HEADS = True
 
 
 @dataclass(frozen=True)
@@ -64,19 +101,56 @@ class Lead:
     title: str | None = None
     description: str | None = None
     anchors: frozenset[str] = frozenset()
+    # Texts of links to the page's own site: the headlines a teaser list is made of.
+    site_anchors: frozenset[str] = frozenset()
 
 
 def anchor_texts(tree: _Element) -> frozenset[str]:
-    """Folded text of every link in the page."""
-    texts = (fold("".join(a.itertext())) for a in tree.iter("a"))
-    return frozenset(t for t in texts if t)
+    """Folded text of every link to another page."""
+    return link_texts(tree, None)[0]
+
+
+def link_texts(tree: _Element, url: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    """Folded texts of the links to other pages, and of those among them that stay on the page's site.
+
+    In-page links (href="#...": tables of contents, "jump to") point into the article itself: a block
+    with their text is one of its headings, not navigation.
+    """
+    host = _host(url)
+    every: set[str] = set()
+    own: set[str] = set()
+    for a in tree.iter("a"):
+        href = a.get("href", "").strip()
+        if href.startswith("#"):
+            continue
+        text = fold("".join(a.itertext()))
+        if not text:
+            continue
+        every.add(text)
+        link_host = _host(href)
+        if not link_host or link_host == host:
+            own.add(text)
+    return frozenset(every), frozenset(own)
+
+
+def _host(url: str | None) -> str:
+    if not url or "//" not in url[:8]:
+        return ""
+    host = url.split("//", 1)[1].split("/", 1)[0].lower()
+    return host[4:] if host.startswith("www.") else host
 
 
 def render(body: _Element | None) -> str:
-    """Plain text of an XML body: one block per line."""
+    """Plain text of an XML body: one block per line, in Unicode NFC.
+
+    NFC because pages mix composed and decomposed accents ("u" + combining diaeresis for "ü"): the
+    same word must come out as the same characters for search and for comparisons. Soft hyphens go for
+    the same reason: they are invisible break hints ("Deutsch\xadland" reads "Deutschland").
+    """
     if body is None:
         return ""
-    return tidy(_INLINE_JUNK.sub("", xmltotxt(body, include_formatting=False)))
+    text = xmltotxt(body, include_formatting=False).replace("\xad", "")
+    return unicodedata.normalize("NFC", tidy(_INLINE_JUNK.sub("", text)))
 
 
 def clean_body(body: _Element | None, lead: Lead, options: ExtractOptions) -> str:
@@ -88,7 +162,7 @@ def clean_body(body: _Element | None, lead: Lead, options: ExtractOptions) -> st
     if options.strip_boilerplate:
         _drop_boilerplate(body, lead.anchors)
     if options.strip_link_blocks:
-        _drop_link_blocks(body, lead.anchors)
+        _drop_link_blocks(body, lead.anchors, lead.site_anchors)
     if options.strip_pull_quotes:
         drop_repeated_blocks(body)
     text = render(body)
@@ -120,15 +194,32 @@ def _collect(el: _Element, parts: list[str]) -> None:
         parts.append(child.tail or "")
 
 
-def link_ratio(block: _Element, anchors: frozenset[str]) -> float:
-    """Share of a block's words on lines that are, whole, the text of a link of the page."""
+def link_ratio(block: _Element, anchors: frozenset[str], headlines: frozenset[str] = frozenset()) -> float:
+    """Share of a block's words on lines that are, whole, the text of a link of the page.
+
+    In a list, an item that starts with a link to another story of the site and adds a one-line summary
+    ("Headline The coach would now be free...") is a teaser as well: lists of other stories are written
+    that way. (Links to other sites are left out: a list of references is written the same way.)
+    """
     total = linked = 0
-    for line in block_lines(block):
+    lines = block_lines(block)
+    teasers = block.tag == "list" and bool(headlines) and len(block.findall("item")) >= _TEASER_MIN_ITEMS
+    for line in lines:
         n = len(words(line))
         total += n
-        if _is_anchor(line, anchors):
+        if _is_anchor(line, anchors) or (teasers and _starts_with_anchor(line, headlines)):
             linked += n
     return linked / total if total else 0.0
+
+
+_TEASER_MIN_HEADLINE_WORDS = 3
+# Two linked items with notes are as likely a reference list; story lists run longer.
+_TEASER_MIN_ITEMS = 3
+
+
+def _starts_with_anchor(line: str, anchors: frozenset[str]) -> bool:
+    tokens = fold(_DECORATION.sub("", line)).split()
+    return any(" ".join(tokens[:n]) in anchors for n in range(_TEASER_MIN_HEADLINE_WORDS, len(tokens)))
 
 
 def _is_anchor(line: str, anchors: frozenset[str]) -> bool:
@@ -152,7 +243,7 @@ def _drop_lead_repeats(body: _Element, lead: Lead) -> None:
         is_head = block.tag == "head"
         # A paragraph equal to the description is usually the lede itself (sites copy it into og:description),
         # so only headings are dropped on a description match.
-        repeats = (lead.title, lead.description) if is_head else (lead.title,)
+        repeats = (lead.title, lead.description) if is_head and KEEP_STANDFIRST_HEADS is False else (lead.title,)
         if (is_head and block.get("rend") == "h1") or _matches_any(text, repeats):
             _remove(block)
 
@@ -175,8 +266,14 @@ def _drop_boilerplate(body: _Element, anchors: frozenset[str]) -> None:
             _remove(block)
             continue
         skipping = False
-        if n_words <= _CTA_MAX_WORDS and (_CALL_TO_ACTION.search(text) or _is_teaser(text, anchors)):
+        is_call = n_words <= _CTA_MAX_WORDS and (_CALL_TO_ACTION.search(text) or _is_teaser(text, anchors))
+        if is_call or _is_credit_or_dateline(text, n_words):
             _remove(block)
+
+
+def _is_credit_or_dateline(text: str, n_words: int) -> bool:
+    is_credit = n_words <= _CREDIT_MAX_WORDS and _CREDIT.match(text) is not None
+    return is_credit or _DATELINE.match(text) is not None
 
 
 def _is_teaser(text: str, anchors: frozenset[str]) -> bool:
@@ -185,11 +282,11 @@ def _is_teaser(text: str, anchors: frozenset[str]) -> bool:
     return match is not None and _is_anchor(text[match.end() :], anchors)
 
 
-def _drop_link_blocks(body: _Element, anchors: frozenset[str]) -> None:
+def _drop_link_blocks(body: _Element, anchors: frozenset[str], headlines: frozenset[str]) -> None:
     """Blocks made of links (headline lists, tag clouds, breadcrumbs) are navigation, not prose."""
     for block in list(body):
         n_words = len(words(block_text(block)))
-        if 0 < n_words <= _LINK_BLOCK_MAX_WORDS and link_ratio(block, anchors) >= _LINK_BLOCK_MIN_RATIO:
+        if 0 < n_words <= _LINK_BLOCK_MAX_WORDS and link_ratio(block, anchors, headlines) >= _LINK_BLOCK_MIN_RATIO:
             _remove(block)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from lxml.etree import XPath
 from lxml.html import HtmlElement
 from trafilatura.utils import load_html
 
@@ -45,15 +46,21 @@ def prepare_tree(tree: HtmlElement, options: ExtractOptions) -> HtmlElement:
     return tree
 
 
+# A cheap substring test in libxml2 first ("ull" is in pull-quote, pullquote, pullout): pages have
+# thousands of divs, a handful of candidates.
+_PULL_QUOTE_CANDIDATES = XPath(
+    "//div[contains(@class, 'ull') or contains(@id, 'ull')] | //p[contains(@class, 'ull') or contains(@id, 'ull')]"
+)
+
+
 def _mark_pull_quotes(tree: HtmlElement) -> None:
     """div/p pull quotes become blockquotes, so the cleanup sees them as quotes (and drops them if repeated).
 
     aside/figure pull quotes need nothing: extractors already leave asides and figures out.
     """
-    for el in tree.iter("div", "p"):
+    for el in _PULL_QUOTE_CANDIDATES(tree):
         marker = f"{el.get('class', '')} {el.get('id', '')}"
-        # Cheap substring test first ("ull" is in pull-quote, pullquote, pullout): this runs on every div.
-        if "ull" in marker and _PULL_QUOTE.search(marker):
+        if _PULL_QUOTE.search(marker):
             el.tag = "blockquote"
 
 
@@ -97,17 +104,18 @@ def _table_to_divs(table: HtmlElement) -> None:
         stack.extend(child for child in el if child.tag in _TABLE_PARTS and child.tag != "table")
 
 
+# Candidates only (the attribute tests run in libxml2): the style regex then runs on a few elements, not all.
+_HIDDEN_CANDIDATES = XPath(
+    "//body//*[@hidden or @style][not(self::script or self::style or self::noscript or self::template)]"
+)
+
+
 def _drop_hidden(tree: HtmlElement) -> None:
     """A reader never sees these, so their text cannot be part of the article."""
-    body = tree.find("body")
-    if body is None:
-        return
     doomed = [
         el
-        for el in body.iter()
-        if isinstance(el.tag, str)
-        and el.tag not in ("script", "style", "noscript", "template")
-        and (el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style", "")))
+        for el in _HIDDEN_CANDIDATES(tree)
+        if el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style", ""))
     ]
     for el in doomed:
         _remove_keep_tail(el)

@@ -144,6 +144,18 @@ def names(value: Any) -> list[str]:
     return []
 
 
+def resolve(value: Any, objects: list[dict[str, Any]]) -> Any:
+    """Replace bare {"@id": ...} references by the object of the graph with that @id (Yoast and similar
+    plugins write the author as a reference to a Person node)."""
+    if isinstance(value, list):
+        return [resolve(item, objects) for item in value]
+    if isinstance(value, dict) and "name" not in value and isinstance(value.get("@id"), str):
+        for obj in objects:
+            if obj.get("@id") == value["@id"] and obj is not value:
+                return obj
+    return value
+
+
 def text_value(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None

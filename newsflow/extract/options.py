@@ -17,7 +17,8 @@ class ExtractOptions:
     # Turn layout tables (tables holding headings, paragraphs, forms or other tables) into divs, so the
     # extractor finds the article column instead of returning the whole page as one table.
     unwrap_layout_tables: bool = True
-    # Try a precision-oriented trafilatura pass and choose between candidates instead of taking one blindly.
+    # When the fast pass looks truncated, run trafilatura's readability/justext comparison and choose between
+    # (or merge) the two candidates instead of taking the fast one blindly.
     choose_candidate: bool = True
     # Remove a repeated headline / standfirst at the top of the body.
     strip_title_and_standfirst: bool = True

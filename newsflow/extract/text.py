@@ -7,6 +7,9 @@ import unicodedata
 
 _WS = re.compile(r"[ \t\u00a0\u2009\u200a\u202f]+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Combining marks left by NFKD (accents on Latin, Greek, Cyrillic letters): one regex pass instead of a
+# Python-level test of every character.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
 def tidy(text: str) -> str:
@@ -16,7 +19,8 @@ def tidy(text: str) -> str:
 
 
 def collapse(text: str | None) -> str:
-    return _WS.sub(" ", " ".join((text or "").split())).strip()
+    # Soft hyphens are invisible break hints ("Deutsch\xadland"): a reader sees one word.
+    return _WS.sub(" ", " ".join((text or "").replace("\xad", "").split())).strip()
 
 
 def words(text: str) -> list[str]:
@@ -25,8 +29,10 @@ def words(text: str) -> list[str]:
 
 def fold(text: str) -> str:
     """A comparison key: case-, accent- and punctuation-insensitive."""
+    if text.isascii():  # most link texts and blocks: nothing to decompose (the per-character pass is the cost)
+        return " ".join(_WORD.findall(text.lower()))
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join(_WORD.findall("".join(ch for ch in decomposed if not unicodedata.combining(ch))))
+    return " ".join(_WORD.findall(_COMBINING.sub("", decomposed)))
 
 
 def similar(a: str, b: str, threshold: float = 0.8) -> bool:
