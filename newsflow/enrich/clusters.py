@@ -46,9 +46,11 @@ local function likeness(other, n2)
   return j, containment
 end
 
-local function index_bands()
+-- `again`: the article was in band lists before (a revision); drop its old entries first. A new
+-- article is in none, so it pays only the push (this runs for every article enriched).
+local function index_bands(again)
   for i = 2, #KEYS do
-    redis.call('LREM', KEYS[i], 0, aid)
+    if again then redis.call('LREM', KEYS[i], 0, aid) end
     redis.call('LPUSH', KEYS[i], aid)
     redis.call('LTRIM', KEYS[i], 0, cap - 1)
     redis.call('EXPIRE', KEYS[i], ttl)
@@ -69,7 +71,7 @@ if existing then
   local old_sig = redis.call('HGET', KEYS[1], 'sig')
   redis.call('HSET', KEYS[1], 'cluster', existing, 'sig', sig, 'n', n)
   redis.call('EXPIRE', KEYS[1], ttl)
-  if old_sig ~= sig then index_bands() end  -- later copies of the new text find it
+  if old_sig ~= sig then index_bands(true) end  -- later copies of the new text find it
   return {existing, status, '1'}
 end
 
@@ -95,7 +97,7 @@ end
 local cluster = best or aid
 redis.call('HSET', KEYS[1], 'cluster', cluster, 'sig', sig, 'n', n)
 redis.call('EXPIRE', KEYS[1], ttl)
-index_bands()
+index_bands(false)
 if best then return {cluster, 'joined', tostring(best_score)} end
 return {cluster, 'new', '0'}
 """
