@@ -35,9 +35,12 @@ def broker_ssl(url: str) -> dict[str, Any] | None:
 
 def time_limits(s: Settings) -> dict[str, dict[str, float]]:
     """Per-task soft and hard time limits from the settings (the rest use `task_time_limit`)."""
+    limits: dict[str, dict[str, float]] = {
+        stage(name).task: {"soft_time_limit": soft_limit_s(name, s), "time_limit": soft_limit_s(name, s) + 10}
+        for name in ("clean", "enrich")  # the prefork stages: Celery enforces these
+    }
     return {
-        stage("clean").task: {"soft_time_limit": s.clean_time_limit_s, "time_limit": s.clean_time_limit_s + 10},
-        stage("enrich").task: {"soft_time_limit": s.enrich_time_limit_s, "time_limit": s.enrich_time_limit_s + 10},
+        **limits,
         # A crawl waits on backpressure at most `crawl_backpressure_max_wait_s`; stay under the visibility timeout.
         CRAWL_TASK: {"soft_time_limit": s.crawl_time_limit_s, "time_limit": s.crawl_time_limit_s + 30},
     }

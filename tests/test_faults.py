@@ -38,6 +38,7 @@ from tests.hostile.rig import (
     frozen,
     kill_whole_worker,
     log_events,
+    short_delivery_env,
     temp_root,
 )
 
@@ -54,19 +55,7 @@ RESULTS: dict[str, Counts] = {}
 
 def fault_env(origin_port: int) -> dict[str, str]:
     return {
-        # Short visibility timeout so a lost worker's messages come back within the test; every
-        # time limit and retry countdown below stays under it.
-        "NEWSFLOW_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
-        # Resume an article silent for 3 visibility timeouts: its message was lost, not late.
-        "NEWSFLOW_RECONCILE_AFTER_S": str(3 * VISIBILITY_TIMEOUT_S),
-        "NEWSFLOW_TASK_TIME_LIMIT_S": "8",
-        "NEWSFLOW_CLEAN_TIME_LIMIT_S": "6",
-        "NEWSFLOW_FETCH_TOTAL_TIMEOUT_S": "4",
-        "NEWSFLOW_FETCH_READ_TIMEOUT_S": "3",
-        "NEWSFLOW_FETCH_CONNECT_TIMEOUT_S": "2",
-        "NEWSFLOW_MAX_RETRIES": "8",
-        "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
-        "NEWSFLOW_RETRY_BACKOFF_MAX_S": "3",
+        **short_delivery_env(VISIBILITY_TIMEOUT_S),
         # Only the origin is reachable; per-host politeness is lifted for it so the suite stays short.
         "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
         "NEWSFLOW_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin_port}",

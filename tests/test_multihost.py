@@ -32,7 +32,7 @@ import pytest
 
 from tests import netns
 from tests.conftest import ROOT, need
-from tests.hostile.rig import log_events, temp_root
+from tests.hostile.rig import log_events, short_delivery_env, temp_root
 from tests.multihost_tools import article_urls, bench_html_dir, page_ids_in
 from workers.runtime import BeatSpec, WorkerSpec
 
@@ -65,18 +65,8 @@ def host_env(data_dir: Path, sources: Path) -> dict[str, str]:
         "NEWSFLOW_STATE_REDIS_URL": "",
         "NEWSFLOW_DATA_DIR": str(data_dir),
         "NEWSFLOW_CRAWL_SOURCES_FILE": str(sources),
-        "NEWSFLOW_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
-        # Resume an article silent for 3 visibility timeouts; beat sends the sweep every 5 s.
-        "NEWSFLOW_RECONCILE_AFTER_S": str(3 * VISIBILITY_TIMEOUT_S),
-        "NEWSFLOW_RECONCILE_INTERVAL_S": "5",
-        "NEWSFLOW_TASK_TIME_LIMIT_S": "8",
-        "NEWSFLOW_CLEAN_TIME_LIMIT_S": "6",
-        "NEWSFLOW_FETCH_TOTAL_TIMEOUT_S": "4",
-        "NEWSFLOW_FETCH_READ_TIMEOUT_S": "3",
-        "NEWSFLOW_FETCH_CONNECT_TIMEOUT_S": "2",
-        "NEWSFLOW_MAX_RETRIES": "8",
-        "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
-        "NEWSFLOW_RETRY_BACKOFF_MAX_S": "3",
+        **short_delivery_env(VISIBILITY_TIMEOUT_S),
+        "NEWSFLOW_RECONCILE_INTERVAL_S": "5",  # beat sends the reconciler's sweep every 5 s
         "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
         "NEWSFLOW_FETCH_ALLOW_HOSTS": ",".join(f"{o}:{ORIGIN_PORT}" for o in ORIGINS),
         "NEWSFLOW_POLITE_HOST_RATE_PER_S": str(RATE_PER_S),

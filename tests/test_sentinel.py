@@ -37,6 +37,7 @@ from newsflow import sentinel
 from tests.conftest import BENCH_DIR, ROOT, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
 from tests.hostile.rig import RedisProc, Rig, log_events, temp_root
+from tests.test_faults import fault_env
 from workers.runtime import BeatSpec, free_port
 
 MASTER = "mymaster"
@@ -230,29 +231,11 @@ class SentinelGroup:
 
 # --- the failover scenario -------------------------------------------------------------------------
 def sentinel_env(origin_port: int) -> dict[str, str]:
+    """The fault suite's settings, with beat sweeping for lost messages every 5 s."""
     return {
-        "NEWSFLOW_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
-        "NEWSFLOW_RECONCILE_AFTER_S": str(3 * VISIBILITY_TIMEOUT_S),
+        **fault_env(origin_port),
         "NEWSFLOW_RECONCILE_INTERVAL_S": "5",
-        "NEWSFLOW_TASK_TIME_LIMIT_S": "8",
-        "NEWSFLOW_CLEAN_TIME_LIMIT_S": "6",
-        "NEWSFLOW_FETCH_TOTAL_TIMEOUT_S": "4",
-        "NEWSFLOW_FETCH_READ_TIMEOUT_S": "3",
-        "NEWSFLOW_FETCH_CONNECT_TIMEOUT_S": "2",
-        "NEWSFLOW_MAX_RETRIES": "8",
-        "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
-        "NEWSFLOW_RETRY_BACKOFF_MAX_S": "3",
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
-        "NEWSFLOW_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin_port}",
-        "NEWSFLOW_POLITE_HOST_RATES": f"127.0.0.1:{origin_port}=10000,127.0.0.1=10000",
-        "NEWSFLOW_POLITE_OBEY_ROBOTS": "0",
-        "NEWSFLOW_WORKER_CONCURRENCY": "2",
-        "NEWSFLOW_FETCH_CONCURRENCY": "8",
-        "NEWSFLOW_INDEX_BATCH_SIZE": "32",
-        "NEWSFLOW_INDEX_BATCH_MAX_WAIT_S": "0.5",
-        "NEWSFLOW_CRAWL_BEAT": "0",
         "NEWSFLOW_REDIS_SENTINEL_MASTER": MASTER,
-        "NEWSFLOW_LOG_LEVEL": "INFO",
     }
 
 

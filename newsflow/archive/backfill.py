@@ -74,18 +74,12 @@ def read_pages(
         it = ArchiveIterator(f, check_digests=False)
         records = iter(it)
         while True:
+            # Reading the next record and its payload fail the same ways: a damaged file stops here.
             try:
                 record = next(records)
+                page = _page(record, it, where, counts, max_bytes, url_filter, since, noindex_bot)
             except StopIteration:
                 return
-            except (ArchiveLoadFailed, ValueError):
-                counts["malformed"] += 1
-                return
-            except (EOFError, zlib.error, OSError):
-                counts["truncated"] += 1
-                return
-            try:
-                page = _page(record, it, where, counts, max_bytes, url_filter, since, noindex_bot)
             except (ArchiveLoadFailed, ValueError):
                 counts["malformed"] += 1
                 return

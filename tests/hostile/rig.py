@@ -93,6 +93,27 @@ def make_layout(settings: Settings) -> list[WorkerSpec]:
     ]
 
 
+
+def short_delivery_env(visibility_timeout_s: int) -> dict[str, str]:
+    """The delivery settings of every suite that hurts a deployment (faults, Sentinel, several hosts).
+
+    A short visibility timeout, so a lost worker's messages come back within the test, with every
+    time limit and retry countdown below it; an article silent for 3 visibility timeouts is resumed
+    (its message was lost, not late).
+    """
+    return {
+        "NEWSFLOW_VISIBILITY_TIMEOUT_S": str(visibility_timeout_s),
+        "NEWSFLOW_RECONCILE_AFTER_S": str(3 * visibility_timeout_s),
+        "NEWSFLOW_TASK_TIME_LIMIT_S": "8",
+        "NEWSFLOW_CLEAN_TIME_LIMIT_S": "6",
+        "NEWSFLOW_FETCH_TOTAL_TIMEOUT_S": "4",
+        "NEWSFLOW_FETCH_READ_TIMEOUT_S": "3",
+        "NEWSFLOW_FETCH_CONNECT_TIMEOUT_S": "2",
+        "NEWSFLOW_MAX_RETRIES": "8",
+        "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
+        "NEWSFLOW_RETRY_BACKOFF_MAX_S": "3",
+    }
+
 @dataclass
 class Counts:
     submitted: int

@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,7 @@ def reprocess(
 
 def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
     from newsflow.archive.feed import fetch_meta
-    from newsflow.archive.reader import CaptureUnavailable
-    from newsflow.archive.reprocess import diff, example, prepare
+    from newsflow.archive.reprocess import diff, example
     from newsflow.errors import PermanentError
     from tasks.clean import build_doc, extract_options
 
@@ -189,7 +189,41 @@ def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
     out: dict[str, Any] = {"dry_run": True, "selected": 0, "compared": 0, "changed": 0, "unchanged": 0}
     shown: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
-    with click.progressbar(docs, label="comparing", file=sys.stderr, show_pos=True) as bar:
+    for doc, prep in _prepared(settings, docs, "comparing", out, missing):
+        msg = prep.message.forward(fetch=fetch_meta(prep.page, prep.capture))
+        try:
+            new = build_doc(msg, prep.page.html, max_html, min_body, options)
+        except PermanentError as exc:
+            fails[exc.reason] += 1
+            if len(shown) < n_examples:
+                shown.append({"id": doc["id"], "url": doc.get("url"), "would_fail": exc.reason})
+            continue
+        out["compared"] += 1
+        changed = diff(doc, new)
+        if not changed:
+            out["unchanged"] += 1
+            continue
+        out["changed"] += 1
+        fields.update(changed)
+        if len(shown) < n_examples:
+            shown.append(example(doc, new, changed))
+    out["changed_fields"] = {f: fields.get(f, 0) for f in ("body", "title", "author", "published")}
+    out["would_fail"] = dict(fails)
+    out["examples"] = shown
+    out["without_capture"] = missing
+    return out
+
+
+def _prepared(
+    settings: Settings, docs: Any, label: str, out: dict[str, Any], missing: list[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Each selected article with its capture read back (`reprocess.prepare`), under a progress bar;
+    counts them in `out["selected"]` and lists those without a readable capture in `missing`."""
+    from newsflow.archive.reader import CaptureUnavailable
+    from newsflow.archive.reprocess import prepare
+    from newsflow.errors import PermanentError
+
+    with click.progressbar(docs, label=label, file=sys.stderr, show_pos=True) as bar:
         for doc in bar:
             out["selected"] += 1
             try:
@@ -197,28 +231,7 @@ def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
             except (CaptureUnavailable, PermanentError) as exc:
                 missing.append(_missing(doc, exc))
                 continue
-            msg = prep.message.forward(fetch=fetch_meta(prep.page, prep.capture))
-            try:
-                new = build_doc(msg, prep.page.html, max_html, min_body, options)
-            except PermanentError as exc:
-                fails[exc.reason] += 1
-                if len(shown) < n_examples:
-                    shown.append({"id": doc["id"], "url": doc.get("url"), "would_fail": exc.reason})
-                continue
-            out["compared"] += 1
-            changed = diff(doc, new)
-            if not changed:
-                out["unchanged"] += 1
-                continue
-            out["changed"] += 1
-            fields.update(changed)
-            if len(shown) < n_examples:
-                shown.append(example(doc, new, changed))
-    out["changed_fields"] = {f: fields.get(f, 0) for f in ("body", "title", "author", "published")}
-    out["would_fail"] = dict(fails)
-    out["examples"] = shown
-    out["without_capture"] = missing
-    return out
+            yield doc, prep
 
 
 def _missing(doc: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -228,9 +241,6 @@ def _missing(doc: dict[str, Any], exc: Exception) -> dict[str, Any]:
 
 def _reprocess(settings: Settings, docs: Any, wait: bool, timeout: float) -> tuple[dict[str, Any], int]:
     from newsflow.archive.feed import Backpressure
-    from newsflow.archive.reader import CaptureUnavailable
-    from newsflow.archive.reprocess import prepare
-    from newsflow.errors import PermanentError
     from newsflow.stores import Stores
     from workers import client
 
@@ -241,15 +251,8 @@ def _reprocess(settings: Settings, docs: Any, wait: bool, timeout: float) -> tup
     code = 0
     started = time.monotonic()
     try:
-        with click.progressbar(docs, label="sending", file=sys.stderr, show_pos=True) as bar:
-            for doc in bar:
-                out["selected"] += 1
-                try:
-                    prep = prepare(settings, doc, None)
-                except (CaptureUnavailable, PermanentError) as exc:
-                    missing.append(_missing(doc, exc))
-                    continue
-                feeder.feed(prep.message, prep.page, prep.capture)
+        for _doc, prep in _prepared(settings, docs, "sending", out, missing):
+            feeder.feed(prep.message, prep.page, prep.capture)
         feeder.flush()
     except Backpressure as exc:
         click.echo(f"newsflow: stopped sending: {exc}", err=True)
