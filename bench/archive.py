@@ -10,6 +10,10 @@ Run from the project root:
    the lock, index line). Rounds alternate off/on so load drift hits both. The denominator is
    `fetch_page` alone, without the stage's Celery and Redis work, so the share printed is an upper
    bound of what archiving adds to the fetch stage. CPU (process time) is printed beside wall time.
+   A second table sets the stage's archive work beside its claim check (docs/archive.md): the old
+   way (the write, then the HTML compressed again with zstd for Redis) and the new way (the write;
+   its response record's gzip member parked as is), each timed per page with its MULTI/EXEC to a
+   private redis-server, with the clean stage's read of each blob and the bytes it takes in Redis.
 2. Backfill: the bench builds a WARC of at least --records records (HTML 200 responses with their
    request records, plus 404s, revisits and PDFs, as a crawler writes them), then runs the real
    `newsflow backfill FILE --json` against a private redis-server (no workers: it measures reading,
@@ -41,65 +45,142 @@ from _common import DEFAULT_FIXTURES, Origin, load_sources, loadavg, vary  # noq
 
 
 def fetch_cost(rounds: int, pages: int, levels: list[int]) -> None:
+    from workers.runtime import PrivateRedis, free_port
+
     sources = load_sources(DEFAULT_FIXTURES)
     tmp = Path(tempfile.mkdtemp(prefix="nf-bench-archive-"))
+    redis_server = PrivateRedis(free_port(), tmp / "redis")  # where the claim checks are parked
+    redis_server.start()
     print(f"== fetch CPU per page, archive off/on ({pages} pages x {rounds} rounds each; load {loadavg()})")
     print(f"   corpus: {len(sources)} pages, median {statistics.median(len(s) for s in sources) / 1024:.0f} KiB")
     try:
-        _fetch_rounds(sources, tmp, rounds, pages, levels)
+        _fetch_rounds(sources, tmp, rounds, pages, levels, redis_server.url)
     finally:
+        redis_server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fetch_rounds(sources: list[str], tmp: Path, rounds: int, pages: int, levels: list[int]) -> None:
+# Timed parts of one page, each summed over a round (CPU and wall): the fetch, the archive write
+# (`_archive_page`), the claim check parked the old way (zstd of the HTML, `put_blob`) and the new
+# way (the record's gzip member, `put_blob_member`), each with its MULTI/EXEC, and the clean stage's
+# read of each (`get_blob`: GET, then zstd + UTF-8, or gunzip + parse + the fetcher's decoding).
+_PARTS = ("fetch", "write", "park_zstd", "park_member", "read_zstd", "read_member")
+
+
+def _fetch_rounds(sources: list[str], tmp: Path, rounds: int, pages: int, levels: list[int], redis_url: str) -> None:
     from config.settings import load_settings, use_settings
     from newsflow.fetcher import fetch_page, make_session
     from newsflow.pipeline import Message
+    from newsflow.state import State, connect
     from tasks import fetch as fetch_stage
 
+    def clock() -> tuple[float, float]:
+        return time.process_time(), time.perf_counter()
+
     with Origin(sources) as origin:
-        results: dict[str, list[tuple[float, float]]] = {"off": []}
+        results: dict[str, list[dict[str, tuple[float, float]]]] = {"off": []}
         for level in levels:
             results[f"on (gzip {level})"] = []
+        redis_bytes: dict[str, list[int]] = {}
         for r in range(rounds):
             for mode in results:
                 level = int(mode.split("gzip ")[1].rstrip(")")) if "gzip" in mode else 6
                 settings = load_settings(
                     {}, data_dir=str(tmp), fetch_allow_private=True, archive_gzip_level=level,
                     archive_dir=str(tmp / f"warc-{r}-{level}") if mode != "off" else "",
+                    redis_url=redis_url, key_prefix="nf-bench-archive:",
                 )  # fmt: skip
                 use_settings(settings)
+                state = State(connect(redis_url), settings)
                 fetch_stage._archive = None
                 fetch_stage._session = None
                 session = make_session(settings)
                 for i in range(20):  # warm connections and caches
                     fetch_page(origin.url(i), settings, session)
-                cpu0, wall0 = time.process_time(), time.perf_counter()
+                spent = {part: [0.0, 0.0] for part in _PARTS}
+
+                def timed(part: str, t0: tuple[float, float], spent: dict[str, list[float]] = spent) -> None:
+                    cpu, wall = clock()
+                    spent[part][0] += cpu - t0[0]
+                    spent[part][1] += wall - t0[1]
+
                 for i in range(pages):
-                    url = origin.url(i)
+                    url, aid = origin.url(i), f"{i:032x}"
+                    t0 = clock()
                     result = fetch_page(url, settings, session)
-                    if mode != "off":
-                        fetch_stage._archive_page(Message.new(url, f"{i:032x}"), result)
-                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-                results[mode].append((cpu / pages * 1000, wall / pages * 1000))
+                    timed("fetch", t0)
+                    ways = ["zstd"] if mode == "off" else ["zstd", "member"]
+                    for way in ways if i % 2 else reversed(ways):  # alternate: neither way always goes first
+                        t0 = clock()
+                        if way == "zstd":  # as before, and as with archiving off
+                            pipe = state.pipeline()
+                            key = state.put_blob(aid, result.html, pipe)
+                            pipe.execute()
+                        else:  # the archive write gives the member; it is parked as is
+                            _capture, member = fetch_stage._archive_page(Message.new(url, aid), result)
+                            timed("write", t0)
+                            assert member is not None
+                            t0 = clock()
+                            pipe = state.pipeline()
+                            key = state.put_blob_member(aid + "m", member, pipe)
+                            pipe.execute()
+                        timed(f"park_{way}", t0)
+                        t0 = clock()
+                        html = state.get_blob(key)
+                        timed(f"read_{way}", t0)
+                        assert html == result.html  # the clean stage gets the page the fetcher decoded
+                        redis_bytes.setdefault(way if way == "zstd" else mode, []).append(int(state._r.strlen(key)))
+                        state._r.delete(key)
+                results[mode].append({part: (c / pages * 1000, w / pages * 1000) for part, (c, w) in spent.items()})
                 if fetch_stage._archive is not None:
                     fetch_stage._archive.close()
-    base_cpu = statistics.median(c for c, _w in results["off"])
-    base_wall = statistics.median(w for _c, w in results["off"])
+
+    def med(mode: str, *parts: str, wall: bool = False) -> float:
+        return statistics.median(sum(row[p][1 if wall else 0] for p in parts) for row in results[mode])
+
+    base_cpu, base_wall = med("off", "fetch"), med("off", "fetch", wall=True)
     sizes = {}
     for level in levels:
         files = list(tmp.glob(f"warc-*-{level}/*.warc.gz"))
         sizes[level] = sum(f.stat().st_size for f in files) / max(1, rounds * pages)
     raw = statistics.mean(len(s.encode()) for s in sources)
     print(f"   {'mode':16} {'CPU ms/page':>12} {'wall ms/page':>13} {'CPU added':>10} {'bytes/page on disk':>19}")
-    for mode, rows in results.items():
-        cpu = statistics.median(c for c, _w in rows)
-        wall = statistics.median(w for _c, w in rows)
+    for mode in results:
+        cpu = med(mode, "fetch", "write")
+        wall = med(mode, "fetch", "write", wall=True)
         added = f"{(cpu / base_cpu - 1) * 100:+.1f}%" if mode != "off" else "-"
         level = int(mode.split("gzip ")[1].rstrip(")")) if "gzip" in mode else None
         size = f"{sizes[level] / 1024:.1f} KiB" if level is not None else f"({raw / 1024:.1f} KiB raw)"
         print(f"   {mode:16} {cpu:12.3f} {wall:13.3f} {added:>10} {size:>19}")
     print(f"   (fetch_page alone: {base_cpu:.3f} ms CPU, {base_wall:.3f} ms wall per page)")
+
+    # The fetch stage's own work after fetch_page, as it was and as it is: the archive write plus
+    # the claim check parked in Redis. Off: zstd of the HTML, as before. Old way: the write, then
+    # zstd again for the claim check. New way: the write; its response member is the claim check.
+    print("\n== fetch stage: archive + claim-check park, CPU ms/page (medians over rounds; Redis round trip incl.)")
+    print(f"   {'way':34} {'write':>7} {'park':>7} {'total':>7} {'/ fetch_page':>13} "
+          f"{'clean read':>11} {'KiB in Redis':>13}")  # fmt: skip
+    zstd_kib = statistics.mean(redis_bytes["zstd"]) / 1024
+    off_total = med("off", "park_zstd")
+    rows = [("off: zstd blob (as before)", "off", (), ("park_zstd",), "read_zstd", zstd_kib)]
+    for level in levels:
+        mode = f"on (gzip {level})"
+        member_kib = statistics.mean(redis_bytes[mode]) / 1024
+        rows.append((f"gzip {level}, old: write + zstd blob", mode, ("write",), ("park_zstd",), "read_zstd", zstd_kib))
+        rows.append((f"gzip {level}, new: write, member parked", mode, ("write",), ("park_member",), "read_member",
+                     member_kib))  # fmt: skip
+    for label, mode, write, park, read, kib in rows:
+        w, pk = (med(mode, *write) if write else 0.0), med(mode, *park)
+        total = w + pk
+        print(f"   {label:34} {w:7.3f} {pk:7.3f} {total:7.3f} {total / base_cpu * 100:12.1f}% "
+              f"{med(mode, read):11.3f} {kib:13.1f}")  # fmt: skip
+    print(f"   archiving adds (total minus the off row's {off_total:.3f} ms), against fetch_page's {base_cpu:.3f} ms:")
+    for level in levels:
+        mode = f"on (gzip {level})"
+        old = med(mode, "write") + med(mode, "park_zstd") - off_total
+        new = med(mode, "write") + med(mode, "park_member") - off_total
+        print(f"     gzip {level}: old {old:+.3f} ms ({old / base_cpu * 100:+.1f}%), "
+              f"new {new:+.3f} ms ({new / base_cpu * 100:+.1f}%)")  # fmt: skip
 
 
 def build_warc(path: Path, n_pages: int) -> int:

@@ -289,9 +289,9 @@ class PipelineRun:
             cpu = sum(cpu_each)
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
-            commands = {
-                k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in self.r.info("commandstats").items()
-            }
+            stats = self.r.info("commandstats")
+            commands = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+            command_us = {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in stats.items()}
             rss = {name: tree_rss(p.pid) for name, p in zip(self.names(), self.dep.procs, strict=True)}
             workers = [(spec.queue, spec.pool, spec.concurrency) for spec in self.dep.layout]
         finally:
@@ -312,6 +312,7 @@ class PipelineRun:
             "redis_cpu_s": redis_cpu,
             "cpu_by_worker": cpu_by_worker,
             "redis_commands": commands,
+            "redis_command_us": command_us,
             "rss": rss,
             "samples": self.samples,
             "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
@@ -500,6 +501,18 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
                 + "; includes the benchmark's own polling)",
             )
         )
+    spent = pipe.get("redis_command_us", {})
+    if spent:
+        n = max(1, pipe["indexed"])
+        top = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
+        rows.append(
+            (
+                "  Redis command time",
+                f"{sum(spent.values()) / n / 1000:.2f} ms per article in commands, the rest is I/O ("
+                + ", ".join(f"{k} {v / n / 1000:.2f}" for k, v in top)
+                + ")",
+            )
+        )
     for st in STAGES:
         h = pipe["handler_ms"].get(st, [])
         rows.append(
@@ -548,6 +561,19 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
                 "scaling pipeline 1→2",
                 f"{sc['pipeline1']['rate']:.1f} → {pipe['rate']:.1f} articles/s "
                 f"(x{pipe['rate'] / sc['pipeline1']['rate']:.2f})",
+            )
+        )
+
+        def busy(run: dict[str, Any], done: int) -> str:
+            cpu = run["cpu_s"] + run["redis_cpu_s"]
+            return f"{cpu / run['wall_s']:.2f} cores busy, {1000 * cpu / max(1, done):.1f} CPU-ms/article"
+
+        # Why the two gain differently: one process per stage already runs four stages side by side.
+        rows.append(
+            (
+                "  cores used 1 / 2 procs",
+                f"limit {busy(sc['limit1'], sc['limit1']['ok'])} / {busy(lim, lim['ok'])}; "
+                f"pipeline {busy(sc['pipeline1'], sc['pipeline1']['indexed'])} / {busy(pipe, pipe['indexed'])}",
             )
         )
     lim_rate = lim["rate"]

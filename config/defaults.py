@@ -165,6 +165,13 @@ class Settings:
     worker_max_memory_per_child_kb: int = 512 * 1024
     # How long `up` waits for every worker to answer before giving up.
     startup_timeout_s: float = 60.0
+    # CPU priority of the workers `up` starts: this many nice steps below `up` itself (0: the same).
+    # The search API (`newsflow serve`) stays at nice 0, so on a machine that both ingests and serves,
+    # a query gets a core as soon as it needs one and ingestion takes every other cycle: at 10 a worker
+    # weighs about a ninth of the API when both want the CPU. Without it, six busy worker processes on
+    # two cores make queries wait their turn (p95 ~5x slower: docs/search.md, bench/search.py
+    # --while-ingesting). compose.yaml gives the worker services a low cpu_shares for the same reason.
+    worker_nice: int = 10
 
     # --- crawling (docs/crawling.md) ---------------------------------------------------------------
     # The sources file (TOML): kind, location, schedule and link rules of each source. Empty means
@@ -202,6 +209,9 @@ class Settings:
     polite_host_rates: str = ""
     # A fetch whose slot is further away than this is not booked; it comes back this much later.
     polite_max_reserve_s: float = 30.0
+    # A booked slot at most this far away is waited for in the fetch thread; a later one is sent
+    # again with a countdown (a publish and a consume, ~1 ms of CPU, to save holding a thread).
+    polite_inline_wait_s: float = 0.25
     # Obey robots.txt: disallowed URLs are dead-lettered `robots_disallowed` and never fetched.
     polite_obey_robots: bool = True
     # robots.txt is fetched once per host and cached this long (RFC 9309: at most 24 h).

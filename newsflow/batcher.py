@@ -44,12 +44,18 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="index-batcher", daemon=True)
         self._thread.start()
 
+    def put(self, item: Item) -> None:
+        """Add `item` to the next batch and return at once; `item.done` is set once its batch was
+        handed to the commit function (which decides each item's fate)."""
+        with self._cond:
+            self._pending.append(item)
+            if len(self._pending) == 1 or len(self._pending) >= self.batch_size:
+                self._cond.notify_all()  # a batch starts, or is full: else the loop's timed wait will do
+
     def submit(self, article_id: str, url: str, timeout_s: float) -> None:
         """Block until the item is committed; re-raise the error its batch met."""
         item = Item(article_id, url)
-        with self._cond:
-            self._pending.append(item)
-            self._cond.notify_all()
+        self.put(item)
         if not item.done.wait(timeout_s):
             raise TimeoutError(f"index batch not committed within {timeout_s} s")
         if item.error is not None:

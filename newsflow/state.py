@@ -1,7 +1,8 @@
 """Shared state in Redis: claim-check blobs, article documents, the ledger and dead letters.
 
 Every key lives under the configured prefix (default `newsflow:`) and has a TTL or a bound:
-- `blob:{article_id}`      zstd-compressed raw HTML, TTL `blob_ttl_s`, deleted once cleaned
+- `blob:{article_id}`      raw HTML, TTL `blob_ttl_s`, deleted once cleaned: the WARC response record's gzip
+                           member when archiving is on (newsflow/archive/claim.py), else zstd of the HTML
 - `doc:{article_id}`       zstd-compressed JSON article document between clean and index, TTL `doc_ttl_s`
 - `article:{article_id}`   ledger hash: url, state, stage, reason, updated_at; TTL `ledger_ttl_s`
 - `trace:{article_id}`     the article's last 50 transitions (JSON lines), same TTL
@@ -47,6 +48,7 @@ SOURCE_NAME_MAX = 100
 # smaller); documents are small and may wait longer (bench/pipeline.py measures both).
 _BLOB_LEVEL, _DOC_LEVEL = 1, 3
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"  # a claim-check blob that is a WARC gzip member (zlib streams start 0x78)
 Pipe = redis.client.Pipeline
 
 # A stage's final writes, applied only if the article has not gone past the stage meanwhile: the
@@ -80,6 +82,18 @@ def _unpack(raw: bytes) -> bytes:
     if raw[:4] == _ZSTD_MAGIC:
         return zstandard.ZstdDecompressor().decompress(raw)
     return zlib.decompress(raw)
+
+
+def _html(raw: bytes) -> str:
+    """A claim-check blob's HTML, told by its first bytes: a WARC response record's gzip member
+    (`put_blob_member`; BadMember, an InputGone, when unreadable), else zstd (or old zlib) of UTF-8."""
+    if raw[:2] == _GZIP_MAGIC:
+        # Imported here: the archive package (warcio, the fetcher) is not loaded by every process
+        # that loads the state, only by those that meet a member.
+        from newsflow.archive.claim import html_of_member
+
+        return html_of_member(raw)
+    return _unpack(raw).decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -158,17 +172,28 @@ class State:
         (pipe or self._r).set(key, _pack(data.encode("utf-8"), _BLOB_LEVEL), ex=self.s.blob_ttl_s)
         return key
 
+    def put_blob_member(self, article_id: str, member: bytes, pipe: Pipe | None = None) -> str:
+        """Park raw HTML as the gzip member of its WARC response record (`Capture.member`), as is:
+        with archiving on, the one compression of the page serves the archive and the claim check.
+        Same key and TTL as `put_blob`; the readers tell the two formats apart by their first bytes."""
+        if member[:2] != _GZIP_MAGIC:
+            raise ValueError("not a gzip member")  # would be read back as zstd or zlib
+        key = self.blob_key(article_id)
+        (pipe or self._r).set(key, member, ex=self.s.blob_ttl_s)
+        return key
+
     def get_blob(self, key: str) -> str | None:
         raw = self._r.get(key)
-        return None if raw is None else _unpack(raw).decode("utf-8")  # type: ignore[arg-type]
+        return None if raw is None else _html(raw)  # type: ignore[arg-type]
 
     def blob_and_state(self, key: str, article_id: str) -> tuple[str | None, str | None]:
-        """The raw HTML and the article's ledger state, in one round trip (the clean stage's read)."""
+        """The raw HTML and the article's ledger state, in one round trip (the clean stage's read).
+        An unreadable member raises BadMember, an InputGone: the clean stage's lost-input path."""
         pipe = self._r.pipeline(transaction=False)
         pipe.get(key)
         pipe.hget(self._key("article", article_id), "state")
         raw, state = pipe.execute()
-        return (None if raw is None else _unpack(raw).decode("utf-8")), _text(state)
+        return (None if raw is None else _html(raw)), _text(state)
 
     def doc_and_state(self, article_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The article document and its ledger state, in one round trip (the enrich stage's read)."""

@@ -32,7 +32,7 @@ class MemoryState:
     """The parts of `newsflow.state.State` that stages and the stage runner use, in memory."""
 
     settings: Settings = field(default_factory=Settings)
-    blobs: dict[str, str] = field(default_factory=dict)
+    blobs: dict[str, str | bytes] = field(default_factory=dict)  # HTML, or a WARC member (put_blob_member)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,9 +58,19 @@ class MemoryState:
         self._do(pipe, lambda: self.blobs.__setitem__(key, data))
         return key
 
+    def put_blob_member(self, article_id: str, member: bytes, pipe: MemoryPipe | None = None) -> str:
+        key = self.blob_key(article_id)
+        self._do(pipe, lambda: self.blobs.__setitem__(key, member))
+        return key
+
     def get_blob(self, key: str) -> str | None:
         self._check()
-        return self.blobs.get(key)
+        blob = self.blobs.get(key)
+        if isinstance(blob, bytes):  # read back as State reads it; BadMember (InputGone) if unreadable
+            from newsflow.archive.claim import html_of_member
+
+            return html_of_member(blob)
+        return blob
 
     def blob_and_state(self, key: str, article_id: str) -> tuple[str | None, str | None]:
         entry = self.ledger(article_id)

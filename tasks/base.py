@@ -279,27 +279,30 @@ class StageTask(Task):  # type: ignore[misc]
         return attempt
 
     def _observe(self, payload: Any, outcome: str, started: float) -> None:
-        """Metrics and per-source counters (newsflow/metrics.py); never changes the message's fate.
+        observe(process_stores(), self.stage, payload, outcome, started, int(self.request.retries or 0))
 
-        They are summed in this process and written about once a second (`metrics_flush_s`).
-        """
-        stores = process_stores()
-        state, sink, prefix = stores.state, stores.counters, stores.settings.key_prefix
-        metrics.observe_stage(sink, prefix, self.stage, outcome, time.perf_counter() - started)
-        body = payload if isinstance(payload, dict) else {}
-        source = body.get("source") if isinstance(body.get("source"), str) else ""
-        if self.stage == FIRST.name and not self.request.retries and source:
-            state.count_source(source, "discovered", sink)
-        if outcome == "skipped" and source:
-            state.count_source(source, "skipped", sink)
-        if self.stage == LAST.name and outcome == "ok":
-            # The last stage returns only once its batch is committed: this is the indexed moment.
-            if source:
-                state.count_source(source, "indexed", sink)
-            submitted = body.get("submitted_at")
-            if isinstance(submitted, int | float):
-                metrics.observe_lag(sink, prefix, max(0.0, time.time() - submitted))
-        _quietly(sink.maybe_flush)
+
+def observe(stores: Stores, stage_name: str, payload: Any, outcome: str, started: float, retries: int) -> None:
+    """Metrics and per-source counters of one message (newsflow/metrics.py); never changes its fate.
+
+    They are summed in this process and written about once a second (`metrics_flush_s`).
+    """
+    state, sink, prefix = stores.state, stores.counters, stores.settings.key_prefix
+    metrics.observe_stage(sink, prefix, stage_name, outcome, time.perf_counter() - started)
+    body = payload if isinstance(payload, dict) else {}
+    source = body.get("source") if isinstance(body.get("source"), str) else ""
+    if stage_name == FIRST.name and not retries and source:
+        state.count_source(source, "discovered", sink)
+    if outcome == "skipped" and source:
+        state.count_source(source, "skipped", sink)
+    if stage_name == LAST.name and outcome == "ok":
+        # The last stage returns only once its batch is committed: this is the indexed moment.
+        if source:
+            state.count_source(source, "indexed", sink)
+        submitted = body.get("submitted_at")
+        if isinstance(submitted, int | float):
+            metrics.observe_lag(sink, prefix, max(0.0, time.time() - submitted))
+    _quietly(sink.maybe_flush)
 
 
 def superseded(ctx: StageContext, message: Message, now: str | None) -> Message | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ import requests
 from celery import signals
 
 from config.settings import get_settings
+from newsflow.archive.claim import faithful
 from newsflow.archive.retention import prune
 from newsflow.archive.writer import ArchiveWriter
 from newsflow.dispatch import send
@@ -83,12 +85,16 @@ def _close_archive(**_: object) -> None:
         _archive.close()
 
 
-def _archive_page(msg: Message, result: FetchResult) -> dict[str, Any] | None:
+def _archive_page(msg: Message, result: FetchResult) -> tuple[dict[str, Any] | None, bytes | None]:
     """Keep what was fetched; where it is travels on to the indexed article. A failing archive
-    (full disk) is logged, never the fetch's failure."""
+    (full disk) is logged, never the fetch's failure.
+
+    Returns the capture's location and the response record's gzip member, the page's claim check
+    (newsflow/archive/claim.py), or None for the member when the record would not give back the
+    fetcher's decoding (`claim.faithful`: a rare odd Content-Type) and the HTML must be parked itself."""
     writer = archive()
     if writer is None:
-        return None
+        return None, None
     meta = {
         "article_id": msg.id,
         "source": msg.source,
@@ -97,17 +103,18 @@ def _archive_page(msg: Message, result: FetchResult) -> dict[str, Any] | None:
         "hints": dict(msg.hints) if msg.hints else None,
     }
     try:
-        capture = writer.write(
+        written = writer.write(
             result.final_url, result.status, result.headers, result.body,
             request_headers=session().headers, meta=meta,
             date=result.fetched_at.replace("+00:00", "Z"),  # one time for the capture and the article
-        ).to_dict()  # fmt: skip
-    except OSError as exc:
+        )  # fmt: skip
+    except (OSError, ValueError) as exc:  # a full disk; a header warcio cannot write (UnicodeEncodeError)
         log.error("archive_write_failed", article_id=msg.id, url=msg.url, error=str(exc)[:300])
-        return None
+        return None, None
+    capture = written.to_dict()
     if msg.hints:
         capture["hints"] = dict(msg.hints)  # reprocess restores them once the ledger has expired
-    return capture
+    return capture, (written.member if faithful(result.headers) else None)
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
@@ -124,9 +131,12 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         raise
     if ctx.settings.polite_obey_noindex:
         _check_noindex(result.html, result.headers.get("X-Robots-Tag", ""), ctx.settings.user_agent)
-    capture = _archive_page(msg, result)
+    capture, member = _archive_page(msg, result)
     pipe = ctx.state.pipeline()  # claim check and ledger in one round trip
-    key = ctx.state.put_blob(msg.id, result.html, pipe)
+    if member is not None:  # archived: the record's gzip member is the claim check (one compression, not two)
+        key = ctx.state.put_blob_member(msg.id, member, pipe)
+    else:
+        key = ctx.state.put_blob(msg.id, result.html, pipe)
     ctx.state.record(
         msg.id,
         url,
@@ -218,6 +228,9 @@ def _gate(task: StageTask, stores: Stores, msg: Message, url: str, key: str, ori
         crawl_delay = rules.crawl_delay(bot)
     permit = stores.limiter.acquire(key, interval_s(key, s, msg.rate_per_s, crawl_delay), booked)
     if not permit.go:
+        if permit.slot_ms is not None and permit.wait_s <= s.polite_inline_wait_s:
+            time.sleep(permit.wait_s)  # our slot is booked and near: wait here, not in a queue round trip
+            return handle
         return _defer(task, msg, permit.wait_s, permit.slot_ms)
     return handle
 

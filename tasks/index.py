@@ -1,7 +1,9 @@
 """index.article: the single writer upserts article documents into the search index in batches.
 
-Run exactly one index worker, on the threads pool with as many threads as the batch size
-(`newsflow up` does): each thread holds one message until its batch is committed.
+Run exactly one index worker (`newsflow up` does). Its messages are consumed as batches
+(tasks/batch.py): the task's execution strategy buffers each message, one commit takes the batch,
+then each message gets its fate and its ack. The worker's prefetch (threads x prefetch multiplier)
+is the most a batch can hold: `newsflow up` gives it `index_batch_size`.
 """
 
 from __future__ import annotations
@@ -61,14 +63,15 @@ def commit_batch(items: Sequence[Item]) -> None:
     # Takedowns by what was fetched (the requested and final hosts), never by the page's own claims.
     sites = [takedown_sites(doc) if doc else [site_of_url(item.url)] for item, doc in zip(items, docs, strict=True)]
     purged = stores.tombstones.dead_among(ids, sites)
-    ready: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}  # an article delivered twice in one batch is written once
     for item, doc in zip(items, docs, strict=True):
         if item.article_id in purged:
             continue
         if doc is None:
             item.error = InputGone("doc_missing", "enriched document expired or was lost")
         else:
-            ready.append(doc)
+            by_id[item.article_id] = doc
+    ready = list(by_id.values())
     rejected: dict[str, str] = {}
     if ready or purged:
         try:
@@ -94,7 +97,11 @@ def commit_batch(items: Sequence[Item]) -> None:
         state.release_indexed(doc["id"], pipe)
     for aid in purged:
         state.delete_doc(aid, pipe)
+    recorded: set[str] = set()
     for item in items:  # the ledger joins the same round trip: one per batch, not one per article
+        if item.article_id in recorded:
+            continue
+        recorded.add(item.article_id)
         if item.article_id in purged:
             state.record(item.article_id, item.url, "dead", "index", reason="purged", detail="tombstoned", pipe=pipe)
         elif item.error is None:
@@ -134,6 +141,8 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     return None
 
 
-@app.task(**stage_task("index"))
+# A worker consumes it through tasks/batch.py's strategy (a batch per commit); called any other way
+# (a direct call, a test), one message waits for its batch in `handle`.
+@app.task(**stage_task("index"), Strategy="tasks.batch:strategy", batch_commit="tasks.index:commit_batch")
 def index_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)

@@ -151,6 +151,21 @@ class Channel(kombu_redis.Channel):
         self.parked.clear()
         super().close()
 
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        # Stock kombu builds a new redis.Redis for every publish, every unacked record and every
+        # ack (`conn_or_acquire`), and redis-py's constructor costs some 0.17 ms of CPU: half a
+        # millisecond per message and hop. A client holds no connection of its own (it borrows one
+        # from the pool per command) and is thread-safe, so one per pool serves them all. The
+        # asynchronous client (BRPOP, which pins a connection on the client) stays kombu's.
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        pool = self.pool
+        shared = self.__dict__.get("_shared_client")
+        if shared is None or shared[0] is not pool:  # first use, or the pool was rebuilt
+            shared = (pool, super()._create_client())
+            self._shared_client = shared
+        return shared[1]
+
     def _get(self, queue: Any, timeout: Any = None) -> Any:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:

@@ -44,6 +44,7 @@ class Watchdog:
         self._due: dict[int, tuple[float, str]] = {}  # thread id -> (monotonic deadline, what runs)
         self._fired: set[int] = set()
         self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")  # when the watchdog thread wakes next (monotonic)
 
     @contextmanager
     def limit(self, seconds: float, what: str = "") -> Iterator[None]:
@@ -52,10 +53,12 @@ class Watchdog:
             yield
             return
         tid = threading.get_ident()
+        deadline = time.monotonic() + seconds
         with self._cond:
             self._start()
-            self._due[tid] = (time.monotonic() + seconds, what)
-            self._cond.notify()
+            self._due[tid] = (deadline, what)
+            if deadline < self._wake_at:  # else the thread wakes in time anyway: no switch per task
+                self._cond.notify()
         try:
             yield
         finally:
@@ -83,7 +86,8 @@ class Watchdog:
                     _raise_in(tid, SoftTimeLimitExceeded)
                     log.warning("soft_time_limit", thread=tid, task=what)
                 upcoming = [deadline for deadline, _ in self._due.values()]
-                self._cond.wait(max(0.01, min(upcoming) - now) if upcoming else None)
+                self._wake_at = max(now + 0.01, min(upcoming)) if upcoming else float("inf")
+                self._cond.wait(self._wake_at - now if upcoming else None)
 
 
 _watchdog = Watchdog()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +61,19 @@ class WorkerSpec:
         ]  # fmt: skip
 
 
+def lower_priority(nice: int) -> None:
+    """Run this process `nice` steps less favoured for the CPU (the `worker_nice` setting); what it
+    starts inherits it. Where the kernel schedules by session first (sched_autogroup, on by default
+    in most distributions), a nice value only weighs against processes of the same session, and each
+    worker is a session of its own: so its session's autogroup gets that nice value too. Best effort."""
+    if nice <= 0:
+        return
+    with suppress(OSError):
+        os.nice(nice)
+    with suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(min(19, nice)))
+
+
 @dataclass(frozen=True)
 class BeatSpec(WorkerSpec):
     """The deployment's one `celery beat`: crawl schedule from the sources file (workers/beat.py)."""
@@ -92,7 +106,7 @@ def default_layout(settings: Settings, concurrency: int | None = None) -> list[W
         WorkerSpec("fetch", "threads", settings.fetch_concurrency, extra),
         *cpu_specs("clean", settings.cpu_pool, cpu, extra),
         *cpu_specs("enrich", settings.cpu_pool, cpu, extra),
-        # Threads = batch size: each thread holds one message until its batch is committed.
+        # Prefetch (threads x multiplier 1) = batch size: the most messages one batch holds (tasks/batch.py).
         WorkerSpec("index", "threads", settings.index_batch_size, extra),
         *crawl_specs(settings),
     ]
@@ -263,7 +277,8 @@ class Deployment:
             cwd=repo_root,
             stdout=log or sys.stderr,
             stderr=log or sys.stderr,
-            start_new_session=True,
+            start_new_session=True,  # first: the priority below is then the new session's own
+            preexec_fn=partial(lower_priority, self.settings.worker_nice) if self.settings.worker_nice > 0 else None,
         )
 
     def restart_exited(self) -> list[str]:

@@ -1,6 +1,7 @@
 """The WARC archive: every fetch kept as WARC 1.1, read back by offset, and other archives read in.
 
 - `writer`: rolling, gzip-per-record WARC files of one process, a lock around appends (fetch stage)
+- `claim`: the claim check of an archived page is its response record's gzip member (one compression)
 - `cdx`: the CDX-style index (JSON lines) beside each file: URL, date, offset, length, digest
 - `reader`: one capture read back by file, offset and length; whole files walked record by record
 - `retention`: the archive's files, their totals (`newsflow archive stats`) and pruning

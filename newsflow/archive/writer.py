@@ -29,7 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -58,9 +58,19 @@ class Capture:
     length: int  # bytes of that member
     digest: str  # WARC-Payload-Digest (sha1:BASE32)
     date: str  # WARC-Date (ISO 8601, UTC)
+    # The response record's gzip member, exactly the bytes appended at `offset`: the fetch stage
+    # parks it as the claim check (newsflow/archive/claim.py), so a page is compressed once, not
+    # twice. Not part of the location (`to_dict`), which travels in messages and the index.
+    member: bytes = field(default=b"", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "file": self.file,
+            "offset": self.offset,
+            "length": self.length,
+            "digest": self.digest,
+            "date": self.date,
+        }
 
 
 def warc_date(when: datetime | None = None) -> str:
@@ -191,7 +201,8 @@ class _Open:
 
 
 class ArchiveWriter:
-    """This process's WARC writer; thread-safe. `write` returns where the response record is."""
+    """This process's WARC writer; thread-safe. `write` returns where the response record is, and
+    its gzip member (`Capture.member`)."""
 
     def __init__(
         self,
@@ -230,7 +241,9 @@ class ArchiveWriter:
         meta: Mapping[str, Any] | None = None,
         date: str | None = None,
     ) -> Capture:
-        """Append one fetch (response, request, metadata); compression happens outside the lock."""
+        """Append one fetch (response, request, metadata); compression happens outside the lock.
+        The returned Capture carries the response's gzip member: parked as the claim check, it
+        spares the fetch stage a second compression of the page."""
         date = date or warc_date()
         records, digest = build_records(url, status, headers, body, request_headers or {}, meta or {}, date)
         members = [gzip_member(r, self.level) for r in records]
@@ -244,7 +257,7 @@ class ArchiveWriter:
                 "status": status, "mime": mime.split(";", 1)[0].strip().lower(), "id": (meta or {}).get("article_id"),
             }  # fmt: skip
             f.cdx.write(cdx_line(entry))
-            return Capture(f.name, offset, len(members[0]), digest, date)
+            return Capture(f.name, offset, len(members[0]), digest, date, member=members[0])
 
     def _writable(self, incoming: int) -> _Open:
         f = self._file
