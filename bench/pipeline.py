@@ -23,6 +23,7 @@ timestamps) and, with --json, the raw figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,86 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- rounds (--repeat) ----------------------------------------------------------------------------------
+def variant_settings(spec: str, settings: Any) -> tuple[str, dict[str, Any]]:
+    """`NAME:FIELD=VALUE[,FIELD=VALUE]` -> the variant's name and the settings it changes."""
+    from config.settings import load_settings
+
+    name, _, assigns = spec.partition(":")
+    env = {"NEWSFLOW_" + k.strip().upper(): v for k, _, v in (a.partition("=") for a in assigns.split(","))}
+    overrides = dataclasses.asdict(load_settings({**os.environ, **env}))
+    return name, {k: v for k, v in overrides.items() if getattr(settings, k) != v and k != "data_dir"}
+
+
+def _cpu_per_article(run: dict[str, Any], done: int) -> float:
+    return 1000 * (run["cpu_s"] + run["redis_cpu_s"]) / max(1, done)
+
+
+def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
+    """One round's ratios: the pipeline and each variant against the mean of the limit runs around them."""
+    lim_rate = (before["rate"] + after["rate"]) / 2
+    lim_cpu = (_cpu_per_article(before, before["ok"]) + _cpu_per_article(after, after["ok"])) / 2
+    out: dict[str, Any] = {"limit_cpu_ms": lim_cpu, "limit_rate": lim_rate}
+    runs = {"pipeline": res["pipeline"], **res.get("variants", {})}
+    for name, run in runs.items():
+        cpu = _cpu_per_article(run, run["indexed"])
+        out[name] = {
+            "cpu_ms": cpu,
+            "cpu_ratio": lim_cpu / cpu,
+            "rate_ratio": run["rate"] / lim_rate,
+            "added_per_task_ms": (cpu - lim_cpu) / 4,
+        }
+    return out
+
+
+def rounds_report(rounds: list[dict[str, Any]]) -> str:
+    """Each run's figures per round and their medians."""
+    names = [k for k in rounds[0] if isinstance(rounds[0][k], dict)]
+    lines = [f"over {len(rounds)} rounds (median, then each round):"]
+    limits = [r["limit_cpu_ms"] for r in rounds]
+    lines.append(
+        f"  limit CPU/article     {statistics.median(limits):.1f} ms  ({', '.join(f'{x:.1f}' for x in limits)})"
+    )
+    for name in names:
+        for key, label, fmt in (
+            ("cpu_ratio", "CPU ratio", "{:.2f}"),
+            ("added_per_task_ms", "added CPU per task", "{:.2f} ms"),
+            ("rate_ratio", "throughput ratio", "{:.2f}"),
+            ("cpu_ms", "CPU/article", "{:.1f} ms"),
+        ):
+            xs = [r[name][key] for r in rounds if name in r]
+            each = ", ".join(fmt.format(x) for x in xs)
+            lines.append(f"  {name:14s} {label:20s} {fmt.format(statistics.median(xs))}  ({each})")
+    return "\n".join(lines)
+
+
+# --- other work on the machine (--background-load) ---------------------------------------------------
+def _burn(duty: float) -> None:  # pragma: no cover - runs in a child process
+    """Keep `duty` of one core busy: spin, then sleep, in 20 ms periods."""
+    period = 0.02
+    while True:
+        end = time.perf_counter() + period * duty
+        while time.perf_counter() < end:
+            pass
+        time.sleep(period * (1 - duty))
+
+
+@contextlib.contextmanager
+def background_load(cores: float) -> Iterator[None]:
+    """Processes taking `cores` of CPU for as long as the block runs (a loaded machine, reproducibly)."""
+    ctx = mp.get_context("fork")
+    shares = [1.0] * int(cores) + ([cores - int(cores)] if cores - int(cores) > 0.01 else [])
+    procs = [ctx.Process(target=_burn, args=(share,), daemon=True) for share in shares]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+            p.join(5)
 
 
 # --- the limit: the same functions in a plain loop ------------------------------------------------
@@ -458,7 +540,15 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
     cpu_ov = ((pipe["cpu_s"] + pipe["redis_cpu_s"]) - (lim["cpu_s"] + lim["redis_cpu_s"])) / max(1, n_tasks) * 1000
     blob = res["queue"]["blob_bytes"]
     rows: list[tuple[str, str]] = [
-        ("machine", f"{cores} cores, load at start {res['load_start']}, at end {res['load_end']}"),
+        (
+            "machine",
+            f"{cores} cores, load at start {res['load_start']}, at end {res['load_end']}"
+            + (
+                f"; background load {res['background_load']:g} cores during every phase"
+                if res.get("background_load")
+                else "; no background load"
+            ),
+        ),
         ("pages", f"{pipe['n']} ({pipe['indexed']} indexed, {pipe['dead']} dead); limit ok {lim['ok']}"),
         (
             "limit",
@@ -699,6 +789,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the pipeline with these settings (e.g. events:worker_task_events=1); repeatable",
     )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for a pipeline run")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N rounds of limit, pipeline (and variants), limit; medians over the rounds (a shared machine drifts)",
+    )
+    ap.add_argument(
+        "--background-load",
+        type=float,
+        default=0.0,
+        metavar="CORES",
+        help="other work on the machine during every phase: busy processes taking this many cores (e.g. 0.5)",
+    )
     args = ap.parse_args(argv)
 
     cores = os.cpu_count() or 1
@@ -734,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     status = 0
     try:
-        with Origin(sources) as origin:
+        with Origin(sources) as origin, background_load(args.background_load):
+            res["background_load"] = args.background_load
 
             def pipeline(n: int, label: str, layout: Any = None, **overrides: Any) -> dict[str, Any]:
                 r.flushall()
@@ -774,15 +879,26 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.layout_variant:
                     res["variants"][name] = pipeline(args.pages, name, layout=LAYOUTS[name])
                 for spec in args.variant:
-                    name, _, assigns = spec.partition(":")
-                    env = {
-                        "NEWSFLOW_" + k.strip().upper(): v for k, _, v in (a.partition("=") for a in assigns.split(","))
-                    }
-                    overrides = dataclasses.asdict(load_settings({**os.environ, **env}))
-                    changed = {k: v for k, v in overrides.items() if getattr(settings, k) != v and k != "data_dir"}
+                    name, changed = variant_settings(spec, settings)
                     res["variants"][name] = pipeline(args.pages, name, **changed)
+                # More rounds (--repeat): limit, the pipeline and each variant, limit again, in turn, so
+                # a shared machine's drift hits all of them; medians say what holds across rounds.
+                rounds = [round_figures(res["limit"], res["limit_after"], res)]
+                for i in range(2, args.repeat + 1):
+                    extra: dict[str, Any] = {"limit": limit(args.pages, cores), "variants": {}}
+                    extra["pipeline"] = pipeline(args.pages, f"pipeline-r{i}")
+                    for name in args.layout_variant:
+                        extra["variants"][name] = pipeline(args.pages, f"{name}-r{i}", layout=LAYOUTS[name])
+                    for spec in args.variant:
+                        name, changed = variant_settings(spec, settings)
+                        extra["variants"][name] = pipeline(args.pages, f"{name}-r{i}", **changed)
+                    extra["limit_after"] = limit(args.pages, cores)
+                    rounds.append(round_figures(extra["limit"], extra["limit_after"], extra))
+                res["rounds"] = rounds
                 res["load_end"] = loadavg()
                 print(summarize(res, sources, cores))
+                if len(rounds) > 1:
+                    print(rounds_report(rounds))
                 chart(res, args.chart)
                 print(f"chart: {args.chart}")
     finally:

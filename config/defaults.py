@@ -168,9 +168,9 @@ class Settings:
     # CPU priority of the workers `up` starts: this many nice steps below `up` itself (0: the same).
     # The search API (`newsflow serve`) stays at nice 0, so on a machine that both ingests and serves,
     # a query gets a core as soon as it needs one and ingestion takes every other cycle: at 10 a worker
-    # weighs about a ninth of the API when both want the CPU. Without it, six busy worker processes on
-    # two cores make queries wait their turn (p95 ~5x slower: docs/search.md, bench/search.py
-    # --while-ingesting). compose.yaml gives the worker services a low cpu_shares for the same reason.
+    # weighs about a ninth of the API when both want the CPU. At 0, the worker processes outnumber two
+    # cores and queries wait their turn: search p95 doubled or tripled while ingesting (docs/search.md,
+    # bench/search.py --while-ingesting). compose.yaml gives the worker services a low cpu_shares.
     worker_nice: int = 10
 
     # --- crawling (docs/crawling.md) ---------------------------------------------------------------

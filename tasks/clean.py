@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from functools import cache
 from typing import Any
 
@@ -147,3 +148,4 @@ def _warm_up_extractor(sender: str, instance: Any, **_: Any) -> None:
         with contextlib.suppress(Exception):  # a warm-up must never keep the worker from starting
             build_doc(warm, _WARM_UP_HTML, 1 << 20, 0)
             trusted_canonical("https://www.example.com/a", "https://news.example.org/a")  # loads the suffix list
+            importlib.import_module("newsflow.archive.claim")  # reads archived pages' claim checks (warcio)

@@ -48,18 +48,22 @@ def worker(stage: str, concurrency: int | None, node: str | None, print_only: bo
 
     The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); clean and enrich on prefork
     with children recycled by task count and memory (NEWSFLOW_CPU_POOL=solo: one process each, run
-    one per core); index as the single batching writer (threads = batch size; run exactly one).
+    one per core); index as the single batching writer (prefetch = batch size; run exactly one).
     Scale a stage by running more of these (never index).
     SIGTERM: running tasks finish, prefetched messages go back to the queue.
     """
     settings = settings_or_exit()
     cmd = worker_command(settings, stage, concurrency, node)
     if stage == "index" and concurrency:
-        click.echo("newsflow: note: index threads should equal NEWSFLOW_INDEX_BATCH_SIZE", err=True)
+        note = "the index worker's concurrency is its prefetch, the largest batch: keep it at NEWSFLOW_INDEX_BATCH_SIZE"
+        click.echo(f"newsflow: note: {note}", err=True)
     if print_only:
         click.echo(shlex.join(cmd))
         return
     require_current_ids(settings)
+    from workers.runtime import lower_priority
+
+    lower_priority(settings.worker_nice)  # as `newsflow up` starts its workers (the search API keeps its share)
     click.echo(f"newsflow: exec {shlex.join(cmd)}", err=True)
     os.execve(cmd[0], cmd, process_env())
 
