@@ -98,10 +98,13 @@ def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = No
     return random.uniform(ceiling / 2, ceiling)
 
 
-def run_stage(ctx: StageContext, payload: Any, handler: Handler, attempt: int, outbox: Outbox) -> str:
+def run_stage(
+    ctx: StageContext, payload: Any, handler: Handler, attempt: int, outbox: Outbox, started: float | None = None
+) -> str:
     """Run one message through `handler` and give it its fate; returns the outcome for metrics:
-    ok, skipped, refetch, dead, superseded (or raises Celery's Retry)."""
-    started = time.perf_counter()
+    ok, skipped, refetch, dead, superseded (or raises Celery's Retry). `started` (perf_counter) is
+    when the message's work began, for its logged duration (a batched stage: when it was received)."""
+    started = time.perf_counter() if started is None else started
     raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
     raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
     bound = log.bind(article_id=raw_id, url=raw_url, stage=ctx.stage.name, task_id=ctx.task_id)

@@ -121,7 +121,7 @@ class BatchStage:
 
         outcome = "retry"
         try:
-            outcome = run_stage(ctx, d.payload, reported, d.attempt, _Outbox(self, d))
+            outcome = run_stage(ctx, d.payload, reported, d.attempt, _Outbox(self, d), started=d.received)
             _settle_with(d.ack, d)
         except Retry:  # a retry message was published: this one is done
             _settle_with(d.ack, d)
