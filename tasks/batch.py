@@ -11,10 +11,11 @@ dead letter with its reason), and acknowledges it. Nothing is acked before its b
 What each message keeps of Celery's path: late acks (the worker's prefetch bounds the messages held,
 so a batch is at most the prefetch count), ETA (a retry's countdown waits in the consumer's timer, as
 stock Celery does), `retries` and `redelivered` (the poison count), per-task soft time limit (the
-watchdog, around the commit). What it does not: task events and `inspect active` list no buffered
-message (they are consumed, not running), and a warm shutdown does not wait for a batch being
-gathered: those messages stay unacked and come back after the visibility timeout (the index upsert
-is idempotent by article id).
+watchdog, around the commit), and the task events Flower follows (received, started, succeeded,
+retried; while events are on). What it does not: `inspect active` lists no buffered message (they
+are consumed, not running), and a warm shutdown does not wait for a batch being gathered: those
+messages go back to the queue with the rest of what the worker held unacked (the index upsert is
+idempotent by article id).
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ class Delivery(Item):
     received: float = field(default_factory=time.perf_counter)
     attempt: int = 0
     message: Message | None = None
+    events: TaskEvents | None = None
+
+
+class TaskEvents:
+    """The task events Celery's own request sends (received, started, succeeded, retried), for
+    Flower, which follows tasks by them. Sent only while the worker's events are on (Flower turns
+    them on at run time, so this is checked at every send); a failed send never decides a fate."""
+
+    def __init__(self, dispatcher: Any, task: Any) -> None:
+        self.dispatcher, self.task = dispatcher, task
+
+    def send(self, kind: str, uuid: str, **fields: Any) -> None:
+        d = self.dispatcher
+        if d is None or not d.enabled or not getattr(self.task, "send_events", True) or not uuid:
+            return
+        try:
+            d.send(kind, uuid=uuid, **fields)
+        except Exception as exc:  # events are for watching, not for the message's fate
+            log.warning("task_event_not_sent", kind=kind, error=str(exc)[:200])
 
 
 # The commit function of a batched stage: the parsed deliveries in, each one's `error` set (or not).
@@ -81,25 +101,38 @@ class BatchStage:
     def _run(self, items: Sequence[Item]) -> None:
         deliveries = [d for d in items if isinstance(d, Delivery)]
         settings, stores = get_settings(), process_stores()
+        try:
+            self._commit_batch(deliveries, settings)
+        except BaseException as exc:  # a bug here must not leave the batch's messages without a fate
+            log.exception("batch_failed", size=len(deliveries))
+            for d in deliveries:
+                d.error = d.error or exc
+        for d in deliveries:
+            self._settle(d, stores, settings)
+
+    def _commit_batch(self, deliveries: Sequence[Delivery], settings: Any) -> None:
+        """Commit the deliveries that can be (parseable, not poison); run_stage gives the others theirs."""
         wanted = []
         for d in deliveries:
             d.attempt = self._attempt(d)
             try:
                 d.message = Message.from_wire(d.payload)
-            except Exception:  # run_stage below dead-letters it `bad_payload`
+            except Exception:  # run_stage dead-letters it `bad_payload`
                 continue
             if d.attempt <= settings.max_retries:  # else run_stage dead-letters it `poison`
                 d.article_id, d.url = d.message.id, d.message.url
                 wanted.append(d)
-        if wanted:
-            try:
-                with soft_limit(soft_limit_s(self.stage.name, settings), self.stage.name):
-                    self.commit(wanted)
-            except BaseException as exc:  # every message of the batch meets its batch's error
-                for d in wanted:
-                    d.error = d.error or exc
-        for d in deliveries:
-            self._settle(d, stores, settings)
+        for d in wanted:
+            if d.events is not None:
+                d.events.send("task-started", d.task_id)  # the dispatcher adds hostname and pid
+        if not wanted:
+            return
+        try:
+            with soft_limit(soft_limit_s(self.stage.name, settings), self.stage.name):
+                self.commit(wanted)
+        except BaseException as exc:  # every message of the batch meets its batch's error
+            for d in wanted:
+                d.error = d.error or exc
 
     def _attempt(self, d: Delivery) -> int:
         """As StageTask._attempt: Celery's retries, or the Redis count of redeliveries."""
@@ -123,8 +156,12 @@ class BatchStage:
         try:
             outcome = run_stage(ctx, d.payload, reported, d.attempt, _Outbox(self, d), started=d.received)
             _settle_with(d.ack, d)
-        except Retry:  # a retry message was published: this one is done
+            if d.events is not None:  # as Celery reports a task that returned: its result is the outcome
+                d.events.send("task-succeeded", d.task_id, result=repr(outcome), runtime=_since(d.received))
+        except Retry as exc:  # a retry message was published: this one is done
             _settle_with(d.ack, d)
+            if d.events is not None:
+                d.events.send("task-retried", d.task_id, exception=repr(exc), traceback="")
         except Reject as exc:  # the retry could not be published: back to the queue (or unacked)
             _settle_with(d.reject, d, requeue=bool(exc.requeue))
         except Exception:  # never leave a message unsettled, never stop the thread
@@ -188,6 +225,7 @@ def strategy(task: Any, app: Any, consumer: Any, **_: Any) -> Callable[..., None
     owner = batch_stage(task.stage, commit, consumer.hostname)
     owner.app = app
     errors = tuple(consumer.connection_errors)
+    events = TaskEvents(getattr(consumer, "event_dispatcher", None), task)
 
     def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **__: Any) -> None:
         # Runs in the consumer's event loop: anything escaping here would stop the whole worker.
@@ -203,8 +241,14 @@ def strategy(task: Any, app: Any, consumer: Any, **_: Any) -> Callable[..., None
                 ack=ack,
                 reject=reject,
                 errors=errors,
+                events=events,
             )
             eta = _eta(headers.get("eta"))
+            events.send(
+                "task-received", delivery.task_id, name=task.name, args=str(headers.get("argsrepr") or ""),
+                kwargs="{}", retries=delivery.retries, eta=headers.get("eta"), root_id=headers.get("root_id"),
+                parent_id=headers.get("parent_id"),
+            )  # fmt: skip
         except Exception:
             log.exception("batch_receive_failed")
             delivery, eta = Delivery(article_id="", url="", ack=ack, reject=reject, errors=errors), None
@@ -235,6 +279,10 @@ def _payload(message: Any) -> Any:
         return args[0] if args else None
     except Exception:  # a malformed body is the stage runner's `bad_payload`
         return None
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 6)
 
 
 def _int(value: Any) -> int:

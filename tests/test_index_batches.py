@@ -208,3 +208,64 @@ def test_real_index_worker_commits_batches_and_settles_each_message(deployment: 
         return sum(1 for v in raw.hvals("unacked") if json.loads(v)[-1] == LAST.queue)
 
     assert _wait_for(lambda: raw.llen(LAST.queue) == 0 and index_unacked() == 0, 30)
+
+
+class Dispatcher:
+    """A stand-in for Celery's event dispatcher: records what would be published."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, kind: str, uuid: str, **fields: Any) -> None:
+        if self.enabled == "broken":
+            raise ConnectionError("event publish failed")
+        # Celery's dispatcher adds these itself: passing them again is a TypeError there.
+        assert not {"pid", "hostname", "clock", "type"} & set(fields), fields
+        self.sent.append((kind, uuid))
+
+
+def test_task_events_follow_each_message_while_events_are_on(batch: dict[str, Any]) -> None:
+    """Flower follows tasks by their events: a batched message reports started and succeeded (or
+    retried) like any task; with events off (the default) nothing is sent."""
+    from tasks.batch import TaskEvents
+
+    class Task:
+        name, send_events = LAST.task, True
+
+    on, off = Dispatcher(enabled=True), Dispatcher(enabled=False)
+    broker = Broker()
+    deliveries = [broker.delivery(_msg(i).to_wire(), f"t{i}") for i in range(2)]
+    deliveries[0].events, deliveries[1].events = TaskEvents(on, Task()), TaskEvents(off, Task())
+    batch["owner"]._run(deliveries)
+    assert on.sent == [("task-started", "t0"), ("task-succeeded", "t0")] and off.sent == []
+    on.sent.clear()
+    batch["behaviour"]["raise"] = TransientError("index_unavailable", "writer lock held")
+    again = broker.delivery(_msg(3).to_wire(), "t3")
+    again.events = TaskEvents(on, Task())
+    batch["owner"]._run([again])
+    assert on.sent == [("task-started", "t3"), ("task-retried", "t3")]
+
+
+def test_events_that_fail_to_send_and_a_bug_before_the_commit_still_settle_every_message(
+    batch: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.batch import BatchStage, TaskEvents
+
+    class Task:
+        name, send_events = LAST.task, True
+
+    broker = Broker()
+    d = broker.delivery(_msg(1).to_wire(), "t1")
+    d.events = TaskEvents(Dispatcher(enabled="broken"), Task())  # type: ignore[arg-type]
+    batch["owner"]._run([d])
+    assert broker.settled == {"t1": "ack"} and batch["committed"] == [[_msg(1).id]]
+
+    def bug(self: Any, d: Any) -> int:
+        raise RuntimeError("a bug before the commit")
+
+    monkeypatch.setattr(BatchStage, "_attempt", bug)
+    broker = Broker()
+    batch["owner"]._run([broker.delivery(_msg(i).to_wire(), f"b{i}") for i in range(3)])
+    assert broker.settled == {f"b{i}": "ack" for i in range(3)}  # each dead-lettered, none left unacked
+    assert {batch["stores"].state.dead[_msg(i).id]["reason"] for i in range(3)} == {"internal_error"}
