@@ -95,8 +95,10 @@ def bench_language() -> None:
     total = [ok for oks in by_kind.values() for ok in oks]
     langs = len({row["lang"] for row in rows})
     print(f"\n## Language ({len(rows)} texts, {langs} languages)")
-    print(f"  accuracy {sum(total) / len(total):.3f}  " + "  ".join(
-        f"{kind} {sum(v) / len(v):.3f} (n={len(v)})" for kind, v in sorted(by_kind.items())))
+    print(
+        f"  accuracy {sum(total) / len(total):.3f}  "
+        + "  ".join(f"{kind} {sum(v) / len(v):.3f} (n={len(v)})" for kind, v in sorted(by_kind.items()))
+    )
     for w in wrong:
         print("  wrong:", w)
 
@@ -140,8 +142,10 @@ def private_redis() -> Iterator[redis.Redis | None]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     try:
         for _ in range(100):

@@ -89,8 +89,10 @@ def capitalised(n: int) -> str:
     total = i = 0
     while total < n:
         g = given[int(rng.integers(len(given)))]
-        out.append(f"{g} {surnames[i]} said {surnames[i + 1]} met President {surnames[i + 2]} of "
-                   f"{surnames[i + 3]} Bank and {surnames[i]} in {surnames[i + 4]} {surnames[i + 5]}.")
+        out.append(
+            f"{g} {surnames[i]} said {surnames[i + 1]} met President {surnames[i + 2]} of "
+            f"{surnames[i + 3]} Bank and {surnames[i]} in {surnames[i + 4]} {surnames[i + 5]}."
+        )
         total += len(out[-1]) + 1
         i = (i + 6) % (len(surnames) - 6)
     return " ".join(out)
@@ -161,8 +163,10 @@ def table(title: str, columns: dict[str, dict[int, str]], slopes: dict[str, floa
     print(f"{'size':>10} " + "".join(f"{c:>{width}}" for c in columns))
     for size in sizes():
         print(f"{size:>10,} " + "".join(f"{columns[c].get(size, '-'):>{width}}" for c in columns))
-    print(f"{'slope':>10} " + "".join(
-        f"{(f'{slopes[c]:.2f}' if slopes[c] is not None else '-'):>{width}}" for c in columns))
+    print(
+        f"{'slope':>10} "
+        + "".join(f"{(f'{slopes[c]:.2f}' if slopes[c] is not None else '-'):>{width}}" for c in columns)
+    )
 
 
 def bench_enrich() -> None:

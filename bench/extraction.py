@@ -87,8 +87,9 @@ def dev_pages(directory: Path) -> list[Page]:
 
     def page(p: DevPage) -> Page:
         label = labels.get(p.name, {})
-        return Page(p.name, p.url, p.html(), partial(score_segments, p), label.get("language", ""),
-                    label.get("kind", ""))
+        return Page(
+            p.name, p.url, p.html(), partial(score_segments, p), label.get("language", ""), label.get("kind", "")
+        )
 
     return [page(p) for p in load_dev_pages(directory)]
 
@@ -163,23 +164,35 @@ def by_group(pages: Sequence[Page], traf: Side, nf: Side, key: str) -> list[dict
     rows = []
     for name, idx in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         t, n = summary([traf.scores[i] for i in idx]), summary([nf.scores[i] for i in idx])
-        rows.append({key: name, "pages": len(idx), "trafilatura_f1": t["f1"], "newsflow_f1": n["f1"],
-                     "delta": n["f1"] - t["f1"]})
+        rows.append(
+            {
+                key: name,
+                "pages": len(idx),
+                "trafilatura_f1": t["f1"],
+                "newsflow_f1": n["f1"],
+                "delta": n["f1"] - t["f1"],
+            }
+        )
     return rows
 
 
 def report(name: str, pages: Sequence[Page], traf: Side, nf: Side, worst: int) -> dict[str, Any]:
     out: dict[str, Any] = {"set": name, "trafilatura": summary(traf.scores), "newsflow": summary(nf.scores)}
     if traf.cpu_ms and nf.cpu_ms:
-        out["cpu_ms"] = {"trafilatura": cpu(traf.cpu_ms), "newsflow": cpu(nf.cpu_ms),
-                         "ratio_mean": statistics.fmean(nf.cpu_ms) / statistics.fmean(traf.cpu_ms)}
+        out["cpu_ms"] = {
+            "trafilatura": cpu(traf.cpu_ms),
+            "newsflow": cpu(nf.cpu_ms),
+            "ratio_mean": statistics.fmean(nf.cpu_ms) / statistics.fmean(traf.cpu_ms),
+        }
     if len({p.language for p in pages}) > 1:
         out["by_language"] = by_group(pages, traf, nf, "language")
         out["by_kind"] = by_group(pages, traf, nf, "kind")
     if worst:
         ranked = sorted(range(len(pages)), key=lambda i: _page_f1(nf.scores[i]))[:worst]
-        out["worst"] = [{"page": pages[i].name, "f1": _page_f1(nf.scores[i]),
-                         "trafilatura_f1": _page_f1(traf.scores[i])} for i in ranked]
+        out["worst"] = [
+            {"page": pages[i].name, "f1": _page_f1(nf.scores[i]), "trafilatura_f1": _page_f1(traf.scores[i])}
+            for i in ranked
+        ]
     return out
 
 
@@ -200,8 +213,9 @@ def ablation(pages_by_set: dict[str, list[Page]]) -> list[dict[str, Any]]:
     """F1 of each set with all steps, then with each step off; gain = what the step buys there."""
     variants: list[tuple[str, ExtractOptions]] = [("all steps", DEFAULT_OPTIONS)]
     variants += [(f"without {f.name}", DEFAULT_OPTIONS.without(f.name)) for f in fields(ExtractOptions)]
-    variants.append(("no steps (one trafilatura fast pass)",
-                     ExtractOptions(**{f.name: False for f in fields(ExtractOptions)})))
+    variants.append(
+        ("no steps (one trafilatura fast pass)", ExtractOptions(**{f.name: False for f in fields(ExtractOptions)}))
+    )
     rows = []
     full: dict[str, float] = {}
     for label, options in variants:
@@ -221,8 +235,11 @@ def ablation(pages_by_set: dict[str, list[Page]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
-    parser.add_argument("--sets", default="bench,dev",
-                        help="comma-separated: bench, dev (all 400, study and sealed), study (the 300 only)")
+    parser.add_argument(
+        "--sets",
+        default="bench,dev",
+        help="comma-separated: bench, dev (all 400, study and sealed), study (the 300 only)",
+    )
     parser.add_argument("--reps", type=int, default=2, help="timed rounds after the untimed one (0: no timing)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--ablation", action="store_true", help="also print the ablation table")
@@ -273,8 +290,11 @@ def print_text(out: dict[str, Any]) -> None:
         for key in ("language", "kind"):
             rows = rep.get(f"by_{key}")
             if rows:
-                cells = [f"{r[key]}({r['pages']}) {r['trafilatura_f1']:.3f}/{r['newsflow_f1']:.3f}" for r in rows
-                         if key == "kind" or r["pages"] >= MIN_GROUP_PAGES]
+                cells = [
+                    f"{r[key]}({r['pages']}) {r['trafilatura_f1']:.3f}/{r['newsflow_f1']:.3f}"
+                    for r in rows
+                    if key == "kind" or r["pages"] >= MIN_GROUP_PAGES
+                ]
                 print(f"   F1 by {key} (trafilatura/newsflow): " + ", ".join(cells))
         for w in rep.get("worst", []):
             print(f"     worst {w['page'][:16]:16s} newsflow {w['f1']:.3f} trafilatura {w['trafilatura_f1']:.3f}")

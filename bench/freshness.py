@@ -72,12 +72,13 @@ from _common import (  # noqa: E402
     free_port,
     load_sources,
     loadavg,
+    private_env,
     tree_cpu_s,
 )
-from pipeline import LAYOUTS, STAGES, PipelineRun, log, pct  # noqa: E402
 
-# Ledger state each stage records when it is done (the index stage's is the searchable moment).
-DONE_STATE = {"fetch": "fetched", "clean": "cleaned", "enrich": "enriched", "index": "indexed"}
+# DONE_STATE: the ledger state each stage records when done (the index stage's is the searchable moment).
+from pipeline import DONE_STATE, LAYOUTS, STAGES, PipelineRun, log, pct  # noqa: E402
+
 # One commit_batch records its articles one after the other: their `indexed` times (ms) lie within
 # a few ms. Two commits are further apart than this (each takes a tantivy commit, tens of ms).
 BATCH_GAP_S = 0.010
@@ -765,13 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before any newsflow import: this process talks to the private Redis (as bench/pipeline.py's main).
     os.environ.update(
         {
-            "NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-            "NEWSFLOW_STATE_REDIS_URL": "",
-            "NEWSFLOW_DATA_DIR": str(work / "data"),
-            "NEWSFLOW_FETCH_ALLOW_PRIVATE": "1",
-            "NEWSFLOW_LOG_LEVEL": "INFO",
-            # One local origin: the per-host politeness limit (1/s by default) would measure the limiter.
-            "NEWSFLOW_POLITE_HOST_RATE_PER_S": "1000000",
+            **private_env(f"redis://127.0.0.1:{port}/0", work / "data"),
             **{"NEWSFLOW_" + k.upper(): v for k, v in overrides.items()},
         }
     )

@@ -51,14 +51,19 @@ from _common import (  # noqa: E402
     free_port,
     load_sources,
     loadavg,
+    private_env,
     tree_anon,
     tree_cpu_s,
     tree_rss,
     vary,
 )
 
-STAGES = ("fetch", "clean", "enrich", "index")
-STATE_OF = {"fetched": "fetch", "cleaned": "clean", "enriched": "enrich", "indexed": "index"}
+from newsflow.pipeline import STAGES as CONTRACT_STAGES  # noqa: E402 - the contract only, no settings
+
+# From the pipeline's contract: the stages in order, and the ledger state each leaves an article in.
+STAGES = tuple(s.name for s in CONTRACT_STAGES)
+DONE_STATE = {s.name: s.done_state for s in CONTRACT_STAGES}
+STATE_OF = {state: name for name, state in DONE_STATE.items()}
 MB = 1024 * 1024
 
 
@@ -816,18 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="newsflow-bench-"))
     port = free_port()
     # Before any newsflow import: the benchmark's own process talks to the private Redis.
-    os.environ.update(
-        {
-            "NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-            "NEWSFLOW_STATE_REDIS_URL": "",
-            "NEWSFLOW_DATA_DIR": str(work / "data"),
-            "NEWSFLOW_FETCH_ALLOW_PRIVATE": "1",
-            "NEWSFLOW_LOG_LEVEL": "INFO",
-            # Every page comes from one local origin: the per-host politeness limit (1/s by default)
-            # would measure the limiter, not the pipeline. Its Redis checks still run per fetch.
-            "NEWSFLOW_POLITE_HOST_RATE_PER_S": "1000000",
-        }
-    )
+    os.environ.update(private_env(f"redis://127.0.0.1:{port}/0", work / "data"))
     from config.settings import get_settings, load_settings
     from newsflow.state import connect
     from workers.runtime import PrivateRedis

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEFAULT_FIXTURES, Origin, _serve, free_port, load_sources, tree_cpu_s  # noqa: E402
+from _common import DEFAULT_FIXTURES, Origin, _serve, free_port, load_sources, private_env, tree_cpu_s  # noqa: E402
 
 from newsflow.search import SearchIndex, SearchRequest  # noqa: E402
 
@@ -405,16 +405,7 @@ def ingest_env(data_dir: Path) -> Any:
     from workers.runtime import PrivateRedis
 
     redis = PrivateRedis(free_port(), data_dir.parent / "redis")
-    os.environ.update(
-        {
-            "NEWSFLOW_REDIS_URL": redis.url,
-            "NEWSFLOW_STATE_REDIS_URL": "",
-            "NEWSFLOW_DATA_DIR": str(data_dir),
-            "NEWSFLOW_FETCH_ALLOW_PRIVATE": "1",
-            "NEWSFLOW_LOG_LEVEL": "INFO",
-            "NEWSFLOW_POLITE_HOST_RATE_PER_S": "1000000",
-        }
-    )
+    os.environ.update(private_env(redis.url, data_dir))
     redis.start()
     return redis
 

@@ -269,20 +269,23 @@ class StageTask(Task):  # type: ignore[misc]
             self._observe(payload, outcome, started)
 
     def _attempt(self, payload: Any) -> int:
-        """Which start of this stage this is. Celery counts retries (and worker-lost retries); a
-        message the broker handed back (its worker was SIGKILLed or hung past the visibility
-        timeout) carries `redelivered` and is counted in Redis, across workers and hosts."""
-        attempt = int(self.request.retries or 0)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        if redelivered and isinstance(payload, dict) and isinstance(payload.get("id"), str):
-            try:
-                attempt = max(attempt, process_stores().state.count_attempt(self.stage, payload["id"]))
-            except redis.RedisError as exc:  # not counted this time; the message still runs
-                log.warning("attempt_not_counted", article_id=payload["id"], error=str(exc))
-        return attempt
+        return attempt_of(self.stage, payload, int(self.request.retries or 0), redelivered)
 
     def _observe(self, payload: Any, outcome: str, started: float) -> None:
         observe(process_stores(), self.stage, payload, outcome, started, int(self.request.retries or 0))
+
+
+def attempt_of(stage_name: str, payload: Any, retries: int, redelivered: bool) -> int:
+    """Which start of this stage a message is. Celery counts retries (and worker-lost retries); a
+    message the broker handed back (its worker was SIGKILLed or hung past the visibility timeout)
+    carries `redelivered` and is counted in Redis, across workers and hosts."""
+    if redelivered and isinstance(payload, dict) and isinstance(payload.get("id"), str):
+        try:
+            return max(retries, process_stores().state.count_attempt(stage_name, payload["id"]))
+        except redis.RedisError as exc:  # not counted this time; the message still runs
+            log.warning("attempt_not_counted", article_id=payload["id"], error=str(exc))
+    return retries
 
 
 def observe(stores: Stores, stage_name: str, payload: Any, outcome: str, started: float, retries: int) -> None:

@@ -37,7 +37,7 @@ from newsflow.batcher import Batcher, Item
 from newsflow.dispatch import send
 from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
-from tasks.base import StageContext, observe, process_stores, run_stage
+from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage
 from tasks.celeryconfig import soft_limit_s
 from tasks.watchdog import soft_limit
 
@@ -135,14 +135,7 @@ class BatchStage:
                 d.error = d.error or exc
 
     def _attempt(self, d: Delivery) -> int:
-        """As StageTask._attempt: Celery's retries, or the Redis count of redeliveries."""
-        payload = d.payload
-        if d.redelivered and isinstance(payload, dict) and isinstance(payload.get("id"), str):
-            try:
-                return max(d.retries, process_stores().state.count_attempt(self.stage.name, payload["id"]))
-            except redis.RedisError as exc:
-                log.warning("attempt_not_counted", article_id=payload["id"], error=str(exc))
-        return d.retries
+        return attempt_of(self.stage.name, d.payload, d.retries, d.redelivered)
 
     def _settle(self, d: Delivery, stores: Any, settings: Any) -> None:
         ctx = StageContext(stage=self.stage, settings=settings, stores=stores, worker=self.hostname, task_id=d.task_id)

@@ -129,9 +129,10 @@ _WARM_UP_HTML = (
     '<meta property="article:published_time" content="2026-01-02T03:04:05Z">'
     '<link rel="canonical" href="https://warm-up.invalid/a"></head><body>'
     '<header><nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li></ul></nav></header>'
-    "<main><article><h1>Warm-up</h1><time datetime=\"2026-01-02\">2 January 2026</time>"
+    '<main><article><h1>Warm-up</h1><time datetime="2026-01-02">2 January 2026</time>'
     + "<p>The extractor loads its rules and caches on its first page, in every language it meets, "
-    "and the first article of every worker would pay for it.</p>" * 12
+    "and the first article of every worker would pay for it.</p>"
+    * 12
     + "<h2>More</h2><ul><li>One point made.</li><li>Another point made.</li></ul></article>"
     '<aside><h3>Related</h3><a href="/b">Other story</a></aside></main>'
     "<footer><p>Copyright 2026 Example News</p></footer></body></html>"
