@@ -163,6 +163,16 @@ def cpu_s(pid: int, with_reaped_children: bool = True) -> float:
     return ticks / CLK_TCK
 
 
+def sys_s(pid: int) -> float:
+    """System (kernel) CPU seconds of a process tree: system calls, page faults, I/O on its behalf."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        f = _stat_fields(p)
+        if f:
+            total += (int(f[12]) + int(f[14])) / CLK_TCK
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     f = _stat_fields(pid)
     return int(f[21]) * PAGE_SIZE if f else 0

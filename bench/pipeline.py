@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     load_sources,
     loadavg,
     private_env,
+    sys_s,
     tree_anon,
     tree_cpu_s,
     tree_rss,
@@ -191,7 +192,7 @@ def _limit_child(
         batch.clear()
 
     barrier.wait()
-    cpu0, t0 = time.process_time(), time.time()
+    cpu0, t0, sys0 = time.process_time(), time.time(), os.times().system
     for url in urls:
         aid = article_id(url)
         try:
@@ -226,6 +227,7 @@ def _limit_child(
             "t0": t0,
             "t1": time.time(),
             "cpu_s": time.process_time() - cpu0,
+            "sys_s": os.times().system - sys0,
             "events": events,
             "spent": dict(spent),
         }
@@ -263,6 +265,7 @@ def run_limit(urls: list[str], procs: int, work: Path, batch_size: int, redis_pi
         "wall_s": t1 - t0,
         "rate": ok / (t1 - t0),
         "cpu_s": sum(p["cpu_s"] for p in parts),
+        "sys_s": sum(p["sys_s"] for p in parts),
         "redis_cpu_s": redis_cpu,
         "stage_ms": {k: 1000 * v / max(1, ok) for k, v in spent.items()},
         "events": [(stage, t - started) for stage, t in events],
@@ -353,6 +356,7 @@ class PipelineRun:
             time.sleep(1.0)  # let prefork children finish booting before the clock starts
             roots = [p.pid for p in self.dep.procs]
             cpu_each0 = [tree_cpu_s(p) for p in roots]
+            sys0 = sum(sys_s(p) for p in roots)
             redis_cpu0 = cpu_s(self.redis_pid)
             self.r.config_resetstat()  # INFO commandstats from here on: commands per article
             spies = self.profilers(profile)
@@ -374,6 +378,7 @@ class PipelineRun:
             self.sample()
             cpu_each = [tree_cpu_s(p) - c0 for p, c0 in zip(roots, cpu_each0, strict=True)]
             cpu = sum(cpu_each)
+            system = sum(sys_s(p) for p in roots) - sys0
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
             stats = self.r.info("commandstats")
@@ -397,6 +402,7 @@ class PipelineRun:
             "rate": outcomes.get("indexed", 0) / (t1 - self.t0),
             "cpu_s": cpu,
             "redis_cpu_s": redis_cpu,
+            "sys_s": system,
             "cpu_by_worker": cpu_by_worker,
             "redis_commands": commands,
             "redis_command_us": command_us,
@@ -584,6 +590,16 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             + f", redis {1000 * pipe['redis_cpu_s'] / max(1, pipe['indexed']):.1f} ms/article",
         )
     )
+    if "sys_s" in pipe and "sys_s" in lim:
+        rows.append(
+            (
+                "  kernel (system) CPU",
+                f"limit {1000 * lim['sys_s'] / max(1, lim['ok']):.1f} ms/article "
+                f"({100 * lim['sys_s'] / max(1e-9, lim['cpu_s']):.0f}% of its CPU), workers "
+                f"{1000 * pipe['sys_s'] / max(1, pipe['indexed']):.1f} ms/article "
+                f"({100 * pipe['sys_s'] / max(1e-9, pipe['cpu_s']):.0f}%)",
+            )
+        )
     cmds = pipe.get("redis_commands", {})
     if cmds:
         top = sorted(cmds.items(), key=lambda kv: -kv[1])[:8]

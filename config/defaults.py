@@ -152,10 +152,17 @@ class Settings:
     # --- local deployment (`newsflow up`) ----------------------------------------------------------
     # Processes for each CPU-bound stage (clean, enrich); 0 means one per core.
     worker_concurrency: int = 0
-    # Pool of the CPU-bound stages. "prefork": one worker with that many children (Celery enforces
-    # the time limits and recycles children). "solo": that many single-process workers, for one
-    # process per container; tasks/solo.py then enforces time limits and hands back the message
-    # of a process that died. Both cost the same CPU per article here (docs/benchmarks.md).
+    # How `newsflow up` runs the CPU-bound stages on one host. "shared": that many single-process
+    # (solo) workers, each taking both the clean and the enrich queue (the queues stay apart; a
+    # stage can still get workers of its own: `newsflow worker clean`). No pool parent, no pipe to
+    # a child, one process less per core to switch between: 1.4-1.8 ms less CPU per task than a
+    # prefork worker per stage (docs/benchmarks.md). "per-stage": a worker per stage, in `cpu_pool`.
+    cpu_workers: str = "shared"
+    # Pool of a worker that runs one CPU-bound stage (`newsflow worker clean|enrich`, compose's
+    # services, `cpu_workers=per-stage`). "prefork": one worker with that many children (Celery
+    # enforces the time limits and recycles children). "solo": that many single-process workers,
+    # for one process per container. A solo process (here, and every shared one) has its time
+    # limits enforced and the message of a process that died handed back by tasks/solo.py.
     cpu_pool: str = "prefork"
     # Threads of the I/O-bound fetch worker.
     fetch_concurrency: int = 16

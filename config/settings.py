@@ -16,6 +16,7 @@ ENV_PREFIX = "NEWSFLOW_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 CPU_POOLS = ("solo", "prefork")
+CPU_WORKERS = ("shared", "per-stage")
 
 
 class SettingsError(ValueError):
@@ -52,6 +53,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.cpu_pool not in CPU_POOLS:
         raise SettingsError(f"{ENV_PREFIX}CPU_POOL={settings.cpu_pool!r}: use one of {', '.join(CPU_POOLS)}")
+    if settings.cpu_workers not in CPU_WORKERS:
+        raise SettingsError(f"{ENV_PREFIX}CPU_WORKERS={settings.cpu_workers!r}: use one of {', '.join(CPU_WORKERS)}")
     return settings
 
 

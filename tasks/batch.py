@@ -39,6 +39,7 @@ from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
 from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage
 from tasks.celeryconfig import soft_limit_s
+from tasks.transport import acks_grouped
 from tasks.watchdog import soft_limit
 
 log = get_logger("newsflow.batch")
@@ -107,8 +108,9 @@ class BatchStage:
             log.exception("batch_failed", size=len(deliveries))
             for d in deliveries:
                 d.error = d.error or exc
-        for d in deliveries:
-            self._settle(d, stores, settings)
+        with acks_grouped():  # the batch's acks in one round trip, once every message has its fate
+            for d in deliveries:
+                self._settle(d, stores, settings)
 
     def _commit_batch(self, deliveries: Sequence[Delivery], settings: Any) -> None:
         """Commit the deliveries that can be (parseable, not poison); run_stage gives the others theirs."""

@@ -18,12 +18,22 @@ deletes without MULTI; a requeue Redis cannot take leaves the message in the una
 visibility timeout to bring back; a message just popped whose unacked record is refused is
 parked in the worker (not delivered, no more pops) until a later tick of the event loop can write
 it; the sweep for expired messages skips a round.
+
+Messages are also taken and acknowledged in bulk where a worker holds many (a threads pool's
+prefetch, the index stage's batch). Stock kombu pays per message a BRPOP and a turn of the event
+loop, a transaction for the unacked record and a round trip for the ack. Here, after each BRPOP,
+a channel with free prefetch slots takes up to that many more messages from the same queue in one
+script that also records them unacked (atomically: a message is never popped without its record),
+and `acks_grouped` turns the acks of a batch into one round trip.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from queue import Empty
 from typing import Any
 
@@ -39,6 +49,37 @@ from newsflow.logs import get_logger
 log = get_logger("newsflow.transport")
 QUARANTINE_MAX = 1000
 QUARANTINE_BYTES = 16 * 1024
+# The most messages one bulk take pops after a BRPOP (bounded by the channel's free prefetch slots).
+BULK_MAX = 64
+
+# Pop up to ARGV[1] entries from KEYS[1] (oldest first) and record each message unacked as kombu
+# does (KEYS[2]: payload hash, tag -> [message, exchange, routing key]; KEYS[3]: index, tag ->
+# ARGV[2]), in one atomic step. Returns flat pairs: 1 or 0 (recorded, or not a message: the caller
+# quarantines it), then the entry. The flags line makes Redis 7 refuse the whole script up front
+# when it is full (no entry popped without its record); older servers reject the syntax, and the
+# channel falls back to one BRPOP per message.
+_TAKE_RECORDED = """#!lua
+local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
+if not items then return {} end
+local out = {}
+for _, item in ipairs(items) do
+  local ok, m = pcall(cjson.decode, item)
+  local props = ok and type(m) == 'table' and m.properties
+  local tag = type(props) == 'table' and props.delivery_tag
+  if type(tag) == 'string' then
+    local info = props.delivery_info
+    if type(info) ~= 'table' then info = {} end
+    redis.call('ZADD', KEYS[3], ARGV[2], tag)
+    redis.call('HSET', KEYS[2], tag,
+      '[' .. item .. ',' .. cjson.encode(info.exchange or '') .. ',' .. cjson.encode(info.routing_key or '') .. ']')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+  out[#out + 1] = item
+end
+return out
+"""
 
 
 def envelope(item: bytes | str) -> tuple[dict[str, Any] | None, str]:
@@ -74,8 +115,9 @@ class Channel(kombu_redis.Channel):
                 raise
             if not dest__item:
                 raise Empty()
-            dest, item = dest__item
-            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            key, item = dest__item
+            key = bytes_to_str(key)
+            dest = key.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             payload = self._checked(dest, item)
             if payload is None:
@@ -83,6 +125,7 @@ class Channel(kombu_redis.Channel):
             if not self._deliver_unless_full(payload, dest):
                 self.park(payload, dest)
                 raise Empty()
+            self._take_more(key, dest)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
@@ -104,6 +147,59 @@ class Channel(kombu_redis.Channel):
         self._parked_retry_at = 0.0
         self._from_loop = False  # delivering from the event loop: QoS.append must not wait
         super().__init__(*args, **kwargs)
+
+    # --- bulk takes ---------------------------------------------------------------------------------
+    _bulk_ok = True  # False for good once the server cannot run the script (Redis < 7)
+
+    def _take_more(self, key: str, queue: str) -> None:
+        """After a BRPOP delivered one message: as many more as this channel has free prefetch
+        slots (none for a prefetch of one: solo and prefork workers take one at a time)."""
+        room = min(BULK_MAX, self._free_slots())
+        if room <= 0 or not self._bulk_ok or self.parked or self.global_keyprefix:
+            return
+        try:
+            with self.conn_or_acquire() as client:
+                keys = [key, self.unacked_key, self.unacked_index_key]
+                flat = self._take_script(client)(keys=keys, args=[room, time.time()], client=client)
+        except redis.RedisError as exc:
+            if redis_full(exc):
+                return  # nothing was popped; the next BRPOP parks what it takes
+            if isinstance(exc, redis.ResponseError):  # a server without the script's features
+                log.info("bulk_take_unavailable", error=str(exc)[:200])
+                type(self)._bulk_ok = False
+                return
+            raise
+        for recorded, item in zip(flat[::2], flat[1::2], strict=True):
+            self._deliver_taken(queue, item, bool(recorded))
+
+    def _take_script(self, client: Any) -> Any:
+        script = self.__dict__.get("_take")
+        if script is None:  # EVALSHA after the first call (redis-py loads it again after a restart)
+            script = self._take = client.register_script(_TAKE_RECORDED)
+        return script
+
+    def _free_slots(self) -> int:
+        qos = self.qos
+        if not qos.prefetch_count:
+            return 0  # no prefetch limit: keep kombu's one message per BRPOP
+        return int(qos.can_consume_max_estimate() or 0)
+
+    def _deliver_taken(self, queue: str, item: bytes | str, recorded: bool) -> None:
+        payload = self._checked(queue, item)
+        if payload is None:
+            if recorded:  # JSON with a tag, yet not a message envelope: its record goes too
+                tag = str(json.loads(bytes_to_str(item))["properties"]["delivery_tag"])
+                self.qos._remove_from_indices(tag).execute()
+            return
+        tag = str(payload["properties"]["delivery_tag"])
+        if recorded:
+            self.qos.recorded.add(tag)  # QoS.append: the script wrote its unacked record
+        try:
+            delivered = self._deliver_unless_full(payload, queue)
+        finally:
+            self.qos.recorded.discard(tag)
+        if not delivered:
+            self.park(payload, queue)
 
     def park(self, payload: dict[str, Any], queue: str) -> None:
         self.parked.append((payload, queue))
@@ -219,8 +315,46 @@ def redis_full(exc: BaseException) -> bool:
 UNACKED_RECORD_RETRY_S = (0.05, 1.0)
 
 
+_group = threading.local()
+
+
+@contextmanager
+def acks_grouped() -> Iterator[None]:
+    """Acks made in this thread inside the block reach Redis together, in one round trip per
+    channel when the block ends (the batch stage settles a whole batch this way). Each message
+    leaves the worker's prefetch count as it is acked; a crash before the block ends leaves its
+    acked messages' records behind, and they come back after the visibility timeout: the ledger
+    makes that redelivery a no-op, as for any message whose ack was lost."""
+    if getattr(_group, "acks", None) is not None:  # nested: the outer block sends them
+        yield
+        return
+    acks: list[tuple[QoS, str]] = []
+    _group.acks = acks
+    try:
+        yield
+    finally:
+        _group.acks = None
+        _flush_acks(acks)
+
+
+def _flush_acks(acks: list[tuple[QoS, str]]) -> None:
+    by_qos: dict[int, tuple[QoS, list[str]]] = {}
+    for qos, tag in acks:
+        by_qos.setdefault(id(qos), (qos, []))[1].append(tag)
+    for qos, tags in by_qos.values():
+        try:
+            qos.remove_many(tags)
+        except redis.RedisError as exc:  # left in the unacked set: back after the visibility timeout
+            log.warning("grouped_acks_deferred", acks=len(tags), error=str(exc)[:200])
+
+
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation, made to ride out a full Redis (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tags whose unacked record a bulk take already wrote (Channel._deliver_taken).
+        self.recorded: set[str] = set()
 
     def can_consume(self) -> bool:
         # No more BRPOP while a popped message waits for room to be recorded (Channel.park).
@@ -229,6 +363,9 @@ class QoS(kombu_redis.QoS):
         return bool(super().can_consume())
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self.recorded:
+            virtual.QoS.append(self, message, delivery_tag)  # held by this process; Redis has it
+            return
         if getattr(self.channel, "_from_loop", False):
             super().append(message, delivery_tag)  # refused: the channel parks the message
             return
@@ -275,7 +412,19 @@ class QoS(kombu_redis.QoS):
         transport = getattr(self.channel, "connection", None)  # None too once the channel is closed
         return self.channel._pool is None and getattr(transport, "client", None) is None
 
+    def remove_many(self, tags: list[str]) -> None:
+        """The unacked records of many acked messages, in one round trip (payloads first, as
+        `_remove_from_indices`)."""
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.hdel(self.unacked_key, *tags).zrem(self.unacked_index_key, *tags).execute()
+
     def ack(self, delivery_tag: str) -> None:
+        acks = getattr(_group, "acks", None)
+        if acks is not None and not self.connection_gone():
+            acks.append((self, delivery_tag))  # sent when the group ends (acks_grouped)
+            virtual.QoS.ack(self, delivery_tag)
+            return
         if self.connection_gone():
             # A task that ended after its channel's connection broke: its message stays in the
             # unacked set and comes back after the visibility timeout, where the ledger (the

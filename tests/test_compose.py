@@ -76,11 +76,12 @@ def test_worker_services_follow_the_layout(compose: dict[str, Any]) -> None:
     from config.settings import get_settings
     from newsflow.pipeline import task_routes
     from workers.cli.services import worker_command
-    from workers.runtime import default_layout, spec_per_queue
+    from workers.runtime import worker_specs
 
     settings = get_settings()
     routed = {str(r["queue"]) for r in task_routes().values()}
-    layout = {q: spec for q, spec in spec_per_queue(default_layout(settings)).items() if q in routed}
+    # Compose runs a service per stage (each scales on its own), as `newsflow worker STAGE` does.
+    layout = {q: spec for q, spec in worker_specs(settings).items() if q in routed}
     workers = {name: svc for name, svc in services(compose).items() if name.startswith("worker-")}
     assert {name.removeprefix("worker-") for name in workers} == set(layout)
     for name, svc in workers.items():

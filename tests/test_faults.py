@@ -509,15 +509,16 @@ def _solo_marker(run_dir: Path, pid: int, timeout_s: float = 30) -> Path:
 
 
 def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
-    """A solo clean worker (NEWSFLOW_CPU_POOL=solo) dies mid-task three times (SIGKILL: what the hard time
-    limit and the OOM killer do too). Each replacement finds the dead process's marker and hands its
-    message back at once instead of after the visibility timeout; nothing is lost or indexed twice.
+    """A `cpu` worker (one solo process taking clean and enrich, as `newsflow up` runs them) dies
+    mid-task three times (SIGKILL: what the hard time limit and the OOM killer do too). Each
+    replacement finds the dead process's marker and hands its message back at once instead of after
+    the visibility timeout; nothing is lost or indexed twice.
 
-    Runs last: it swaps the rig's prefork clean worker for solo ones."""
-    from workers.runtime import WorkerSpec
+    Runs last: it swaps the rig's prefork clean worker for shared solo ones."""
+    from workers.runtime import shared_cpu_spec
 
     prefork = rig.worker_proc("clean")
-    rig.replace_worker_spec(WorkerSpec("clean", "solo", 1))
+    rig.replace_worker_spec(shared_cpu_spec())
     prefork.send_signal(signal.SIGTERM)  # warm shutdown: from now on only solo workers consume clean
     prefork.wait(30)
     run_dir = Path(rig.settings.data_dir) / "run"
@@ -529,11 +530,11 @@ def test_sigkill_solo_worker_mid_task(rig: Rig, origin: FaultyOrigin) -> None:
         marker, deadline = _solo_marker(run_dir, victim.pid), time.monotonic() + 20
         before = marker.read_text()
         while marker.read_text() in (before, ""):
-            assert time.monotonic() < deadline, "the solo clean worker started no task"
+            assert time.monotonic() < deadline, "the cpu worker started no task"
             time.sleep(0.002)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
-        rig.replace_worker_spec(WorkerSpec("clean", "solo", 1))  # the supervisor's restart
+        rig.replace_worker_spec(shared_cpu_spec())  # the supervisor's restart
     batch.finish()
     handed_back = [e for e in log_events(rig.log_path) if e.get("event") == "orphan_redelivered"]
     assert len(handed_back) >= 3, handed_back

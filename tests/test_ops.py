@@ -144,7 +144,14 @@ def test_trace_shows_the_path_through_every_stage(ran: dict[str, Any]) -> None:
     assert states[-5:] == ["discovered", "fetched", "cleaned", "enriched", "indexed"]
     stages = [e["stage"] for e in tr["events"]][-4:]
     assert stages == ["fetch", "clean", "enrich", "index"]
-    assert all(e["worker"].startswith(s + "-") for e, s in zip(tr["events"][-4:-1], stages, strict=False))
+    # Each event names the worker that did it: a node of a layout worker consuming that stage's queue.
+    from config.settings import get_settings
+    from workers.runtime import default_layout
+
+    names = {
+        s: {spec.name or spec.queue for spec in default_layout(get_settings()) if s in spec.queues} for s in stages
+    }
+    assert all(e["worker"].split("-")[0] in names[s] for e, s in zip(tr["events"][-4:-1], stages, strict=False))
     text = cli("trace", tr["article_id"]).stdout
     assert "now: indexed at index" in text and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\s+fetched", text)
     dead = cli("trace", ran["missing"])
@@ -280,7 +287,7 @@ def test_worker_commands_follow_the_layout() -> None:
     from workers.runtime import default_layout
 
     for spec in default_layout(get_settings()):
-        proc = run_cli("worker", spec.queue, "--print", "--node", "t")
+        proc = run_cli("worker", spec.name or spec.queue, "--print", "--node", "t")
         assert proc.returncode == 0, proc.stderr
         argv = shlex.split(proc.stdout)
         first = dataclasses.replace(spec, instance=0)  # `newsflow worker` runs one process; its node has no number

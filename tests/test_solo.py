@@ -98,8 +98,10 @@ def test_markers_of_live_or_idle_processes_are_left_alone(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[str, Any], tmp_path: Path) -> None:
-    """NEWSFLOW_CPU_POOL=solo: one solo process per core for clean and enrich, ingesting real pages;
-    each process notes its tasks in a marker and removes it on a warm shutdown."""
+    """NEWSFLOW_CPU_WORKERS=per-stage with NEWSFLOW_CPU_POOL=solo: one solo process per core for
+    clean and one for enrich, ingesting real pages; each process notes its tasks in a marker and
+    removes it on a warm shutdown. (The shared layout, `newsflow up`'s default, is the one every
+    other integration test runs on.)"""
     from celery import Celery
 
     from config.settings import load_settings
@@ -113,7 +115,7 @@ def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[
     own_db = redis_url.rsplit("/", 1)[0] + "/7"  # its own database: the session deployment keeps its queues
     settings = load_settings(
         {**os.environ, **TEST_ENV, "NEWSFLOW_REDIS_URL": own_db, "NEWSFLOW_DATA_DIR": str(tmp_path),
-         "NEWSFLOW_CPU_POOL": "solo", "NEWSFLOW_WORKER_CONCURRENCY": "2"}
+         "NEWSFLOW_CPU_WORKERS": "per-stage", "NEWSFLOW_CPU_POOL": "solo", "NEWSFLOW_WORKER_CONCURRENCY": "2"}
     )  # fmt: skip
     layout = default_layout(settings)
     assert [(s.queue, s.pool, s.instance) for s in layout if s.queue in ("clean", "enrich")] == [

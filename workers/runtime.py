@@ -46,10 +46,17 @@ class WorkerSpec:
     extra: tuple[str, ...] = ()
     # Several processes may consume one queue (solo pools: one per core); each needs its own node name.
     instance: int = 0
+    # The node name's first part, and the name `newsflow worker` knows it by; default: the queue.
+    name: str = ""
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The queues it consumes (a shared CPU worker takes two: `clean,enrich`)."""
+        return tuple(self.queue.split(","))
 
     def node(self, node_suffix: str) -> str:
         """The Celery node name before the `@host` part."""
-        return f"{self.queue}-{node_suffix}" + (f".{self.instance}" if self.instance else "")
+        return f"{self.name or self.queue}-{node_suffix}" + (f".{self.instance}" if self.instance else "")
 
     def command(self, node_suffix: str, log_level: str) -> list[str]:
         return [
@@ -98,26 +105,61 @@ def crawl_specs(settings: Settings) -> list[WorkerSpec]:
 
 
 def default_layout(settings: Settings, concurrency: int | None = None) -> list[WorkerSpec]:
-    """I/O-bound fetch on threads; CPU-bound clean/enrich on prefork (or solo); index as the single writer."""
+    """One host's workers (`newsflow up`): fetch on threads (I/O); clean and enrich in one solo
+    process per core taking both queues (`cpu_workers=shared`), or a worker per stage; index as the
+    single batching writer; the crawl worker (and beat when the sources file schedules a crawl)."""
     cpu = concurrency or settings.worker_concurrency or (os.cpu_count() or 1)
-    # Task events cost a Redis PUBLISH per task state; Flower enables them at run time when it runs.
-    extra = ("-E",) if settings.worker_task_events else ()
-    return [
-        WorkerSpec("fetch", "threads", settings.fetch_concurrency, extra),
-        *cpu_specs("clean", settings.cpu_pool, cpu, extra),
-        *cpu_specs("enrich", settings.cpu_pool, cpu, extra),
-        # Prefetch (threads x multiplier 1) = batch size: the most messages one batch holds (tasks/batch.py).
-        WorkerSpec("index", "threads", settings.index_batch_size, extra),
+    extra = _event_flags(settings)
+    if settings.cpu_workers == "shared":
+        cpu_workers = [shared_cpu_spec(extra, i) for i in range(cpu)]
+    else:
+        cpu_workers = [
+            *cpu_specs("clean", settings.cpu_pool, cpu, extra),
+            *cpu_specs("enrich", settings.cpu_pool, cpu, extra),
+        ]
+    return [fetch_spec(settings), *cpu_workers, index_spec(settings), *crawl_specs(settings)]
+
+
+# The queues a shared CPU worker consumes, in the order of the stage table (kombu rotates between
+# them after each message, so neither stage starves the other).
+SHARED_CPU_QUEUES = "clean,enrich"
+SHARED_CPU_WORKER = "cpu"
+
+
+def worker_specs(settings: Settings) -> dict[str, WorkerSpec]:
+    """What `newsflow worker QUEUE` can run, one process each: every stage on its own (the pool of
+    `cpu_pool` for clean and enrich, as compose's services run them) and the shared CPU worker
+    (`cpu`: one solo process taking clean and enrich; run one per core)."""
+    cpu = settings.worker_concurrency or (os.cpu_count() or 1)
+    extra = _event_flags(settings)
+    specs = [
+        fetch_spec(settings),
+        cpu_specs("clean", settings.cpu_pool, cpu, extra)[0],
+        cpu_specs("enrich", settings.cpu_pool, cpu, extra)[0],
+        shared_cpu_spec(extra),
+        index_spec(settings),
         *crawl_specs(settings),
     ]
+    return {spec.name or spec.queue: spec for spec in specs if not isinstance(spec, BeatSpec)}
 
 
-def spec_per_queue(layout: list[WorkerSpec]) -> dict[str, WorkerSpec]:
-    """Each queue's worker spec: solo stages list one per process, alike but for their instance number."""
-    specs: dict[str, WorkerSpec] = {}
-    for spec in layout:
-        specs.setdefault(spec.queue, spec)
-    return specs
+def shared_cpu_spec(extra: tuple[str, ...] = (), instance: int = 0) -> WorkerSpec:
+    """One solo process taking both CPU-bound stages; its nodes are `cpu-...@host`."""
+    return WorkerSpec(SHARED_CPU_QUEUES, "solo", 1, extra, instance=instance, name=SHARED_CPU_WORKER)
+
+
+def fetch_spec(settings: Settings) -> WorkerSpec:
+    return WorkerSpec("fetch", "threads", settings.fetch_concurrency, _event_flags(settings))
+
+
+def index_spec(settings: Settings) -> WorkerSpec:
+    # Prefetch (threads x multiplier 1) = batch size: the most messages one batch holds (tasks/batch.py).
+    return WorkerSpec("index", "threads", settings.index_batch_size, _event_flags(settings))
+
+
+def _event_flags(settings: Settings) -> tuple[str, ...]:
+    # Task events cost a Redis PUBLISH per task state; Flower enables them at run time when it runs.
+    return ("-E",) if settings.worker_task_events else ()
 
 
 def cpu_specs(queue: str, pool: str, processes: int, extra: tuple[str, ...]) -> list[WorkerSpec]:

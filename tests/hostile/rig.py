@@ -199,7 +199,7 @@ class Rig:
         """The live main process of the (latest) worker for `queue`."""
         for dep in [*reversed(self.extra_deployments), self.deployment]:
             for proc, spec in zip(dep.procs, dep.layout, strict=True):
-                if spec.queue == queue and proc.poll() is None:
+                if queue in spec.queues and proc.poll() is None:
                     return proc
         raise LookupError(f"no live {queue} worker")
 

@@ -54,8 +54,9 @@ def progress(total: int, label: str) -> Iterator[Any]:
 def up(concurrency: int | None) -> None:
     """Run a local deployment in the foreground until Ctrl-C.
 
-    Starts the Celery workers (fetch on threads; clean and enrich on prefork, a child per core, or
-    solo processes with NEWSFLOW_CPU_POOL=solo; index as the single batching writer) against
+    Starts the Celery workers (fetch on threads; clean and enrich shared by one solo process per
+    core, or a worker per stage with NEWSFLOW_CPU_WORKERS=per-stage; index as the single batching
+    writer) against
     NEWSFLOW_REDIS_URL. If no Redis answers there and it is a local address, a private
     redis-server is started under the data dir and stopped on exit.
     """

@@ -25,11 +25,11 @@ from workers.cli.common import fail, redact_url, require_current_ids, settings_o
 def worker_command(
     settings: Settings, queue: str, concurrency: int | None = None, node: str | None = None
 ) -> list[str]:
-    """The `celery worker` command for one queue, with the pool and flags of `default_layout`
-    (the same spec `newsflow up` uses, so compose and a local deployment cannot drift apart)."""
-    from workers.runtime import default_layout, spec_per_queue
+    """The `celery worker` command for one worker of `worker_specs` (a stage's queue, or `cpu`),
+    with the pool and flags `newsflow up` uses, so compose and a local deployment cannot drift apart."""
+    from workers.runtime import worker_specs
 
-    specs = spec_per_queue(default_layout(settings))
+    specs = worker_specs(settings)
     if queue not in specs:
         raise click.BadParameter(f"no worker for {queue!r}; choose one of: {', '.join(specs)}", param_hint="STAGE")
     spec = specs[queue]
@@ -44,11 +44,13 @@ def worker_command(
 @click.option("--node", metavar="SUFFIX", help="Node name is STAGE-SUFFIX@host (default: this process id).")
 @click.option("--print", "print_only", is_flag=True, help="Print the celery command instead of running it.")
 def worker(stage: str, concurrency: int | None, node: str | None, print_only: bool) -> None:
-    """Run one Celery worker for the queue of STAGE (fetch, clean, enrich, index, ...).
+    """Run one Celery worker for the queue of STAGE (fetch, clean, enrich, cpu, index, crawl).
 
-    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); clean and enrich on prefork
-    with children recycled by task count and memory (NEWSFLOW_CPU_POOL=solo: one process each, run
-    one per core); index as the single batching writer (prefetch = batch size; run exactly one).
+    The pool fits the stage, as in `newsflow up`: fetch on threads (I/O); `cpu` is one solo process
+    taking both clean and enrich (what `newsflow up` runs, one per core: the cheapest per article);
+    clean or enrich alone run on prefork with children recycled by task count and memory
+    (NEWSFLOW_CPU_POOL=solo: one process each, run one per core), to give one stage hosts of its
+    own; index is the single batching writer (prefetch = batch size; run exactly one).
     Scale a stage by running more of these (never index).
     SIGTERM: running tasks finish, prefetched messages go back to the queue.
     """
