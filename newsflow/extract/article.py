@@ -6,6 +6,8 @@ Sequence (docs/extraction.md has the numbers):
 2. metadata from JSON-LD, meta tags, the document, the URL and feed hints;
 3. body: one trafilatura `fast` pass on the tree (not copied); a second, `full` pass (trafilatura's
    readability/justext comparison) only when the first looks truncated, kept if it extends the first;
+   then what the extractor left out of the article is put back: the standfirst, in-body headings and lists
+   between two kept paragraphs, later parts of a body split into containers of one class (body.py);
 4. the body is cleaned of repeated headline, related-story lists, calls to action, link-only blocks and
    pull quotes repeating the body.
 """
@@ -57,12 +59,19 @@ def extract_article(
 
 
 def _best_body(tree: Any, url: str | None, lead: Lead, options: ExtractOptions) -> tuple[str, str]:
+    # Read before the extractor prunes the tree.
+    standfirst = bodies.find_standfirst(tree, lead.description) if options.restore_standfirst else None
+    gaps = bodies.find_gaps(tree) if options.restore_gaps else []
     chosen = bodies.run_trafilatura(tree, url, bodies.FAST)
     # The full pass (readability/justext comparison) costs as much again: only pages that look truncated pay.
     if options.choose_candidate and len(chosen.text) < bodies.UNDER_CHARS:
         page_chars = bodies.page_text_length(tree)
         if bodies.looks_truncated(chosen, page_chars):
             chosen = bodies.choose(chosen, bodies.run_comparison(tree, chosen), page_chars)
+    bodies.fill_gaps(chosen, gaps)
+    if options.restore_continuations:
+        bodies.add_continuations(chosen, tree)
+    bodies.add_standfirst(chosen, standfirst)
     text = clean_body(chosen.body, lead, options)
     return text, chosen.method if text else "none"
 

@@ -8,6 +8,11 @@ the fast body, then justext if the text is still short). Its result is kept when
 merged. A longer text elsewhere on the page is not by itself a better one: the comparison sometimes jumps
 to another region (a teaser list, a comment thread).
 
+What the chosen candidate misses is then put back where the page shows it belongs to the article: the
+standfirst (the page's visible copy of its description, outside the body container), headings and lists
+sitting between two consecutive paragraphs of the body, and the later parts of a body the CMS cut into
+several containers of one class around ad rows.
+
 Why trafilatura's sequence is called directly instead of `bare_extraction`: `bare_extraction` deep-copies
 the tree it is given, and newsflow parses each page once and does not need the tree after the body is
 extracted (metadata and link texts are read before). The sequence still copies internally for its own
@@ -18,18 +23,19 @@ by the tests' baselines): a TypeError/ValueError from a changed signature falls 
 
 from __future__ import annotations
 
+import re
 from copy import copy
 from dataclasses import dataclass
 
 import trafilatura
-from lxml.etree import Element, XPath, _Element
+from lxml.etree import Element, SubElement, XPath, _Element
 from lxml.html import HtmlElement
 from trafilatura.core import trafilatura_sequence
 from trafilatura.external import compare_extraction, justext_rescue
 from trafilatura.htmlprocessing import tree_cleaning
 from trafilatura.settings import Extractor
 
-from newsflow.extract.text import fold
+from newsflow.extract.text import collapse, fold
 
 # Candidate names double as provenance values.
 FAST = "trafilatura:fast"
@@ -104,8 +110,14 @@ def run_trafilatura(tree: HtmlElement, url: str | None, method: str) -> Candidat
 
 def _public_pass(tree: HtmlElement, url: str | None, method: str) -> Candidate:
     doc = trafilatura.bare_extraction(
-        tree, url=url, fast=method != FULL, include_comments=False, include_tables=True,
-        include_links=False, deduplicate=False, with_metadata=False,
+        tree,
+        url=url,
+        fast=method != FULL,
+        include_comments=False,
+        include_tables=True,
+        include_links=False,
+        deduplicate=False,
+        with_metadata=False,
     )
     body = getattr(doc, "body", None)
     text = str(getattr(doc, "raw_text", "") or "")
@@ -171,3 +183,268 @@ def overlap(part: str, whole: str) -> float:
 # The candidate a page normally gets; any other provenance means the fallback pass supplied the body
 # (the drift watch counts those pages: tasks/clean.py).
 PREFERRED = FAST
+
+
+# --- the standfirst ------------------------------------------------------------------------------------------
+
+# A standfirst (deck, teaser, intro) sits in the article's header, outside the container the extractor
+# takes as the body; pages repeat it as their description. Found by the description's first characters.
+STANDFIRST_PREFIX_CHARS = 24
+STANDFIRST_MIN_CHARS = 60
+STANDFIRST_MAX_CHARS = 700
+_INLINE = frozenset({"span", "em", "strong", "b", "i", "u", "font", "small", "mark"})
+# Not a standfirst: code, form fields, and anything inside a link (a teaser card of a list of stories
+# pointing at the page itself).
+_NOT_TEXT = frozenset({"script", "style", "noscript", "template", "textarea", "title", "head", "option", "a"})
+
+
+def find_standfirst(tree: HtmlElement, description: str | None) -> str | None:
+    """The page's visible copy of its description, when a block shows it (the standfirst), else None."""
+    desc = collapse(description)
+    if len(desc) < STANDFIRST_MIN_CHARS:
+        return None
+    body = tree.find("body")
+    if body is None:
+        return None
+    prefix = desc[:STANDFIRST_PREFIX_CHARS]
+    want = fold(_TRAILING_DOTS.sub("", desc))
+    for node in _TEXT_CONTAINING(body, prefix=prefix):
+        block = _block_of(node)
+        if block is None:
+            continue
+        text = collapse("".join(block.itertext()))
+        key = fold(_TRAILING_DOTS.sub("", text))
+        if STANDFIRST_MIN_CHARS <= len(text) <= STANDFIRST_MAX_CHARS and (want.startswith(key) or key.startswith(want)):
+            return text
+    return None
+
+
+_TEXT_CONTAINING = XPath(".//text()[contains(., $prefix)]")
+# Descriptions are cut with an ellipsis; the visible standfirst may be the longer or the shorter one.
+_TRAILING_DOTS = re.compile(r"[.…\s]+$")
+
+
+def _block_of(node: object) -> _Element | None:
+    parent = node.getparent()  # type: ignore[attr-defined]
+    if parent is None:
+        return None
+    if getattr(node, "is_tail", False):
+        parent = parent.getparent()
+    while parent is not None and parent.tag in _INLINE:
+        parent = parent.getparent()
+    if parent is None or any(el.tag in _NOT_TEXT for el in parent.iterancestors()) or parent.tag in _NOT_TEXT:
+        return None
+    return parent
+
+
+def add_standfirst(candidate: Candidate, standfirst: str | None) -> None:
+    """Put the standfirst before the body when the body does not have it."""
+    if not standfirst or candidate.body is None:
+        return
+    opening = standfirst[:STANDFIRST_PREFIX_CHARS]
+    if opening in candidate.text or fold(standfirst)[:80] in fold(candidate.text):  # the cheap test first
+        return
+    block = Element("p")
+    block.text = standfirst
+    candidate.body.insert(0, block)
+
+
+# --- gaps ----------------------------------------------------------------------------------------------------
+
+# Headings and lists the extractor drops between two paragraphs it keeps: on pages where it finds no
+# article container it falls back to collecting paragraphs only, and it takes some in-body lists for
+# navigation. A heading or list whose neighbours on the page are consecutive blocks of the body sits
+# inside the article. Lists made mostly of links stay out (related-story lists sit between paragraphs too).
+_HEADINGS = frozenset({"h2", "h3", "h4", "h5", "h6"})
+_LISTS = frozenset({"ul", "ol"})
+GAP_MAX_CHARS = 2000
+GAP_MAX_LINKED_SHARE = 0.5
+# Longer neighbours are page sections, not paragraphs: not folded (the cost), never matched.
+GAP_NEIGHBOUR_MAX_CHARS = 5000
+
+
+@dataclass
+class Gap:
+    tag: str
+    lines: list[str]  # the heading's text, or the list's items
+    before: str  # folded text of the previous sibling with text on the page
+    after: str  # and of the next one
+
+
+# Only blocks between two text blocks are candidates (a page has dozens of menu lists: their text is not read).
+_TEXT_BLOCKS = frozenset({"p", "blockquote"}) | _HEADINGS | _LISTS
+
+
+def find_gaps(tree: HtmlElement) -> list[Gap]:
+    """In-body headings and lists of the page, with their neighbours, read before the extractor prunes."""
+    gaps = []
+    for el in tree.iter(*_HEADINGS, *_LISTS):
+        before, after = el.getprevious(), el.getnext()
+        if before is None or after is None or before.tag not in _TEXT_BLOCKS or after.tag not in _TEXT_BLOCKS:
+            continue
+        gap = _gap(el, before, after)
+        if gap is not None:
+            gaps.append(gap)
+    return gaps
+
+
+def _gap(el: HtmlElement, previous: HtmlElement, following: HtmlElement) -> Gap | None:
+    text = collapse("".join(el.itertext()))
+    if not text or len(text) > GAP_MAX_CHARS:
+        return None
+    before, after = _text_key(previous), _text_key(following)
+    if not before or not after:
+        return None
+    if el.tag in _HEADINGS:
+        return Gap(el.tag, [text], before, after)
+    linked = sum(len(collapse("".join(a.itertext()))) for a in el.iter("a"))
+    items = [line for li in el.iterchildren("li") if (line := collapse("".join(li.itertext())))]
+    if linked > GAP_MAX_LINKED_SHARE * len(text) or not items:
+        return None
+    return Gap(el.tag, items, before, after)
+
+
+def _text_key(el: HtmlElement) -> str:
+    raw = "".join(el.itertext())
+    return fold(raw) if len(raw) <= GAP_NEIGHBOUR_MAX_CHARS else ""
+
+
+def fill_gaps(candidate: Candidate, gaps: list[Gap]) -> int:
+    """Put back each heading or list whose page neighbours are consecutive blocks of the body; returns how many."""
+    if candidate.body is None or not gaps:
+        return 0
+    blocks = list(candidate.body)
+    keys = [fold("".join(b.itertext())) for b in blocks]
+    position = {key: i for i, key in enumerate(keys) if key}
+    known = "\n".join(keys)
+    inserts = []
+    for gap in gaps:
+        i = position.get(gap.before)
+        if i is not None and i + 1 < len(keys) and keys[i + 1] == gap.after and fold(gap.lines[0]) not in known:
+            inserts.append((i, gap))
+    for i, gap in reversed(inserts):  # from the end, so earlier positions stay valid
+        blocks[i].addnext(_as_block(gap))
+    return len(inserts)
+
+
+def _as_block(gap: Gap) -> _Element:
+    """The gap in trafilatura's XML vocabulary (head with its level, list of items)."""
+    if gap.tag in _HEADINGS:
+        head = Element("head")
+        head.set("rend", gap.tag)
+        head.text = gap.lines[0]
+        return head
+    block = Element("list")
+    block.set("rend", gap.tag)
+    for line in gap.lines:
+        item = SubElement(block, "item")
+        item.text = line
+    return block
+
+
+# --- continuations ---------------------------------------------------------------------------------------------
+
+# Some CMSs cut a long article into several body containers of the same class with ad rows between them;
+# the extractor keeps the first container only. A container of the same class that follows the body's own
+# with no text in between (ad slots and their labels only), holding prose and no headline of its own,
+# continues the article. Searched near the container only (a page-wide search costs a scan per page).
+CONTINUATION_PREFIX_CHARS = 40
+CONTINUATION_LEVELS = 3  # from the body's last paragraph up to its container
+CONTINUATION_MIN_CHARS = 200
+CONTINUATION_MAX_LINKED_SHARE = 0.2
+CONTINUATION_MAX_GAP_CHARS = 200
+_CONTINUATION_BLOCKS = ("p", "h2", "h3", "h4", "blockquote")
+_NO_TEXT = frozenset({"script", "style", "noscript", "template"})
+
+
+def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
+    """Append the prose of the containers continuing the body's own; returns how many blocks were added."""
+    if candidate.body is None or len(candidate.body) == 0:
+        return 0
+    start = _source_paragraph(tree, collapse("".join(candidate.body[-1].itertext())))
+    if start is None:
+        return 0
+    added = 0
+    container: _Element | None = start
+    for _ in range(CONTINUATION_LEVELS):
+        container = container.getparent() if container is not None else None
+        if container is None or not container.get("class"):
+            continue
+        parts = _following_parts(container)
+        if parts:  # rare: the body's text is folded only then
+            known = fold(candidate.text)
+            added += sum(_append_prose(candidate.body, part, known) for part in parts)
+        if added:
+            break
+    return added
+
+
+def _source_paragraph(tree: HtmlElement, text: str) -> _Element | None:
+    """The page's <p> the body's last block came from (matched on its opening characters)."""
+    prefix = text[:CONTINUATION_PREFIX_CHARS]
+    if len(prefix) < CONTINUATION_PREFIX_CHARS:
+        return None
+    probe = prefix[:12]
+    for p in tree.iter("p"):
+        if p.text and probe in p.text and collapse("".join(p.itertext())).startswith(prefix):
+            return p
+    return None
+
+
+def _following_parts(container: _Element) -> list[_Element]:
+    """Elements of the container's class after it (its siblings or their children), until text comes between."""
+    cls = container.get("class")
+    parts: list[_Element] = []
+    gap = 0
+    node: _Element | None = container
+    for _ in range(2):  # the container's siblings, then its parent's (a grid row per part)
+        if node is None:
+            break
+        for sib in node.itersiblings():
+            if not isinstance(sib.tag, str):
+                continue
+            match = [sib] if sib.get("class") == cls else [c for c in sib.iterchildren() if c.get("class") == cls]
+            if match:
+                parts.extend(match)
+                gap = 0
+                continue
+            gap += _text_chars(sib, CONTINUATION_MAX_GAP_CHARS - gap + 1)
+            if gap > CONTINUATION_MAX_GAP_CHARS:
+                return parts
+        node = node.getparent()
+    return parts
+
+
+def _text_chars(el: _Element, enough: int) -> int:
+    """Characters of text in `el` outside scripts and styles, counted until `enough` (a page's footer is long)."""
+    total = 0
+    for node in el.iter():
+        if node.tag in _NO_TEXT or not isinstance(node.tag, str):
+            continue
+        total += len((node.text or "").strip()) + sum(len((c.tail or "").strip()) for c in node)
+        if total >= enough:
+            break
+    return total
+
+
+def _append_prose(body: _Element, part: _Element, known: str) -> int:
+    if part.find(".//h1") is not None:  # another article's headline: not a continuation
+        return 0
+    blocks = list(part.iter(*_CONTINUATION_BLOCKS))
+    texts = [collapse("".join(b.itertext())) for b in blocks]
+    chars = sum(len(t) for t in texts)
+    linked = sum(len(collapse("".join(a.itertext()))) for a in part.iter("a"))
+    if chars < CONTINUATION_MIN_CHARS or linked > CONTINUATION_MAX_LINKED_SHARE * chars:
+        return 0
+    added = 0
+    for block, text in zip(blocks, texts, strict=True):
+        key = fold(text)[:60]
+        if key and key not in known:  # also skips a paragraph of a quote already added whole
+            el = Element("p" if block.tag in ("p", "blockquote") else "head")
+            if el.tag == "head":
+                el.set("rend", block.tag)
+            el.text = text
+            body.append(el)
+            known += "\n" + fold(text)
+            added += 1
+    return added

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from lxml.etree import XPath
-from lxml.html import HtmlElement
-from trafilatura.utils import load_html
+from lxml.html import HtmlElement, fromstring
+from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, HTML_PARSER, fromstring_bytes, is_dubious_html, load_html
 
 from newsflow.extract.options import ExtractOptions
 
@@ -27,29 +28,91 @@ _CAPTION_MAX_WORDS = 40
 _PULL_QUOTE = re.compile(r"pull[-_ ]?quote|pullout|quote[-_]?pull", re.IGNORECASE)
 
 
+# The characters trafilatura's loader deletes before parsing (trafilatura.utils.INVALID_XML_CHARS): control
+# characters other than tab and line breaks, and two non-characters.
+_INVALID_XML_CHARS = tuple(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF))
+# trafilatura's loader looks for a self-closing <html/> in the first lines of the page.
+_HTML_TAG_LINES = 4
+_HTML_TAG_CHARS = 4096
+
+
 def parse_html(html: str) -> HtmlElement | None:
-    """Parse once with trafilatura's loader (it repairs and decodes like trafilatura expects)."""
-    tree = load_html(html)
+    """Parse once as trafilatura's loader does (it repairs and decodes like trafilatura expects).
+
+    The loader deletes invalid characters with a regex over the whole page (~0.4 ms on a news page), which
+    finds none on nearly every page; a test for each character with `in` costs a quarter of that, and only
+    a page that has one goes through the loader itself.
+    """
+    has_invalid = any(char in html for char in _INVALID_XML_CHARS)
+    tree = load_html(html) if has_invalid else _load_valid_html(html)
     return tree if isinstance(tree, HtmlElement) else None
+
+
+def _load_valid_html(html: str) -> HtmlElement | None:
+    """trafilatura.utils.load_html for a string without invalid characters: its steps but the deletion
+    (tests/test_extraction_cost.py checks both give the same tree)."""
+    beginning = html[:50].lower()
+    # libxml2 fails on a doctype with a slash (https://bugs.launchpad.net/lxml/+bug/1955915)
+    if "doctype" in beginning:
+        first_line, _, rest = html.partition("\n")
+        html = DOCTYPE_TAG.sub("", first_line, count=1) + "\n" + rest
+    for line in html[:_HTML_TAG_CHARS].splitlines()[:_HTML_TAG_LINES]:
+        if "<html" in line and line.endswith("/>"):
+            html = FAULTY_HTML.sub(r"\1>", html, count=1)
+            break
+    tree: HtmlElement | None = None
+    bytes_tried = False
+    try:
+        tree = fromstring(html, parser=HTML_PARSER)
+    except ValueError:  # "Unicode strings with encoding declaration are not supported."
+        tree, bytes_tried = fromstring_bytes(html), True
+    except Exception:  # as the loader: a page libxml2 cannot parse has no tree
+        tree = None
+    if (tree is None or len(tree) < 1) and not bytes_tried:
+        tree = fromstring_bytes(html)
+    # Not HTML at all: no "html" in the first characters and (nearly) nothing parsed.
+    if tree is not None and is_dubious_html(beginning) and len(tree) < 2:
+        return None
+    return tree
 
 
 def prepare_tree(tree: HtmlElement, options: ExtractOptions) -> HtmlElement:
     """Apply the enabled tree fixes in place and return the tree."""
     if options.drop_hidden:
         _drop_hidden(tree)
+    # Blockquotes and tables are found in one walk of the tree (a walk costs about the same whatever it
+    # looks for). Unwrapping embeds only drops attributes, which neither makes nor unmakes a table, so both
+    # lists are what a walk at each step would find.
+    found = _elements_by_tag(tree, _walked_tags(options))
     if options.keep_embedded_posts:
-        _unwrap_embeds(tree)
+        _unwrap_embeds(found["blockquote"])
     if options.unwrap_layout_tables:
-        unwrap_layout_tables(tree)
+        _unwrap_layout_tables(found["table"])
     if options.strip_pull_quotes:
         _mark_pull_quotes(tree)
     return tree
 
 
+def _walked_tags(options: ExtractOptions) -> tuple[str, ...]:
+    embeds = ("blockquote",) if options.keep_embedded_posts else ()
+    return embeds + (("table",) if options.unwrap_layout_tables else ())
+
+
+def _elements_by_tag(tree: HtmlElement, tags: tuple[str, ...]) -> dict[str, list[HtmlElement]]:
+    """Per tag, its elements in document order (every tag asked for has a list, maybe empty)."""
+    found: dict[str, list[HtmlElement]] = {tag: [] for tag in tags}
+    if tags:  # iter() without a tag would walk every element
+        for el in tree.iter(*tags):
+            found.setdefault(el.tag, []).append(el)
+    return found
+
+
 # A cheap substring test in libxml2 first ("ull" is in pull-quote, pullquote, pullout): pages have
-# thousands of divs, a handful of candidates.
+# thousands of divs, a handful of candidates. "/descendant::div" is "//div" without the intermediate set of
+# every node of the page ("//" is "/descendant-or-self::node()/"): a fifth cheaper.
 _PULL_QUOTE_CANDIDATES = XPath(
-    "//div[contains(@class, 'ull') or contains(@id, 'ull')] | //p[contains(@class, 'ull') or contains(@id, 'ull')]"
+    "/descendant::div[contains(@class, 'ull') or contains(@id, 'ull')]"
+    " | /descendant::p[contains(@class, 'ull') or contains(@id, 'ull')]"
 )
 
 
@@ -70,7 +133,11 @@ def unwrap_layout_tables(tree: HtmlElement) -> int:
     Decided on the original structure first, then rewritten, so an outer table's verdict does not depend
     on whether an inner one was already unwrapped.
     """
-    layout = [table for table in tree.iter("table") if is_layout_table(table)]
+    return _unwrap_layout_tables(tree.iter("table"))
+
+
+def _unwrap_layout_tables(tables: Iterable[HtmlElement]) -> int:
+    layout = [table for table in tables if is_layout_table(table)]
     for table in layout:
         _table_to_divs(table)
     return len(layout)
@@ -104,10 +171,11 @@ def _table_to_divs(table: HtmlElement) -> None:
         stack.extend(child for child in el if child.tag in _TABLE_PARTS and child.tag != "table")
 
 
-# Candidates only (the attribute tests run in libxml2): the style regex then runs on a few elements, not all.
-_HIDDEN_CANDIDATES = XPath(
-    "//body//*[@hidden or @style][not(self::script or self::style or self::noscript or self::template)]"
-)
+# Candidates only: the elements in the body carrying either attribute, found by libxml2 walking attribute
+# nodes (cheaper than an attribute predicate on every element); the style regex then runs on a few
+# elements, not all. The union is in document order.
+_HIDDEN_CANDIDATES = XPath("//body/descendant::*/@hidden/.. | //body/descendant::*/@style/..")
+_NEVER_SHOWN = frozenset({"script", "style", "noscript", "template"})  # no text of the page: left alone
 
 
 def _drop_hidden(tree: HtmlElement) -> None:
@@ -115,14 +183,14 @@ def _drop_hidden(tree: HtmlElement) -> None:
     doomed = [
         el
         for el in _HIDDEN_CANDIDATES(tree)
-        if el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style", ""))
+        if el.tag not in _NEVER_SHOWN and (el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style", "")))
     ]
     for el in doomed:
         _remove_keep_tail(el)
 
 
-def _unwrap_embeds(tree: HtmlElement) -> None:
-    for el in tree.iter("blockquote"):
+def _unwrap_embeds(blockquotes: Iterable[HtmlElement]) -> None:
+    for el in blockquotes:
         classes = el.get("class", "")
         if any(name in classes for name in _EMBED_CLASSES):
             # A classless blockquote survives trafilatura's social-widget filters.
@@ -153,8 +221,34 @@ def _is_picture_cell(cell: HtmlElement) -> bool:
 
 
 # Elements that start a new visual line; their text must not run into the neighbouring text.
-_LINE_TAGS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
-                        "table", "ul", "ol", "section", "header", "footer", "figure", "figcaption", "address"})
+_LINE_TAGS = frozenset(
+    {
+        "br",
+        "p",
+        "div",
+        "li",
+        "tr",
+        "td",
+        "th",
+        "dt",
+        "dd",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "table",
+        "ul",
+        "ol",
+        "section",
+        "header",
+        "footer",
+        "figure",
+        "figcaption",
+        "address",
+    }
+)
 
 
 def text_lines(el: HtmlElement) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lxml.html import HtmlElement
@@ -99,9 +99,15 @@ def _types(obj: dict[str, Any]) -> set[str]:
 
 
 def load_objects(tree: HtmlElement) -> list[dict[str, Any]]:
+    return objects_of_scripts(tree.iter("script"))
+
+
+def objects_of_scripts(scripts: Iterable[HtmlElement]) -> list[dict[str, Any]]:
+    """`load_objects` given the page's <script> elements in document order (a caller that walks the tree
+    for other elements too passes them, and the tree is not walked again for these)."""
     objects: list[dict[str, Any]] = []
     blocks = 0
-    for script in tree.iter("script"):
+    for script in scripts:
         if "ld+json" not in str(script.get("type") or "").lower():
             continue
         blocks += 1

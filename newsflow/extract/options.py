@@ -20,6 +20,13 @@ class ExtractOptions:
     # When the fast pass looks truncated, run trafilatura's readability/justext comparison and choose between
     # (or merge) the two candidates instead of taking the fast one blindly.
     choose_candidate: bool = True
+    # Put back the standfirst (the page's visible copy of its description) when it sits outside the body
+    # container the extractor took.
+    restore_standfirst: bool = True
+    # Put back in-body headings and lists the extractor dropped between two paragraphs it kept.
+    restore_gaps: bool = True
+    # Append the later parts of a body the CMS cut into several containers of one class (around ad rows).
+    restore_continuations: bool = True
     # Remove a repeated headline / standfirst at the top of the body.
     strip_title_and_standfirst: bool = True
     # Remove "related stories", newsletter prompts, share/follow calls and similar blocks.

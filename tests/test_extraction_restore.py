@@ -1,0 +1,154 @@
+"""What the body step puts back after the extractor (newsflow.extract.body): standfirsts outside the body
+container, in-body headings and lists between kept paragraphs, later parts of a body split around ad rows.
+
+Each test is a small page of the kind the rule is for, plus the look-alike it must leave alone.
+"""
+
+from __future__ import annotations
+
+from lxml.etree import Element, SubElement
+
+from newsflow.extract import extract_article
+from newsflow.extract.body import Candidate, fill_gaps, find_gaps, find_standfirst
+from newsflow.extract.htmlprep import parse_html
+from newsflow.extract.options import DEFAULT_OPTIONS
+
+SENTENCES = [
+    "The council met on Tuesday evening to discuss the new budget for the coming year in detail.",
+    "Several members argued that the proposed cuts to public transport would hurt the poorest districts.",
+    "The mayor replied that the city had no choice after two years of falling tax revenue and rising costs.",
+    "A final vote is expected next month, after a public consultation that opens on Monday morning.",
+    "Residents can send their comments by post or online until the end of the consultation period.",
+    "Local business groups welcomed the plan but asked for more investment in the old town centre.",
+]
+STANDFIRST = "The city wants to save twelve million euros next year, and public transport is first in line for cuts."
+
+
+def _paragraphs(sentences: list[str]) -> str:
+    return "".join(f"<p>{s} {s}</p>" for s in sentences)
+
+
+def _page(head: str, body: str) -> str:
+    return f"<html><head><title>Budget cuts</title>{head}</head><body>{body}</body></html>"
+
+
+# --- the standfirst ------------------------------------------------------------------------------------------
+
+STANDFIRST_PAGE = _page(
+    f'<meta property="og:description" content="{STANDFIRST}">',
+    '<main><header class="article-header"><h1>Council debates budget cuts</h1>'
+    f'<div class="news-teaser-text"><p>{STANDFIRST}</p></div></header>'
+    f'<div class="article-body">{_paragraphs(SENTENCES)}</div></main>'
+    '<footer><p>Copyright the city paper.</p></footer>',
+)
+
+
+def test_standfirst_outside_the_body_container_is_kept_first() -> None:
+    body = extract_article(STANDFIRST_PAGE, "https://example.org/news/budget").body
+    assert body.startswith(STANDFIRST)
+    assert body.count(STANDFIRST) == 1
+    assert SENTENCES[0] in body
+
+
+def test_standfirst_step_can_be_switched_off() -> None:
+    options = DEFAULT_OPTIONS.without("restore_standfirst")
+    body = extract_article(STANDFIRST_PAGE, "https://example.org/news/budget", options=options).body
+    assert STANDFIRST not in body
+
+
+def test_description_shown_only_inside_a_link_is_a_teaser_card_not_a_standfirst() -> None:
+    page = _page(
+        f'<meta property="og:description" content="{STANDFIRST}">',
+        f'<ul class="stories"><li><a href="/news/budget"><p>{STANDFIRST}</p></a></li></ul>',
+    )
+    assert find_standfirst(parse_html(page), STANDFIRST) is None
+
+
+def test_description_not_shown_on_the_page_gives_no_standfirst() -> None:
+    other = "An entirely different summary that the page never shows."
+    assert find_standfirst(parse_html(STANDFIRST_PAGE), other) is None
+
+
+# --- headings and lists between kept paragraphs ---------------------------------------------------------------
+
+
+def _candidate(texts: list[str]) -> Candidate:
+    body = Element("body")
+    for text in texts:
+        SubElement(body, "p").text = text
+    return Candidate("trafilatura:fast", body, " ".join(texts))
+
+
+def _blocks(candidate: Candidate) -> list[tuple[str, str]]:
+    assert candidate.body is not None
+    return [(el.tag, " | ".join(t.strip() for t in el.itertext() if t.strip())) for el in candidate.body]
+
+
+def test_heading_and_list_between_two_kept_paragraphs_are_put_back() -> None:
+    page = _page(
+        "",
+        f"<div><p>{SENTENCES[0]}</p><h3>What happens next</h3><p>{SENTENCES[1]}</p>"
+        f"<ol><li>Consultation opens</li><li>Vote next month</li></ol><p>{SENTENCES[2]}</p></div>",
+    )
+    candidate = _candidate(SENTENCES[:3])  # the extractor kept the paragraphs only
+    assert fill_gaps(candidate, find_gaps(parse_html(page))) == 2
+    assert _blocks(candidate) == [
+        ("p", SENTENCES[0]),
+        ("head", "What happens next"),
+        ("p", SENTENCES[1]),
+        ("list", "Consultation opens | Vote next month"),
+        ("p", SENTENCES[2]),
+    ]
+
+
+def test_related_links_between_paragraphs_and_headings_outside_the_body_stay_out() -> None:
+    page = _page(
+        "",
+        f'<div><p>{SENTENCES[0]}</p><ul><li><a href="/a">Another story about the budget</a></li>'
+        f'<li><a href="/b">Yet another story</a></li></ul><p>{SENTENCES[1]}</p></div>'
+        f"<aside><p>Newsletter</p><h3>Most read</h3><p>Sign up for our daily briefing today</p></aside>",
+    )
+    candidate = _candidate(SENTENCES[:2])
+    assert fill_gaps(candidate, find_gaps(parse_html(page))) == 0
+    assert _blocks(candidate) == [("p", SENTENCES[0]), ("p", SENTENCES[1])]
+
+
+def test_a_heading_already_in_the_body_is_not_repeated() -> None:
+    page = _page("", f"<div><p>{SENTENCES[0]}</p><h2>Budget</h2><p>{SENTENCES[1]}</p></div>")
+    candidate = _candidate([SENTENCES[0], "Budget", SENTENCES[1]])
+    assert fill_gaps(candidate, find_gaps(parse_html(page))) == 0
+
+
+# --- a body split around ad rows --------------------------------------------------------------------------------
+
+
+def _split_page(between: str, second_part: str) -> str:
+    container = '<div class="grid-item body__container article__body">'
+    return _page(
+        "",
+        "<article><h1>Council debates budget cuts</h1>"
+        f'<div class="grid">{container}{_paragraphs(SENTENCES[:3])}</div></div>'
+        f"{between}"
+        f'<div class="grid">{container}{second_part}</div></div></article>',
+    )
+
+
+AD_ROW = '<div class="row ad-row"><span class="ad-label">Advertisement</span><div class="ad-slot"></div></div>'
+
+
+def test_second_part_of_a_body_split_around_an_ad_row_is_kept() -> None:
+    body = extract_article(_split_page(AD_ROW, _paragraphs(SENTENCES[3:])), "https://example.org/a").body
+    assert SENTENCES[0] in body and SENTENCES[5] in body
+    assert body.index(SENTENCES[2]) < body.index(SENTENCES[3])
+
+
+def test_container_of_the_same_class_after_other_text_is_not_a_continuation() -> None:
+    more = '<div class="more"><h2>More from the city paper</h2><p>' + " ".join(SENTENCES) + "</p></div>"
+    body = extract_article(_split_page(more, _paragraphs(SENTENCES[3:])), "https://example.org/a").body
+    assert SENTENCES[5] not in body
+
+
+def test_container_of_the_same_class_with_its_own_headline_is_another_article() -> None:
+    other = "<h1>Another story</h1>" + _paragraphs(SENTENCES[3:])
+    body = extract_article(_split_page(AD_ROW, other), "https://example.org/a").body
+    assert SENTENCES[5] not in body
