@@ -123,7 +123,13 @@ class Batch:
         assert lost == 0, f"{lost} articles never reached indexed or dead: {stuck}"
         self.rig.check_invariants(self.ids, self.label)
         unexpected = set(counts.dead_reasons) - allowed_reasons
-        assert not unexpected, f"the fault cost articles: {counts.line(self.label)}"
+        letters = [self.rig.state.dead_letter_record(aid) for aid in self.ids] if unexpected else []
+        details = [
+            {k: letter.get(k) for k in ("stage", "reason", "detail", "worker")}
+            for letter in letters
+            if letter and letter.get("reason") in unexpected
+        ]
+        assert not unexpected, f"the fault cost articles: {counts.line(self.label)}: {details[:5]}"
         self.check_same_page_same_fate(allowed_reasons)
         return counts
 

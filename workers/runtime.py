@@ -1,4 +1,4 @@
-"""A local deployment: Redis (ours if none answers) and one Celery worker per queue.
+"""A local deployment: Redis (ours if none answers) and Celery workers for every queue.
 
 `newsflow up` runs one in the foreground; `newsflow demo` and the integration tests start a
 temporary one. Workers are real `celery worker` processes, exactly as an operator would start

@@ -33,7 +33,7 @@ def main() -> None:
 
     \b
     Typical session:
-      newsflow up &                                 # Redis (started if needed) + one worker per queue
+      newsflow up &                                 # Redis (started if needed) + workers for every queue
       newsflow ingest https://example.com/news/1 --wait
       newsflow search "putin AND nato" --json
       newsflow demo                                 # all of the above on the bundled example pages
