@@ -162,13 +162,15 @@ class Channel(kombu_redis.Channel):
                 keys = [key, self.unacked_key, self.unacked_index_key]
                 flat = self._take_script(client)(keys=keys, args=[room, time.time()], client=client)
         except redis.RedisError as exc:
-            if redis_full(exc):
-                return  # nothing was popped; the next BRPOP parks what it takes
+            if redis_full(exc) or isinstance(exc, redis.exceptions.ReadOnlyError):
+                return  # nothing was popped (full, or a replica during a failover); BRPOP goes on
             if isinstance(exc, redis.ResponseError):  # a server without the script's features
                 log.info("bulk_take_unavailable", error=str(exc)[:200])
                 type(self)._bulk_ok = False
                 return
             raise
+        # Should a delivery below raise (the connection broke), the messages not yet delivered stay
+        # recorded unacked in Redis, held by no one: the visibility timeout brings them back.
         for recorded, item in zip(flat[::2], flat[1::2], strict=True):
             self._deliver_taken(queue, item, bool(recorded))
 
