@@ -150,7 +150,8 @@ class Settings:
     index_writer_heap_bytes: int = 128 * 1024 * 1024
 
     # --- local deployment (`newsflow up`) ----------------------------------------------------------
-    # Processes for each CPU-bound stage (clean, enrich); 0 means one per core.
+    # CPU-bound processes: shared `cpu` workers (or, per stage, processes of clean and of enrich);
+    # 0 means one per core.
     worker_concurrency: int = 0
     # How `newsflow up` runs the CPU-bound stages on one host. "shared": that many single-process
     # (solo) workers, each taking both the clean and the enrich queue (the queues stay apart; a
