@@ -249,6 +249,26 @@ class Channel(kombu_redis.Channel):
         self.parked.clear()
         super().close()
 
+    def _size(self, queue: str) -> int:
+        # A queue's length (kombu asks for it when a publish declares the queue, e.g. on a fresh
+        # channel): stock kombu reads it in a MULTI, which a full Redis refuses whole, so the
+        # publish failed and its article was retried to death while Redis was full. Reads need no
+        # transaction.
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            for pri in self.priority_steps:
+                pipe.llen(self._q_for_pri(queue, pri))
+            return sum(size for size in pipe.execute() if isinstance(size, int))
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # A channel closed after its connection broke has no connection left: kombu 5.7 then fails
+        # with AttributeError ('NoneType' object has no attribute 'client') when a producer still
+        # holding it publishes, and the stage took that for a bug (`internal_error`). As a
+        # connection error, kombu's publish retry reconnects and revives the producer instead.
+        if self.connection is None:
+            raise redis.exceptions.ConnectionError("this broker channel was closed; reconnect")
+        return super()._connparams(asynchronous=asynchronous)
+
     def _create_client(self, asynchronous: bool = False) -> Any:
         # Stock kombu builds a new redis.Redis for every publish, every unacked record and every
         # ack (`conn_or_acquire`), and redis-py's constructor costs some 0.17 ms of CPU: half a

@@ -1,4 +1,5 @@
-"""Bulk takes and grouped acks (tasks/transport.py) on a real Redis, through kombu's own consumer.
+"""Bulk takes and grouped acks (tasks/transport.py) on a real Redis, through kombu's own consumer;
+and the transport's answers to a publish on a closed channel and to a queue length asked of a full Redis.
 
 After a BRPOP, a channel with free prefetch slots takes that many more messages in one script that
 also records them unacked; `acks_grouped` sends a batch's acks in one round trip. What must hold:
@@ -156,5 +157,35 @@ def test_a_full_redis_refuses_the_take_before_popping(broker: tuple[str, redis.R
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             r.register_script(_TAKE_RECORDED)(keys=[QUEUE, UNACKED, UNACKED_INDEX], args=[5, 0])
         assert r.llen(QUEUE) == 5 and r.hlen(UNACKED) == 0
+    finally:
+        r.config_set("maxmemory", 0)
+
+
+# --- the same transport's answers to a broken channel and a full Redis on publish ----------------------
+def test_a_publish_on_a_closed_channel_reconnects(broker: tuple[str, redis.Redis]) -> None:
+    """A producer still holding a channel that was closed under it (its connection broke) publishes
+    after kombu's retry reconnects: a connection error, not kombu 5.7's AttributeError, which the
+    stage took for a bug (`internal_error`)."""
+    url, r = broker
+    with Connection(url, transport="tasks.transport:Transport") as conn:
+        producer = Producer(conn, routing_key=QUEUE, serializer="json")
+        Queue(QUEUE, routing_key=QUEUE)(producer.channel).declare()
+        producer.channel.close()  # what a broken connection's cleanup does to it
+        with pytest.raises(redis.exceptions.ConnectionError):
+            producer.channel.basic_publish(producer.channel.prepare_message("x"), "", QUEUE)
+        producer.publish({"n": 1}, routing_key=QUEUE, retry=True, retry_policy={"max_retries": 2, "interval_start": 0})
+    assert r.llen(QUEUE) == 1
+
+
+def test_a_queue_length_is_read_without_a_transaction(broker: tuple[str, redis.Redis]) -> None:
+    """kombu reads a queue's length when a publish declares it; a full Redis refuses a MULTI whole,
+    plain reads it answers."""
+    url, r = broker
+    publish(url, [1, 2])
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)
+    try:
+        with Connection(url, transport="tasks.transport:Transport") as conn:
+            assert conn.default_channel._size(QUEUE) == 2
     finally:
         r.config_set("maxmemory", 0)
