@@ -19,12 +19,8 @@ visibility timeout to bring back; a message just popped whose unacked record is 
 parked in the worker (not delivered, no more pops) until a later tick of the event loop can write
 it; the sweep for expired messages skips a round.
 
-Messages are also taken and acknowledged in bulk where a worker holds many (a threads pool's
-prefetch, the index stage's batch). Stock kombu pays per message a BRPOP and a turn of the event
-loop, a transaction for the unacked record and a round trip for the ack. Here, after each BRPOP,
-a channel with free prefetch slots takes up to that many more messages from the same queue in one
-script that also records them unacked (atomically: a message is never popped without its record),
-and `acks_grouped` turns the acks of a batch into one round trip.
+The index stage's batch is acknowledged as a batch: `acks_grouped` turns its acks into one round
+trip instead of one per message.
 """
 
 from __future__ import annotations
@@ -49,39 +45,6 @@ from newsflow.logs import get_logger
 log = get_logger("newsflow.transport")
 QUARANTINE_MAX = 1000
 QUARANTINE_BYTES = 16 * 1024
-# The most messages one bulk take pops after a BRPOP (bounded by the channel's free prefetch slots).
-BULK_MAX = 64
-
-# Pop up to ARGV[1] entries from KEYS[1] (oldest first) and record each message unacked as kombu
-# does (KEYS[2]: payload hash, tag -> [message, exchange, routing key]; KEYS[3]: index, tag ->
-# ARGV[2]), in one atomic step. Returns flat pairs: 1 or 0 (recorded, or not a message: the caller
-# quarantines it), then the entry. The flags line makes Redis 7 refuse the whole script up front
-# when it is full (no entry popped without its record); older servers reject the syntax, and the
-# channel falls back to one BRPOP per message.
-_TAKE_RECORDED = """#!lua
-local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
-if not items then return {} end
-local out = {}
-for _, item in ipairs(items) do
-  local ok, m = pcall(cjson.decode, item)
-  local props = ok and type(m) == 'table' and m.properties
-  local tag = type(props) == 'table' and props.delivery_tag
-  if type(tag) == 'string' then
-    local info = props.delivery_info
-    if type(info) ~= 'table' then info = {} end
-    redis.call('ZADD', KEYS[3], ARGV[2], tag)
-    redis.call('HSET', KEYS[2], tag,
-      '[' .. item .. ',' .. cjson.encode(info.exchange or '') .. ',' .. cjson.encode(info.routing_key or '') .. ']')
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
-  out[#out + 1] = item
-end
-return out
-"""
-
-
 def envelope(item: bytes | str) -> tuple[dict[str, Any] | None, str]:
     """The message envelope in a queue entry, or None and why it is not one."""
     try:
@@ -115,9 +78,8 @@ class Channel(kombu_redis.Channel):
                 raise
             if not dest__item:
                 raise Empty()
-            key, item = dest__item
-            key = bytes_to_str(key)
-            dest = key.rsplit(self.sep, 1)[0]
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             payload = self._checked(dest, item)
             if payload is None:
@@ -125,7 +87,6 @@ class Channel(kombu_redis.Channel):
             if not self._deliver_unless_full(payload, dest):
                 self.park(payload, dest)
                 raise Empty()
-            self._take_more(key, dest)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
@@ -147,61 +108,6 @@ class Channel(kombu_redis.Channel):
         self._parked_retry_at = 0.0
         self._from_loop = False  # delivering from the event loop: QoS.append must not wait
         super().__init__(*args, **kwargs)
-
-    # --- bulk takes ---------------------------------------------------------------------------------
-    _bulk_ok = True  # False for good once the server cannot run the script (Redis < 7)
-
-    def _take_more(self, key: str, queue: str) -> None:
-        """After a BRPOP delivered one message: as many more as this channel has free prefetch
-        slots (none for a prefetch of one: solo and prefork workers take one at a time)."""
-        room = min(BULK_MAX, self._free_slots())
-        if room <= 0 or not self._bulk_ok or self.parked or self.global_keyprefix:
-            return
-        try:
-            with self.conn_or_acquire() as client:
-                keys = [key, self.unacked_key, self.unacked_index_key]
-                flat = self._take_script(client)(keys=keys, args=[room, time.time()], client=client)
-        except redis.RedisError as exc:
-            if redis_full(exc) or isinstance(exc, redis.exceptions.ReadOnlyError):
-                return  # nothing was popped (full, or a replica during a failover); BRPOP goes on
-            if isinstance(exc, redis.ResponseError):  # a server without the script's features
-                log.info("bulk_take_unavailable", error=str(exc)[:200])
-                type(self)._bulk_ok = False
-                return
-            raise
-        # Should a delivery below raise (the connection broke), the messages not yet delivered stay
-        # recorded unacked in Redis, held by no one: the visibility timeout brings them back.
-        for recorded, item in zip(flat[::2], flat[1::2], strict=True):
-            self._deliver_taken(queue, item, bool(recorded))
-
-    def _take_script(self, client: Any) -> Any:
-        script = self.__dict__.get("_take")
-        if script is None:  # EVALSHA after the first call (redis-py loads it again after a restart)
-            script = self._take = client.register_script(_TAKE_RECORDED)
-        return script
-
-    def _free_slots(self) -> int:
-        qos = self.qos
-        if not qos.prefetch_count:
-            return 0  # no prefetch limit: keep kombu's one message per BRPOP
-        return int(qos.can_consume_max_estimate() or 0)
-
-    def _deliver_taken(self, queue: str, item: bytes | str, recorded: bool) -> None:
-        payload = self._checked(queue, item)
-        if payload is None:
-            if recorded:  # JSON with a tag, yet not a message envelope: its record goes too
-                tag = str(json.loads(bytes_to_str(item))["properties"]["delivery_tag"])
-                self.qos._remove_from_indices(tag).execute()
-            return
-        tag = str(payload["properties"]["delivery_tag"])
-        if recorded:
-            self.qos.recorded.add(tag)  # QoS.append: the script wrote its unacked record
-        try:
-            delivered = self._deliver_unless_full(payload, queue)
-        finally:
-            self.qos.recorded.discard(tag)
-        if not delivered:
-            self.park(payload, queue)
 
     def park(self, payload: dict[str, Any], queue: str) -> None:
         self.parked.append((payload, queue))
@@ -373,11 +279,6 @@ def _flush_acks(acks: list[tuple[QoS, str]]) -> None:
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation, made to ride out a full Redis (see the module's docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Tags whose unacked record a bulk take already wrote (Channel._deliver_taken).
-        self.recorded: set[str] = set()
-
     def can_consume(self) -> bool:
         # No more BRPOP while a popped message waits for room to be recorded (Channel.park).
         if not self.channel.deliver_parked():
@@ -385,9 +286,6 @@ class QoS(kombu_redis.QoS):
         return bool(super().can_consume())
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        if delivery_tag in self.recorded:
-            virtual.QoS.append(self, message, delivery_tag)  # held by this process; Redis has it
-            return
         if getattr(self.channel, "_from_loop", False):
             super().append(message, delivery_tag)  # refused: the channel parks the message
             return
