@@ -464,15 +464,12 @@ def _split_prefork(settings: Any) -> list[Any]:
 
 
 def _solo_combined(settings: Any) -> list[Any]:
-    """One solo worker per core consuming both clean and enrich (their queues stay separate)."""
-    from workers.runtime import WorkerSpec
+    """One solo worker per core consuming both clean and enrich: the default layout's `cpu` workers
+    (kept so round two's first-part commands still run), without the crawl worker."""
+    from workers.runtime import fetch_spec, index_spec, shared_cpu_spec
 
     cpu = settings.worker_concurrency or os.cpu_count() or 1
-    return [
-        WorkerSpec("fetch", "threads", settings.fetch_concurrency),
-        *[WorkerSpec("clean,enrich", "solo", 1, instance=i) for i in range(cpu)],
-        WorkerSpec("index", "threads", settings.index_batch_size),
-    ]
+    return [fetch_spec(settings), *[shared_cpu_spec(instance=i) for i in range(cpu)], index_spec(settings)]
 
 
 def _prefork_combined(settings: Any) -> list[Any]:

@@ -45,6 +45,8 @@ from newsflow.logs import get_logger
 log = get_logger("newsflow.transport")
 QUARANTINE_MAX = 1000
 QUARANTINE_BYTES = 16 * 1024
+
+
 def envelope(item: bytes | str) -> tuple[dict[str, Any] | None, str]:
     """The message envelope in a queue entry, or None and why it is not one."""
     try:

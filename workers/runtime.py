@@ -26,6 +26,7 @@ import redis
 
 from config.defaults import Settings
 from config.settings import env_for, process_env
+from newsflow.pipeline import stage
 from newsflow.sentinel import is_sentinel_url
 from newsflow.state import connect
 
@@ -120,9 +121,9 @@ def default_layout(settings: Settings, concurrency: int | None = None) -> list[W
     return [fetch_spec(settings), *cpu_workers, index_spec(settings), *crawl_specs(settings)]
 
 
-# The queues a shared CPU worker consumes, in the order of the stage table (kombu rotates between
-# them after each message, so neither stage starves the other).
-SHARED_CPU_QUEUES = "clean,enrich"
+# The queues a shared CPU worker consumes, from the stage table (kombu rotates between them after
+# each message, so neither stage starves the other).
+SHARED_CPU_QUEUES = ",".join(stage(name).queue for name in ("clean", "enrich"))
 SHARED_CPU_WORKER = "cpu"
 
 

@@ -35,6 +35,7 @@ from trafilatura.external import compare_extraction, justext_rescue
 from trafilatura.htmlprocessing import tree_cleaning
 from trafilatura.settings import Extractor
 
+from newsflow.extract.cleanup import block_text
 from newsflow.extract.text import collapse, fold
 
 # Candidate names double as provenance values.
@@ -212,7 +213,7 @@ def find_standfirst(tree: HtmlElement, description: str | None) -> str | None:
         block = _block_of(node)
         if block is None:
             continue
-        text = collapse("".join(block.itertext()))
+        text = block_text(block)
         key = fold(_TRAILING_DOTS.sub("", text))
         if STANDFIRST_MIN_CHARS <= len(text) <= STANDFIRST_MAX_CHARS and (want.startswith(key) or key.startswith(want)):
             return text
@@ -289,7 +290,7 @@ def find_gaps(tree: HtmlElement) -> list[Gap]:
 
 
 def _gap(el: HtmlElement, previous: HtmlElement, following: HtmlElement) -> Gap | None:
-    text = collapse("".join(el.itertext()))
+    text = block_text(el)
     if not text or len(text) > GAP_MAX_CHARS:
         return None
     before, after = _text_key(previous), _text_key(following)
@@ -297,8 +298,8 @@ def _gap(el: HtmlElement, previous: HtmlElement, following: HtmlElement) -> Gap 
         return None
     if el.tag in _HEADINGS:
         return Gap(el.tag, [text], before, after)
-    linked = sum(len(collapse("".join(a.itertext()))) for a in el.iter("a"))
-    items = [line for li in el.iterchildren("li") if (line := collapse("".join(li.itertext())))]
+    linked = sum(len(block_text(a)) for a in el.iter("a"))
+    items = [line for li in el.iterchildren("li") if (line := block_text(li))]
     if linked > GAP_MAX_LINKED_SHARE * len(text) or not items:
         return None
     return Gap(el.tag, items, before, after)
@@ -361,7 +362,7 @@ def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
     """Append the prose of the containers continuing the body's own; returns how many blocks were added."""
     if candidate.body is None or len(candidate.body) == 0:
         return 0
-    start = _source_paragraph(tree, collapse("".join(candidate.body[-1].itertext())))
+    start = _source_paragraph(tree, block_text(candidate.body[-1]))
     if start is None:
         return 0
     added = 0
@@ -386,7 +387,7 @@ def _source_paragraph(tree: HtmlElement, text: str) -> _Element | None:
         return None
     probe = prefix[:12]
     for p in tree.iter("p"):
-        if p.text and probe in p.text and collapse("".join(p.itertext())).startswith(prefix):
+        if p.text and probe in p.text and block_text(p).startswith(prefix):
             return p
     return None
 
@@ -431,9 +432,9 @@ def _append_prose(body: _Element, part: _Element, known: str) -> int:
     if part.find(".//h1") is not None:  # another article's headline: not a continuation
         return 0
     blocks = list(part.iter(*_CONTINUATION_BLOCKS))
-    texts = [collapse("".join(b.itertext())) for b in blocks]
+    texts = [block_text(b) for b in blocks]
     chars = sum(len(t) for t in texts)
-    linked = sum(len(collapse("".join(a.itertext()))) for a in part.iter("a"))
+    linked = sum(len(block_text(a)) for a in part.iter("a"))
     if chars < CONTINUATION_MIN_CHARS or linked > CONTINUATION_MAX_LINKED_SHARE * chars:
         return 0
     added = 0
