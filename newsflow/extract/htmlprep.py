@@ -83,7 +83,7 @@ def prepare_tree(tree: HtmlElement, options: ExtractOptions) -> HtmlElement:
     # Blockquotes and tables are found in one walk of the tree (a walk costs about the same whatever it
     # looks for). Unwrapping embeds only drops attributes, which neither makes nor unmakes a table, so both
     # lists are what a walk at each step would find.
-    found = _elements_by_tag(tree, _walked_tags(options))
+    found = elements_by_tag(tree, _walked_tags(options))
     if options.keep_embedded_posts:
         _unwrap_embeds(found["blockquote"])
     if options.unwrap_layout_tables:
@@ -98,11 +98,12 @@ def _walked_tags(options: ExtractOptions) -> tuple[str, ...]:
     return embeds + (("table",) if options.unwrap_layout_tables else ())
 
 
-def _elements_by_tag(tree: HtmlElement, tags: tuple[str, ...]) -> dict[str, list[HtmlElement]]:
+def elements_by_tag(tree: HtmlElement, tags: tuple[str, ...]) -> dict[str, list[HtmlElement]]:
     """Per tag, its elements in document order (every tag asked for has a list, maybe empty)."""
     found: dict[str, list[HtmlElement]] = {tag: [] for tag in tags}
     if tags:  # iter() without a tag would walk every element
         for el in tree.iter(*tags):
+            # setdefault: a tag lxml matches under another name (a namespace) must not fail the page
             found.setdefault(el.tag, []).append(el)
     return found
 

@@ -20,7 +20,7 @@ from lxml.html import HtmlElement, tostring
 from newsflow.extract import jsonld
 from newsflow.extract.byline import clean_author
 from newsflow.extract.dates import date_from_url, parse_date
-from newsflow.extract.htmlprep import text_lines
+from newsflow.extract.htmlprep import elements_by_tag, text_lines
 from newsflow.extract.text import collapse, fold, similar
 
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-–—:·•»]\s+|\s+::\s+")
@@ -81,11 +81,7 @@ class PageElements:
 
     @classmethod
     def of(cls, tree: HtmlElement) -> PageElements:
-        by_tag: dict[str, list[HtmlElement]] = {tag: [] for tag in _READ_TAGS}
-        for el in tree.iter(*_READ_TAGS):
-            # setdefault: a tag lxml matches under another name (a namespace) must not fail the page
-            by_tag.setdefault(el.tag, []).append(el)
-        return cls(by_tag)
+        return cls(elements_by_tag(tree, _READ_TAGS))
 
     def __getitem__(self, tag: str) -> list[HtmlElement]:
         return self.by_tag[tag]
