@@ -56,9 +56,21 @@ def same_text(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 def same_fetch(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Both versions come from one fetch: a reprocess of the archived page (a new extractor reads
-    it differently), or a redelivery: not a revision by the publisher."""
+    it differently), or a redelivery: not a revision by the publisher. Where both were archived,
+    their WARC records say it (`fetched_at` is to the second: two fetches in one second share it)."""
+    old_record, new_record = _record(old), _record(new)
+    if old_record is not None and new_record is not None:
+        return old_record == new_record
     fetched = old.get("fetched_at")
     return bool(fetched) and fetched == new.get("fetched_at")
+
+
+def _record(doc: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """Where the document's fetch is archived (WARC file and offset), if it was."""
+    capture = doc.get("capture")
+    if isinstance(capture, Mapping) and capture.get("file") and capture.get("offset") is not None:
+        return capture["file"], capture["offset"]
+    return None
 
 
 def version_record(doc: Mapping[str, Any], before: Mapping[str, Any] | None) -> dict[str, Any]:

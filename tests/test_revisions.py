@@ -60,6 +60,20 @@ def test_the_same_fetch_read_again_is_not_a_revision() -> None:
     assert reread["revision_count"] == 1 and reread["updated"] is False
 
 
+def test_two_fetches_in_one_second_are_told_apart_by_their_captures() -> None:
+    # fetched_at is to the second: a publisher's edit fetched within it is still a revision, and
+    # the same archived record read again (reprocess, redelivery) still is not.
+    v1 = _doc("Budget passes", PARAS, "2026-11-01T10:00:00Z")
+    v1["capture"] = {"file": "a.warc.gz", "offset": 0}
+    v1 = revise(v1, None)
+    edited = _doc("Budget passes after a late deal", PARAS[:3], "2026-11-01T10:00:00Z")
+    edited["capture"] = {"file": "a.warc.gz", "offset": 4096}
+    assert revise(dict(edited), v1)["revision_count"] == 2
+    reread = _doc("Budget passes", PARAS[:3], "2026-11-01T10:00:00Z")
+    reread["capture"] = {"file": "a.warc.gz", "offset": 0}
+    assert revise(reread, v1)["revision_count"] == 1
+
+
 def test_history_is_capped_but_the_count_goes_on() -> None:
     doc = revise(_doc("Live: storm", ["start"], "t0"), None)
     for i in range(MAX_REVISIONS + 10):
