@@ -22,6 +22,7 @@ Every key lives under the configured prefix (default `newsflow:`) and has a TTL 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -73,14 +74,38 @@ return false
 """
 
 
+class _Codecs(threading.local):
+    """zstd contexts, kept per thread (a context is not thread-safe) and per level: making one
+    costs about what compressing a document does (~10 us), and every hop packs or unpacks one."""
+
+    compressors: dict[int, zstandard.ZstdCompressor] | None = None
+    unpacker: zstandard.ZstdDecompressor | None = None
+
+    def compressor(self, level: int) -> zstandard.ZstdCompressor:
+        if self.compressors is None:
+            self.compressors = {}
+        made = self.compressors.get(level)
+        if made is None:
+            made = self.compressors[level] = zstandard.ZstdCompressor(level=level)
+        return made
+
+    def decompressor(self) -> zstandard.ZstdDecompressor:
+        if self.unpacker is None:
+            self.unpacker = zstandard.ZstdDecompressor()
+        return self.unpacker
+
+
+_codecs = _Codecs()
+
+
 def _pack(data: bytes, level: int) -> bytes:
-    return zstandard.ZstdCompressor(level=level).compress(data)
+    return _codecs.compressor(level).compress(data)
 
 
 def _unpack(raw: bytes) -> bytes:
     """zstd frames; zlib streams written before zstd was adopted are still read (upgrades in flight)."""
     if raw[:4] == _ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().decompress(raw)
+        return _codecs.decompressor().decompress(raw)
     return zlib.decompress(raw)
 
 
