@@ -9,7 +9,7 @@ from __future__ import annotations
 from lxml.etree import Element, SubElement
 
 from newsflow.extract import extract_article
-from newsflow.extract.body import Candidate, fill_gaps, find_gaps, find_standfirst
+from newsflow.extract.body import Candidate, fill_gaps, find_declared_standfirst, find_gaps, find_standfirst
 from newsflow.extract.htmlprep import parse_html
 from newsflow.extract.options import DEFAULT_OPTIONS
 
@@ -67,6 +67,73 @@ def test_description_shown_only_inside_a_link_is_a_teaser_card_not_a_standfirst(
 def test_description_not_shown_on_the_page_gives_no_standfirst() -> None:
     other = "An entirely different summary that the page never shows."
     assert find_standfirst(parse_html(STANDFIRST_PAGE), other) is None
+
+
+def _standfirst_page(head: str, standfirst_block: str) -> str:
+    return _page(
+        head,
+        f'<main><header class="article-header"><h1>Council debates budget cuts</h1>{standfirst_block}</header>'
+        f'<div class="article-body">{_paragraphs(SENTENCES)}</div></main>',
+    )
+
+
+def test_standfirst_shown_under_another_declared_description_is_kept() -> None:
+    # The meta tags carry a short summary; the JSON-LD carries the standfirst the page shows.
+    head = (
+        '<meta name="description" content="Budget cuts: what the council plans for next year and why it matters.">'
+        '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Budget cuts",'
+        f' "description": "{STANDFIRST}"}}</script>'
+    )
+    page = _standfirst_page(head, f'<p class="deck">{STANDFIRST}</p>')
+    body = extract_article(page, "https://example.org/news/budget").body
+    assert body.startswith(STANDFIRST)
+    off = DEFAULT_OPTIONS.without("standfirst_any_description")
+    assert STANDFIRST not in extract_article(page, "https://example.org/news/budget", options=off).body
+
+
+def test_reworded_standfirst_is_found_only_when_it_opens_like_the_description() -> None:
+    declared = "The city wants to save twelve million euros next year, with public transport first"
+    page = _standfirst_page("", f"<p>{STANDFIRST}</p>")
+    assert find_standfirst(parse_html(page), declared, reworded=True) == STANDFIRST
+    assert find_standfirst(parse_html(page), declared, reworded=False) is None
+    # The same words after other text (a script, a label) are not a standfirst.
+    late = _standfirst_page("", f"<p>Sponsored content from our partners. {STANDFIRST}</p>")
+    assert find_standfirst(parse_html(late), declared, reworded=True) is None
+
+
+def test_site_description_shown_in_the_footer_is_not_a_standfirst() -> None:
+    blurb = "The city paper brings you the latest local news, sport, culture and weather every single day."
+    page = _page("", f"<main>{_paragraphs(SENTENCES)}</main><footer><div class='site-info'>{blurb}</div></footer>")
+    assert find_standfirst(parse_html(page), blurb) is None
+
+
+def test_microdata_description_of_the_article_is_the_standfirst() -> None:
+    page = _page(
+        '<meta name="description" content="A summary the page never shows, written for search engines only.">',
+        '<div itemscope itemtype="https://schema.org/NewsArticle"><h1 itemprop="headline">Budget cuts</h1>'
+        f'<div class="teaser-text" itemprop="description"><p>{STANDFIRST}</p></div>'
+        f'<article class="news-text">{_paragraphs(SENTENCES)}</article>'
+        '<div itemprop="author" itemscope itemtype="https://schema.org/Person">'
+        '<p itemprop="description">Jane Doe covers the city council and its budget for the paper since 2015.</p>'
+        "</div></div>",
+    )
+    body = extract_article(page, "https://example.org/news/budget").body
+    assert body.startswith(STANDFIRST)
+    assert "covers the city council" not in body.split("\n")[0]
+    assert find_declared_standfirst(parse_html(page)) == STANDFIRST
+    off = DEFAULT_OPTIONS.without("standfirst_microdata")
+    assert STANDFIRST not in extract_article(page, "https://example.org/news/budget", options=off).body
+
+
+def test_microdata_description_of_a_person_is_not_a_standfirst() -> None:
+    page = _page(
+        "",
+        f"<main>{_paragraphs(SENTENCES)}"
+        '<div itemscope itemtype="https://schema.org/Person">'
+        '<p itemprop="description">Jane Doe covers the city council and its budget for the paper since 2015.</p>'
+        "</div></main>",
+    )
+    assert find_declared_standfirst(parse_html(page)) is None
 
 
 # --- headings and lists between kept paragraphs ---------------------------------------------------------------

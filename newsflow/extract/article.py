@@ -54,13 +54,20 @@ def extract_article(
     meta = extract_metadata(tree, url, hints)
     lead = Lead(meta.title, meta.description, *link_texts(tree, url))
     prepare_tree(tree, options)
-    text, method = _best_body(tree, url, lead, options)
+    text, method = _best_body(tree, url, lead, options, meta.descriptions[1:])
     return _from_metadata(text, meta, method)
 
 
-def _best_body(tree: Any, url: str | None, lead: Lead, options: ExtractOptions) -> tuple[str, str]:
+def _best_body(
+    tree: Any, url: str | None, lead: Lead, options: ExtractOptions, other_descriptions: tuple[str, ...] = ()
+) -> tuple[str, str]:
     # Read before the extractor prunes the tree.
-    standfirst = bodies.find_standfirst(tree, lead.description) if options.restore_standfirst else None
+    standfirst = None
+    if options.restore_standfirst:
+        others = other_descriptions if options.standfirst_any_description else ()
+        standfirst = bodies.find_standfirst(tree, lead.description, others, options.standfirst_reworded)
+        if standfirst is None and options.standfirst_microdata:
+            standfirst = bodies.find_declared_standfirst(tree)
     gaps = bodies.find_gaps(tree) if options.restore_gaps else []
     chosen = bodies.run_trafilatura(tree, url, bodies.FAST)
     # The full pass (readability/justext comparison) costs as much again: only pages that look truncated pay.

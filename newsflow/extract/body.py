@@ -24,6 +24,7 @@ by the tests' baselines): a TypeError/ValueError from a changed signature falls 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from copy import copy
 from dataclasses import dataclass
 
@@ -193,31 +194,110 @@ PREFERRED = FAST
 STANDFIRST_PREFIX_CHARS = 24
 STANDFIRST_MIN_CHARS = 60
 STANDFIRST_MAX_CHARS = 700
+# A reworded standfirst holds at least this share of the description's distinct words.
+STANDFIRST_REWORDED_SHARE = 0.8
+STANDFIRST_OPENING_WORDS = 3
+# Descriptions copied from a CMS field sometimes keep its markup ("<p>The ...</p>").
+_MARKUP = re.compile(r"<[^>]{0,200}>")
 _INLINE = frozenset({"span", "em", "strong", "b", "i", "u", "font", "small", "mark"})
 # Not a standfirst: code, form fields, and anything inside a link (a teaser card of a list of stories
 # pointing at the page itself).
 _NOT_TEXT = frozenset({"script", "style", "noscript", "template", "textarea", "title", "head", "option", "a"})
+# Nor a block in the page's footer or navigation: a site-wide description ("example.com brings you the
+# latest ...") is shown there, and pages declare it beside the article's own.
+_NOT_ARTICLE = frozenset({"footer", "nav"})
+_NOT_STANDFIRST = _NOT_TEXT | _NOT_ARTICLE
 
 
-def find_standfirst(tree: HtmlElement, description: str | None) -> str | None:
-    """The page's visible copy of its description, when a block shows it (the standfirst), else None."""
-    desc = collapse(description)
-    if len(desc) < STANDFIRST_MIN_CHARS:
-        return None
+def find_standfirst(
+    tree: HtmlElement, description: str | None, others: Sequence[str] = (), reworded: bool = False
+) -> str | None:
+    """The page's visible copy of its description, when a block shows it (the standfirst), else None.
+
+    `others` are the page's other declared descriptions, tried in turn when `description` is not shown:
+    sources disagree on some pages (a short meta description beside the JSON-LD copy of the standfirst).
+    With `reworded`, a block starting like a description and holding nearly all its words counts too
+    (a description cut or lightly edited from the standfirst: "X von Y ist ein besonders ..." shown, "X Y
+    ist ein ..." declared).
+    """
     body = tree.find("body")
     if body is None:
         return None
-    prefix = desc[:STANDFIRST_PREFIX_CHARS]
+    tried: set[str] = set()
+    for candidate in (description, *others):
+        desc = collapse(_MARKUP.sub(" ", candidate)) if candidate and "<" in candidate else collapse(candidate)
+        if len(desc) < STANDFIRST_MIN_CHARS or desc in tried:
+            continue
+        tried.add(desc)
+        found = _shown_description(body, desc, reworded)
+        if found:
+            return found
+    return None
+
+
+def _shown_description(body: HtmlElement, desc: str, reworded: bool) -> str | None:
     want = fold(_TRAILING_DOTS.sub("", desc))
-    for node in _TEXT_CONTAINING(body, prefix=prefix):
+    words = set(want.split()) if reworded else set()
+    # A reworded standfirst still opens with the description's first words (not a block that merely
+    # contains it after other text: a script, a caption).
+    opening = " ".join(want.split()[:STANDFIRST_OPENING_WORDS]) + " "
+    for node in _TEXT_CONTAINING(body, prefix=desc[:STANDFIRST_PREFIX_CHARS]):
         block = _block_of(node)
         if block is None:
             continue
         text = block_text(block)
+        if not STANDFIRST_MIN_CHARS <= len(text) <= STANDFIRST_MAX_CHARS:
+            continue
         key = fold(_TRAILING_DOTS.sub("", text))
-        if STANDFIRST_MIN_CHARS <= len(text) <= STANDFIRST_MAX_CHARS and (want.startswith(key) or key.startswith(want)):
+        if want.startswith(key) or key.startswith(want):
+            return text
+        if (
+            words
+            and key.startswith(opening)
+            and len(words & set(key.split())) >= STANDFIRST_REWORDED_SHARE * len(words)
+        ):
             return text
     return None
+
+
+# --- the standfirst declared by microdata ------------------------------------------------------------------------
+
+# schema.org microdata names the article's description on the element showing it (itemprop="description"
+# under the Article's itemscope): the standfirst, whatever the meta tags say. The same property under a
+# Person (author box), an ImageObject (caption) or an Organization is not the article's.
+DECLARED_STANDFIRST_MAX_CHARS = 2000
+_ITEMPROP_ELEMENTS = XPath("//body/descendant::*/@itemprop/..")
+_ARTICLE_TYPES = ("Article", "BlogPosting", "Posting", "Report")
+
+
+def find_declared_standfirst(tree: HtmlElement) -> str | None:
+    """The visible text of the article's microdata description, or None."""
+    for el in _ITEMPROP_ELEMENTS(tree):
+        if "description" not in el.get("itemprop", "").split() or el.tag in ("meta", "link"):
+            continue
+        if not _describes_article(el) or _block_of_element(el) is None:
+            continue
+        text = block_text(el)
+        if STANDFIRST_MIN_CHARS <= len(text) <= DECLARED_STANDFIRST_MAX_CHARS:
+            return text
+    return None
+
+
+def _describes_article(el: _Element) -> bool:
+    """The nearest itemscope around `el` is an article (its itemtype's last path part names one)."""
+    for ancestor in el.iterancestors():
+        kind = ancestor.get("itemtype")
+        if kind is not None:
+            name = kind.rstrip("/").rsplit("/", 1)[-1]
+            return any(name.endswith(t) for t in _ARTICLE_TYPES)
+    return False
+
+
+def _block_of_element(el: _Element) -> _Element | None:
+    """`el` when it is shown as text (not inside a link, a script or a form field)."""
+    if el.tag in _NOT_TEXT or any(a.tag in _NOT_STANDFIRST for a in el.iterancestors()):
+        return None
+    return el
 
 
 _TEXT_CONTAINING = XPath(".//text()[contains(., $prefix)]")
@@ -233,7 +313,7 @@ def _block_of(node: object) -> _Element | None:
         parent = parent.getparent()
     while parent is not None and parent.tag in _INLINE:
         parent = parent.getparent()
-    if parent is None or any(el.tag in _NOT_TEXT for el in parent.iterancestors()) or parent.tag in _NOT_TEXT:
+    if parent is None or parent.tag in _NOT_TEXT or any(el.tag in _NOT_STANDFIRST for el in parent.iterancestors()):
         return None
     return parent
 

@@ -64,6 +64,9 @@ class Metadata:
     canonical_url: str | None = None
     description: str | None = None
     provenance: dict[str, str] = field(default_factory=dict)
+    # Every distinct description the page declares (the winner first): sources disagree on some pages
+    # (a short meta description, a longer JSON-LD one), and the body step looks for any of them on the page.
+    descriptions: tuple[str, ...] = ()
 
 
 # The elements metadata reads by tag. Each walk of the tree costs about as much whatever it looks for
@@ -120,7 +123,17 @@ def extract_metadata(tree: HtmlElement, url: str | None, hints: Mapping[str, Any
     _pick(result, "language", _language_candidates(facts, hints), _clean_language)
     _pick(result, "canonical_url", _canonical_candidates(facts), lambda v: _clean_url(v, url))
     _pick(result, "description", _description_candidates(facts), _clean_text)
+    result.descriptions = _distinct_descriptions(facts, result.description)
     return result
+
+
+def _distinct_descriptions(facts: PageFacts, winner: str | None) -> tuple[str, ...]:
+    found: dict[str, str] = {fold(winner): winner} if winner else {}
+    for _, raw in _description_candidates(facts):
+        text = _clean_text(raw) if raw else None
+        if text:
+            found.setdefault(fold(text), text)
+    return tuple(found.values())
 
 
 def _pick(

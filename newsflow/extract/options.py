@@ -23,6 +23,15 @@ class ExtractOptions:
     # Put back the standfirst (the page's visible copy of its description) when it sits outside the body
     # container the extractor took.
     restore_standfirst: bool = True
+    # Look for the standfirst under every description the page declares (meta, og, twitter, JSON-LD), not
+    # only the one metadata keeps: sources disagree, and the visible standfirst may be any of them.
+    standfirst_any_description: bool = True
+    # Accept a standfirst that starts like a description and holds nearly all its words (a description
+    # cut or lightly reworded from the visible standfirst).
+    standfirst_reworded: bool = True
+    # When no description is shown, take the standfirst the page's schema.org microdata declares (the
+    # element with itemprop="description" inside the Article's itemscope).
+    standfirst_microdata: bool = True
     # Put back in-body headings and lists the extractor dropped between two paragraphs it kept.
     restore_gaps: bool = True
     # Append the later parts of a body the CMS cut into several containers of one class (around ad rows).
