@@ -57,6 +57,9 @@ class Settings:
     # --- clean ---------------------------------------------------------------------------------
     # Pages larger than this are not parsed at all (reason `too_large`): parsing cost grows with size.
     clean_max_html_bytes: int = 5 * 1024 * 1024
+    # Nor are pages of more elements than this (reason `too_large`): extraction time grows faster than
+    # the element count, in long lxml calls no soft limit interrupts. Real pages have < 5,000.
+    clean_max_elements: int = 50_000
     # Extraction slower than this is cut off (reason `extract_timeout`).
     clean_time_limit_s: float = 20.0
     # A body shorter than this many characters is not an article (reason `no_article`).

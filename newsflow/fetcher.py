@@ -465,13 +465,22 @@ def _is_wide(charset: str | None) -> bool:
     return charset is not None and charset.lower().replace("_", "-").startswith(("utf-16", "utf-32", "ucs-2", "ucs-4"))
 
 
+# The WHATWG MIME sniffing standard's "binary data bytes": control bytes no text encoding for the
+# web uses (not tab, line feed, form feed, carriage return or escape).
+_BINARY_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+# How many of them in the first kilobyte make a body binary. Random or compressed bytes hold ~100;
+# a page with a stray NUL in its title (a CMS copying a database field) holds one or two, and is a
+# page: the parser drops such characters.
+_BINARY_BYTES_MIN = 8
+
+
 def looks_binary(body: bytes, charset: str | None = None) -> bool:
     head = body[:1024]
     if head.startswith(BINARY_MAGIC):
         return True
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _is_wide(charset):
         return False  # UTF-16 with a BOM or declared: text, decoded below
-    return b"\x00" in head
+    return len(head) - len(head.translate(None, _BINARY_BYTES)) >= _BINARY_BYTES_MIN
 
 
 def sniff_utf16(body: bytes) -> str | None:

@@ -13,6 +13,7 @@ from newsflow.domains import trusted_canonical
 from newsflow.drift import Observation, drift_key
 from newsflow.errors import InputGone, PermanentError
 from newsflow.extract import extract_article
+from newsflow.extract.article import MAX_ELEMENTS
 from newsflow.extract.body import PREFERRED as PREFERRED_BODY
 from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 from newsflow.pipeline import Message, beyond
@@ -35,7 +36,12 @@ def extract_options(disable: str) -> ExtractOptions:
 
 
 def build_doc(
-    msg: Message, html: str, max_html_bytes: int, min_body_chars: int, options: ExtractOptions = DEFAULT_OPTIONS
+    msg: Message,
+    html: str,
+    max_html_bytes: int,
+    min_body_chars: int,
+    options: ExtractOptions = DEFAULT_OPTIONS,
+    max_elements: int = MAX_ELEMENTS,
 ) -> dict[str, Any]:
     """The pure part: HTML and fetch metadata in, article document out.
 
@@ -48,7 +54,7 @@ def build_doc(
         raise PermanentError("too_large", f"HTML exceeds {max_html_bytes} bytes; not parsed")
     fetch = msg.fetch or {}
     final_url = fetch.get("final_url") or msg.url
-    article = extract_article(html, final_url, dict(msg.hints) if msg.hints else None, options)
+    article = extract_article(html, final_url, dict(msg.hints) if msg.hints else None, options, max_elements)
     if len(article.body) < min_body_chars:
         raise PermanentError("no_article", f"main text has {len(article.body)} characters (< {min_body_chars})")
     doc = article.to_dict()
@@ -85,7 +91,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     s = ctx.settings
     options = extract_options(s.clean_extract_disable)
     try:
-        doc = build_doc(msg, html, s.clean_max_html_bytes, s.clean_min_body_chars, options)
+        doc = build_doc(msg, html, s.clean_max_html_bytes, s.clean_min_body_chars, options, s.clean_max_elements)
     except PermanentError as exc:
         if exc.reason == "no_article":  # a template change often shows first as pages with no article
             ctx.stores.drift.observe(_drift_key(msg), Observation(no_article=True))

@@ -9,9 +9,14 @@ this module does it:
   main thread), which dead-letters the article `time_limit` as under prefork;
 - **hard time limit**: a CPU-time timer (ITIMER_PROF) whose signal the kernel delivers even while
   the task is stuck inside C code holding the GIL; it ends the process, after `faulthandler` wrote
-  the stuck task's traceback to the worker's log. It counts the task's CPU seconds: a task blocked
-  in a system call does not burn them, and the soft limit (wall clock) interrupts it instead. One
-  syscall per task; a `faulthandler` watchdog thread per task cost ~55 us and more under load;
+  the stuck task's traceback beside its marker (the `.limit` note). It counts the task's CPU
+  seconds: a task blocked in a system call does not burn them, and the soft limit (wall clock)
+  interrupts it instead. One syscall per task; a `faulthandler` watchdog thread per task cost ~55 us
+  and more under load. The soft limit is a Python signal handler, which runs only between two
+  bytecodes: one long call into C (a parser on a pathological page) can outlast it, and the hard
+  limit ends the process instead. Such a message is dead-lettered `time_limit` with the traceback's
+  last frames by the next worker that starts, not handed back: a page that ran out of time once
+  would run out of it again, and each try would cost a process;
 - **worker lost**: before each task the process notes what it runs in a marker file. A process that
   died (hard limit, OOM kill, SIGKILL) leaves its marker, whose lock the kernel released; the next
   solo worker that starts on this data dir hands that message back to its queue at once (to the
@@ -32,7 +37,6 @@ import fcntl
 import json
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +52,10 @@ from newsflow.logs import get_logger
 
 log = get_logger("newsflow.solo")
 _MARKER_SUFFIX = ".task"
+# Beside a marker: the traceback faulthandler wrote when the hard time limit ended its process.
+_LIMIT_SUFFIX = ".limit"
+# How much of a limit note is read (faulthandler writes at most 100 frames of each thread).
+_LIMIT_NOTE_BYTES = 64 * 1024
 # How often (in tasks) a solo worker reads its own resident memory.
 _MEMORY_CHECK_EVERY = 50
 
@@ -67,6 +75,7 @@ class SoloGuard:
         self.done = 0
         self.recycling = False
         self.settings: Settings | None = None
+        self._limit: Any = None
 
     def activate(self, settings: Settings, node: str) -> None:
         """Called once in the worker's main process when its pool is solo."""
@@ -79,8 +88,11 @@ class SoloGuard:
         self._fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         signal.signal(signal.SIGALRM, _on_alarm)
-        # Hard limit: a traceback for the log, then the signal's default action ends the process.
-        faulthandler.register(signal.SIGPROF, file=sys.stderr, all_threads=True, chain=True)
+        # Hard limit: the stuck task's traceback into the limit note (faulthandler writes it from C,
+        # safe in a signal handler), then the signal's default action ends the process. The note
+        # tells the worker that recovers the message why the process died (`limit_note`).
+        self._limit = open(limit_note(self.marker), "w")  # noqa: SIM115 - open for the life of the process
+        faulthandler.register(signal.SIGPROF, file=self._limit, all_threads=False, chain=True)
         self.active = True
 
     def begin(self, note: dict[str, Any], hard_s: float | None, soft_s: float | None) -> None:
@@ -115,23 +127,41 @@ class SoloGuard:
             os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown: this task is acked first
 
     def close(self) -> None:
+        if self._limit is not None:
+            with suppress(ValueError):  # faulthandler must not keep writing to a closed file
+                faulthandler.unregister(signal.SIGPROF)
+            self._limit.close()
+            self._limit = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         if self.marker is not None:
             with suppress(FileNotFoundError):
+                limit_note(self.marker).unlink()
+            with suppress(FileNotFoundError):
                 self.marker.unlink()
+
+
+def limit_note(marker: Path) -> Path:
+    """Where a solo process's hard time limit leaves the stuck task's traceback."""
+    return marker.with_suffix(_LIMIT_SUFFIX)
 
 
 @dataclass
 class Orphan:
-    """The note a dead process left, its marker locked by us until `done` or `release`."""
+    """The note a dead process left, its marker locked by us until `done` or `release`.
+
+    `limit` is the traceback faulthandler wrote when the hard time limit ended the process ("" when
+    it died otherwise: SIGKILL, the OOM killer, a crash)."""
 
     path: Path
     fd: int
     note: dict[str, Any]
+    limit: str = ""
 
     def done(self) -> None:
+        with suppress(FileNotFoundError):
+            limit_note(self.path).unlink()
         with suppress(FileNotFoundError):
             self.path.unlink()
         os.close(self.fd)
@@ -160,11 +190,22 @@ def orphaned_tasks(run_dir: Path) -> list[Orphan]:
             orphan.note = json.loads(text) if text.strip() else {}
         except (OSError, ValueError) as exc:
             log.warning("solo_marker_unreadable", path=str(path), error=str(exc))
+        with suppress(OSError):
+            orphan.limit = limit_note(path).read_bytes()[:_LIMIT_NOTE_BYTES].decode("utf-8", "replace")
         if orphan.note:
             found.append(orphan)
         else:
             orphan.done()  # it died between tasks, or before its first one
     return found
+
+
+def stuck_at(traceback: str) -> str:
+    """The innermost frame of a faulthandler traceback ('File "x.py", line 3 in f'), shortened."""
+    for line in traceback.splitlines():
+        line = line.strip()
+        if line.startswith("File "):  # faulthandler lists the most recent call first
+            return line[5:300]
+    return "an unknown place"
 
 
 def _rss_kb() -> int:
@@ -194,7 +235,7 @@ def recover_orphans(app: Any, settings: Settings, worker: str) -> list[str]:
         qos = conn.default_channel.qos
         for orphan in orphans:
             try:
-                outcomes.append(_recover(qos, state, settings, orphan.note, worker))
+                outcomes.append(_recover(qos, state, settings, orphan.note, worker, orphan.limit))
                 orphan.done()
             except Exception:  # one bad note or a Redis hiccup: the others still go, this one waits
                 log.exception("orphan_recovery_failed", marker=str(orphan.path))
@@ -202,7 +243,7 @@ def recover_orphans(app: Any, settings: Settings, worker: str) -> list[str]:
     return outcomes
 
 
-def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], worker: str) -> str:
+def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], worker: str, limit: str = "") -> str:
     raw = note.get("payload")
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     aid, url = str(payload.get("id") or "unknown"), str(payload.get("url") or "")
@@ -219,6 +260,16 @@ def _recover(qos: Any, state: Any, settings: Settings, note: dict[str, Any], wor
         # The tag survives a restore: this is a later delivery of the message, held by a live worker.
         log.info("orphan_redelivered_elsewhere", article_id=aid, url=url, stage=stage)
         return f"{aid}:elsewhere"
+    if limit:
+        # The hard time limit ended it: the same page would run out of time again. Dead-letter it now
+        # with where it was stuck, instead of handing it back to kill another process.
+        where = stuck_at(limit)
+        detail = f"the process ran past its hard time limit (pid {note.get('pid')}) in {where}"
+        state.dead_letter(aid, url, stage, "time_limit", detail, payload, worker=worker)
+        qos.ack(tag)
+        log.warning("orphan_dead_lettered", article_id=aid, url=url, stage=stage, reason="time_limit",
+                    detail=detail, traceback=limit[-4000:])  # fmt: skip
+        return f"{aid}:dead"
     deaths = state.count_attempt(stage, aid)
     ran_s = time.time() - float(note.get("started") or time.time())
     why = f"the process died after {ran_s:.0f} s (pid {note.get('pid')})"

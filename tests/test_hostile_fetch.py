@@ -177,6 +177,13 @@ def test_bad_resolve_setting_dead_letters_clearly(hostile: HostileServer) -> Non
     assert info.value.reason == "bad_settings" and "NEWSFLOW_FETCH_RESOLVE" in info.value.detail
 
 
+def test_a_stray_nul_byte_does_not_make_a_page_binary() -> None:
+    page = b"<html><head><title>Harbour\x00 budget</title></head><body>" + b"<p>text</p>" * 100 + b"</body></html>"
+    assert not looks_binary(page)
+    assert looks_binary(bytes(range(256)) * 4)  # random or compressed bytes: ~100 control bytes per kB
+    assert looks_binary(b"<html>" + b"\x00\x01\x02\x03\x04\x05\x06\x07" + b"</html>")
+
+
 def test_utf16_declared_is_not_binary() -> None:
     body = "<html><body>hello</body></html>".encode("utf-16-le")
     assert looks_binary(body) and not looks_binary(body, "utf-16le")

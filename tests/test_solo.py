@@ -17,7 +17,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from config.defaults import Settings
-from tasks.solo import SoloGuard, orphaned_tasks
+from tasks.solo import SoloGuard, _recover, orphaned_tasks, stuck_at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +67,11 @@ def test_hard_limit_ends_a_process_stuck_in_c_code(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
     assert proc.returncode == -signal.SIGPROF, proc.stderr
     assert "not reached" not in proc.stdout
-    assert "most recent call first" in proc.stderr  # the stuck task's traceback, for the worker log
     orphans = orphaned_tasks(tmp_path / "run")
     assert [(o.note["stage"], o.note["tag"], o.note["payload"]["id"]) for o in orphans] == [("clean", "tag-1", "abc")]
+    # The stuck task's traceback, left beside the marker for the worker that recovers the message.
+    assert "most recent call first" in orphans[0].limit, proc.stderr
+    assert stuck_at(orphans[0].limit).endswith("in match")  # the innermost frame: re.match
     assert orphaned_tasks(tmp_path / "run") == []  # we hold its lock: nobody else claims it meanwhile
     orphans[0].release()  # recovery failed: it stays for the next worker
     again = orphaned_tasks(tmp_path / "run")
@@ -136,3 +138,52 @@ def test_solo_layout_end_to_end(redis_url: str, origin: Any, ground_truth: dict[
     assert [o.state for o in outcomes].count("indexed") >= len(urls) - 1, outcomes  # one page says noindex
     assert list(run_dir.glob("*.task")) == []  # warm shutdown removed them
     app.close()
+
+
+class _Unacked:
+    """The broker's unacked record of one delivery, as `_recover` reads and settles it."""
+
+    unacked_index_key = "unacked_index"
+
+    def __init__(self, delivered_at: float) -> None:
+        self.delivered_at: float | None = delivered_at
+        self.restored: list[str] = []
+        self.channel = self
+        self.client = self
+
+    def zscore(self, key: str, tag: str) -> float | None:
+        return self.delivered_at
+
+    def ack(self, tag: str) -> None:
+        self.delivered_at = None
+
+    def restore_by_tag(self, tag: str, leftmost: bool = False) -> None:
+        self.restored.append(tag)
+
+
+class _Ledger:
+    def __init__(self) -> None:
+        self.dead: list[tuple[str, str, str]] = []
+        self.attempts = 0
+
+    def dead_letter(self, aid: str, url: str, stage: str, reason: str, detail: str, payload: Any, **_: Any) -> None:
+        self.dead.append((aid, reason, detail))
+
+    def count_attempt(self, stage: str, aid: str) -> int:
+        self.attempts += 1
+        return self.attempts
+
+
+def test_a_process_ended_by_its_hard_limit_has_its_message_dead_lettered_not_handed_back() -> None:
+    started = time.time()
+    note = {"stage": "clean", "tag": "t1", "pid": 42, "started": started, "payload": {"id": "abc", "url": "u"}}
+    limit = 'Current thread 0x1 (most recent call first):\n  File "/x/lxml/parse.py", line 9 in parse\n'
+    qos, state = _Unacked(started), _Ledger()
+    assert _recover(qos, state, Settings(), note, "w", limit) == "abc:dead"
+    detail = 'the process ran past its hard time limit (pid 42) in "/x/lxml/parse.py", line 9 in parse'
+    assert state.dead == [("abc", "time_limit", detail)]
+    assert qos.delivered_at is None and qos.restored == [] and state.attempts == 0
+    # Killed any other way (SIGKILL, the OOM killer): handed back, counted towards poison.
+    qos, state = _Unacked(started), _Ledger()
+    assert _recover(qos, state, Settings(), note, "w", "") == "abc:redelivered"
+    assert qos.restored == ["t1"] and state.dead == [] and state.attempts == 1

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 
 from lxml.etree import XPath
-from lxml.html import HtmlElement, fromstring
-from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, HTML_PARSER, fromstring_bytes, is_dubious_html, load_html
+from lxml.html import HtmlElement, HTMLParser, fromstring
+from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, is_dubious_html, load_html
 
 from newsflow.extract.options import ExtractOptions
 
@@ -31,6 +31,14 @@ _PULL_QUOTE = re.compile(r"pull[-_ ]?quote|pullout|quote[-_]?pull", re.IGNORECAS
 # The characters trafilatura's loader deletes before parsing (trafilatura.utils.INVALID_XML_CHARS): control
 # characters other than tab and line breaks, and two non-characters.
 _INVALID_XML_CHARS = tuple(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF))
+# trafilatura's parser options, and libxml2's "huge" mode: without it libxml2 stops building the tree
+# 256 elements deep and drops the rest of the page, so an article wrapped in 300 divs (page builders
+# nest that deep) came out empty, dead-lettered `no_article`. Huge mode allows 2048 levels; it also
+# lifts libxml2's 10 MB cap on one text node, moot under the clean stage's page size cap
+# (clean_max_html_bytes, 5 MiB).
+HTML_PARSER = HTMLParser(
+    collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True, huge_tree=True
+)
 # trafilatura's loader looks for a self-closing <html/> in the first lines of the page.
 _HTML_TAG_LINES = 4
 _HTML_TAG_CHARS = 4096
@@ -74,6 +82,20 @@ def _load_valid_html(html: str) -> HtmlElement | None:
     if tree is not None and is_dubious_html(beginning) and len(tree) < 2:
         return None
     return tree
+
+
+def fromstring_bytes(html: str) -> HtmlElement | None:
+    """trafilatura.utils.fromstring_bytes with this module's parser: the page as UTF-8 bytes, which
+    libxml2 takes when it refuses the string (an encoding declaration in it)."""
+    try:
+        tree: HtmlElement = fromstring(html.encode("utf8", "surrogatepass"), parser=HTML_PARSER)
+    except Exception:  # as trafilatura's: a page libxml2 cannot parse has no tree
+        return None
+    return tree
+
+
+def count_elements(tree: HtmlElement) -> int:
+    return sum(1 for _ in tree.iter())
 
 
 def prepare_tree(tree: HtmlElement, options: ExtractOptions) -> HtmlElement:

@@ -124,7 +124,32 @@ def extract_metadata(tree: HtmlElement, url: str | None, hints: Mapping[str, Any
     _pick(result, "canonical_url", _canonical_candidates(facts), lambda v: _clean_url(v, url))
     _pick(result, "description", _description_candidates(facts), _clean_text)
     result.descriptions = _distinct_descriptions(facts, result.description)
+    _bound_fields(result)
     return result
+
+
+# The longest each text field may be, in characters. A page decides what its <title> or og:title
+# holds: a megabyte of title went into the index whole, and came back in every search hit that
+# matched it (as the title and again highlighted). Real headlines are under 300 characters.
+FIELD_MAX_CHARS = {"title": 500, "author": 300, "site_name": 200, "description": 2000}
+
+
+def _bound_fields(result: Metadata) -> None:
+    for name, limit in FIELD_MAX_CHARS.items():
+        value = getattr(result, name)
+        if value is not None and len(value) > limit:
+            setattr(result, name, bounded(value, limit))
+    limit = FIELD_MAX_CHARS["description"]
+    result.descriptions = tuple(d if len(d) <= limit else bounded(d, limit) for d in result.descriptions)
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, at a word boundary when one is near, marked with "…"."""
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.8:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
 
 
 def _distinct_descriptions(facts: PageFacts, winner: str | None) -> tuple[str, ...]:

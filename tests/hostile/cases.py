@@ -60,9 +60,14 @@ CASES: list[Case] = [
          why="'<!--' never closed hides the whole body, as in a browser: no article, said clearly"),
     Case("deep_nesting_200", "/deep-nesting-200", "ok", must_contain="Deep nesting survives",
          why="200 nested <div>s, then the article: parsed and indexed"),
+    Case("deep_nesting_1000", "/deep-nesting-1000", "ok", must_contain="Deep nesting survives",
+         why="1,000 nested <div>s, then the article: libxml2's huge mode parses 2,048 levels; indexed"),
     Case("deep_nesting_100k", "/deep-nesting", "ok", outcome="no_article", must_contain="Deep nesting survives",
-         why="100,000 nested <div>s: libxml2 stops at depth 256 and drops what follows (known limit, "
+         why="100,000 nested <div>s: libxml2 stops at depth 2,048 and drops what follows (known limit, "
          "see docs/reliability.md); no crash, dead-lettered no_article"),
+    Case("many_elements", "/many-elements", "ok", outcome="too_large", must_contain="Word here",
+         why="4.6 MB of 280,000 one-line paragraphs (under the byte caps): more elements than extraction "
+         "takes on (clean_max_elements), refused in a second instead of hours of CPU; dead too_large"),
     # --- size and compression -----------------------------------------------------------------------
     Case("page_50mb_declared", "/huge-declared", "too_large", why="Content-Length of 50 MB refused before reading"),
     Case("page_50mb_chunked", "/huge-chunked", "too_large", why="50 MB without a length: cut off at fetch_max_bytes"),

@@ -148,6 +148,8 @@ class HostileServer(RouteServer):
             "/malformed": lambda h: send(h, 200, _malformed(), html),
             "/deep-nesting": lambda h: send(h, 200, _deep(100_000), u8),
             "/deep-nesting-200": lambda h: send(h, 200, _deep(200), u8),
+            "/deep-nesting-1000": lambda h: send(h, 200, _deep(1000), u8),
+            "/many-elements": lambda h: send(h, 200, _many_elements(280_000), u8),
             "/unclosed-comment": lambda h: send(h, 200, _unclosed_comment(), u8),
             "/huge-declared": lambda h: _huge(h, 50 * 1024 * 1024, declared=True),
             "/huge-chunked": lambda h: _huge(h, 50 * 1024 * 1024, declared=False),
@@ -276,6 +278,10 @@ def _deep(depth: int) -> bytes:
         + f"<article><h1>Deep nesting survives</h1>{_varied(8, 'Deep nesting survives')}</article>".encode()
         + b"</body></html>"
     )
+
+
+def _many_elements(n: int) -> bytes:
+    return b"<html><head><title>Many</title></head><body>" + b"<p>Word here.</p>" * n + b"</body></html>"
 
 
 def _huge(h: BaseHTTPRequestHandler, size: int, declared: bool) -> None:

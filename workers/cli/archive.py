@@ -183,7 +183,9 @@ def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
     from tasks.clean import build_doc, extract_options
 
     options = extract_options(settings.clean_extract_disable)
-    max_html, min_body = settings.clean_max_html_bytes, settings.clean_min_body_chars
+    max_html, min_body, max_elements = (
+        settings.clean_max_html_bytes, settings.clean_min_body_chars, settings.clean_max_elements
+    )
     fields: Counter[str] = Counter()
     fails: Counter[str] = Counter()
     out: dict[str, Any] = {"dry_run": True, "selected": 0, "compared": 0, "changed": 0, "unchanged": 0}
@@ -192,7 +194,7 @@ def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
     for doc, prep in _prepared(settings, docs, "comparing", out, missing):
         msg = prep.message.forward(fetch=fetch_meta(prep.page, prep.capture))
         try:
-            new = build_doc(msg, prep.page.html, max_html, min_body, options)
+            new = build_doc(msg, prep.page.html, max_html, min_body, options, max_elements)
         except PermanentError as exc:
             fails[exc.reason] += 1
             if len(shown) < n_examples:
