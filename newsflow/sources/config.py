@@ -134,15 +134,7 @@ def sources_path(settings: Settings, override: str | None = None) -> Path:
 
 def load_sources(path: Path, settings: Settings) -> list[Source]:
     """Read and check the whole file; any mistake raises `SourcesFileError` naming it."""
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise SourcesFileError(
-            f"sources file {path} does not exist (set NEWSFLOW_CRAWL_SOURCES_FILE or --sources)"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SourcesFileError(f"{path}: not valid TOML: {exc}") from None
+    doc = _read_toml(path)
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SourcesFileError(f"{path}: [defaults] must be a table")
@@ -165,6 +157,32 @@ def load_sources(path: Path, settings: Settings) -> list[Source]:
     return out
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file; whatever keeps it from being read is a SourcesFileError saying which and why."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SourcesFileError(
+            f"sources file {path} does not exist (set NEWSFLOW_CRAWL_SOURCES_FILE or --sources)"
+        ) from None
+    except IsADirectoryError:
+        raise SourcesFileError(f"sources file {path} is a directory: name the TOML file in it") from None
+    except OSError as exc:
+        raise SourcesFileError(f"cannot read sources file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SourcesFileError(
+            f"{path}: not valid TOML: line {line} has a byte that is not UTF-8 (0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SourcesFileError(f"{path}: not valid TOML: {exc}") from None
+
+
 def _source(raw: dict[str, Any], where: str, base_dir: Path, settings: Settings) -> Source:
     unknown = set(raw) - _KEYS
     if unknown:
@@ -181,13 +199,16 @@ def _source(raw: dict[str, Any], where: str, base_dir: Path, settings: Settings)
         raise SourcesFileError(f"{where}: location is missing")
     if kind != "urls" and urlsplit(location).scheme.lower() not in ("http", "https"):
         raise SourcesFileError(f"{where}: a {kind} location must be an http(s) URL, not {location!r}")
+    # Outside the try below: its SourcesFileError already names the source (a ValueError, it would
+    # be caught there and prefixed a second time).
+    schedule = parse_schedule(str(raw.get("schedule", "")), where)
     try:
         rate = raw.get("rate_per_s")
         src = Source(
             name=name,
             kind=kind,
             location=location,
-            schedule=parse_schedule(str(raw.get("schedule", "")), where),
+            schedule=schedule,
             language=str(raw["language"]) if raw.get("language") else None,
             max_items=int(raw.get("max_items", settings.crawl_max_items)),
             rate_per_s=float(rate) if rate is not None else None,

@@ -177,6 +177,7 @@ def purge(
       newsflow purge --lift https://example.com/story-1
     """
     settings = settings_or_exit()
+    sites = tuple(_site_host(host) for host in sites)  # before anything is touched
     _redis_or_fail(settings, "keep the tombstones")
     tombs = _tombstones(settings)
     if listing:
@@ -194,7 +195,7 @@ def purge(
         n = tombs.lift([aid for aid, _u in entries], list(sites))
         emit_json({"lifted": n}) if as_json else click.echo(f"lifted {n} tombstone(s)")
         return
-    entries += _site_articles(settings, sites)
+    entries = _with_urls(settings, list(dict.fromkeys(entries + _site_articles(settings, sites))))
     tombs.add_ids(entries, reason)
     for host in sites:
         tombs.add_site(host, reason)
@@ -206,6 +207,32 @@ def purge(
         click.echo(f"tombstoned {len(entries)} article(s); the running index worker removes them from the index")
     else:
         click.echo(f"purged {len(entries)} article(s) from the index and tombstoned them")
+
+
+def _site_host(raw: str) -> str:
+    """The host of a --site, normalised as the tombstones and the index's site filter spell it.
+
+    An empty one is refused above all: the index reads an empty site as "no filter", so `--site
+    "$UNSET"` would take down every article."""
+    from newsflow.search.schema import normalize_site
+    from newsflow.urls import InvalidURL, wire_host
+
+    example = "name a host, e.g. --site spam.example"
+    host = raw.strip()
+    if not host:
+        raise click.BadParameter(f"the site is empty: {example}", param_hint="--site")
+    if "/" in host or host.count(":") == 1:  # a URL, or host:port
+        raise click.BadParameter(f"{raw[:100]!r} is not a host (no scheme, port or path): {example}",
+                                 param_hint="--site")  # fmt: skip
+    if ":" in host:  # an IPv6 address, with or without its brackets
+        host = "[" + host.strip("[]") + "]"
+    try:
+        site = normalize_site(wire_host(host))
+    except InvalidURL as exc:
+        raise click.BadParameter(f"{raw[:100]!r} is not a host name ({exc}): {example}", param_hint="--site") from None
+    if not site or len(site) > 253:  # the DNS limit
+        raise click.BadParameter(f"{raw[:100]!r} is not a host name: {example}", param_hint="--site")
+    return site
 
 
 def _print_listing(listing: dict[str, dict[str, Any]]) -> None:
@@ -248,10 +275,31 @@ def _reader(settings: Settings) -> IndexBackend | None:
 
 
 def _site_articles(settings: Settings, sites: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(article id, url) of every indexed article of these (non-empty, checked) sites: the URL from
+    the stored document, so a message to the index worker names the article it deletes."""
     index = _reader(settings)
-    if index is None:
+    if index is None or not sites:
         return []
-    return [(aid, "") for host in sites for aid in index.ids_matching("", site=host)]
+    out: list[tuple[str, str]] = []
+    for host in sites:
+        if not host:  # _site_host refuses it first; the index would read it as "every article"
+            raise ValueError("an empty site selects every article")
+        for aid in index.ids_matching("", site=host):
+            doc = index.get(aid) or {}
+            out.append((aid, str(doc.get("url") or doc.get("final_url") or "")))
+    return out
+
+
+def _with_urls(settings: Settings, entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Fill in the URL of ids given bare (not in the index) from the ledger, where an article in
+    flight or recently dead is known; "" stays only for ids newsflow has no record of."""
+    from newsflow.state import State
+
+    missing = [aid for aid, url in entries if not url]
+    if not missing:
+        return entries
+    known = {e.article_id: e.url for e in State.from_settings(settings).ledgers(missing) if e is not None and e.url}
+    return [(aid, url or known.get(aid, "")) for aid, url in entries]
 
 
 def _remove(settings: Settings, entries: list[tuple[str, str]]) -> str:
@@ -264,18 +312,36 @@ def _remove(settings: Settings, entries: list[tuple[str, str]]) -> str:
     try:
         index.delete([aid for aid, _u in entries])
         index.close()
-    except IndexUnavailable:  # the index worker holds the writer: send it the ids; it skips tombstoned ones
-        from newsflow.dispatch import send
-        from newsflow.pipeline import LAST, Message
-        from workers.app import app
-
-        for aid, url in entries:
-            send(app, LAST, Message.new(url, aid))
+    except IndexUnavailable:  # the index worker holds the writer: send it the articles
+        _queue_removal([(aid, url) for aid, url in entries if url])
+        # No URL anywhere (index, ledger): never indexed, nothing in flight, so nothing for the worker
+        # to delete; a message without a URL would only be dead-lettered `bad_payload`.
+        _settle(state, [(aid, url) for aid, url in entries if not url])
         return "queued"
+    _settle(state, entries)
+    return "direct"
+
+
+def _queue_removal(entries: list[tuple[str, str]]) -> None:
+    """Have the running index worker delete these articles: it finds them tombstoned (added before
+    this), deletes them in its next commit and records them dead `purged` (tasks/index.py)."""
+    if not entries:
+        return
+    from newsflow.dispatch import send
+    from newsflow.pipeline import LAST, Message
+    from workers.app import app
+
+    for aid, url in entries:
+        send(app, LAST, Message.new(url, aid))
+
+
+def _settle(state: Any, entries: list[tuple[str, str]]) -> None:
+    """What the index worker would do for a purged article, done here: its document and ledger."""
+    if not entries:
+        return
     state.delete_docs([aid for aid, _u in entries])
     for aid, url in entries:
         state.record(aid, url, "dead", "purge", reason="purged", detail="tombstoned")
-    return "direct"
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,8 +47,28 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+# A lone surrogate: what Python makes of an undecodable byte (surrogateescape, e.g. a URL read from
+# a non-UTF-8 file or stdin). UTF-8 cannot encode it, so it is written as its JSON escape (\udcff).
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def json_line(value: Any) -> str:
+    """`value` as one line of JSON that is always valid UTF-8: non-ASCII text as itself, lone
+    surrogates escaped (they read back as the same string)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    """Print `value` as one JSON line, as UTF-8 bytes whatever the locale's encoding (scripts read it)."""
+    line = json_line(value)
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream (a test's capture): it takes str
+        sys.stdout.write(line)
+    else:
+        sys.stdout.flush()
+        binary.write(line.encode("utf-8"))
+        binary.flush()
     sys.stdout.flush()
 
 

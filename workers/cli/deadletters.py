@@ -8,8 +8,12 @@ from typing import Any
 
 import click
 
-from newsflow.pipeline import BY_NAME, FIRST, BadMessage, Message, reentry, state_before
+from newsflow.pipeline import BY_NAME, CRAWL_QUEUE, FIRST, ORDER, BadMessage, Message, reentry, state_before
 from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+
+# The stages a dead letter can name: the pipeline's, and `crawl` (a source document that could not
+# be read, newsflow/crawl.py). Any other --stage is a typo that would match nothing.
+DEAD_STAGES = (*ORDER, CRAWL_QUEUE)
 
 
 @dataclass
@@ -25,9 +29,10 @@ class Replay:
         return asdict(self)
 
 
-def plan_replay(state: Any, record: dict[str, Any]) -> tuple[Replay, Message | None]:
+def plan_replay(state: Any, record: dict[str, Any], dry_run: bool = False) -> tuple[Replay, Message | None]:
     """Where the article re-enters, and with which message: the failed stage if its input is still
-    there, else fetch (a fresh start from the URL); either way with its origin (source, hints, rate)."""
+    there, else fetch (a fresh start from the URL); either way with its origin (source, hints, rate).
+    With `dry_run` the note says what would happen (nothing is sent)."""
     payload = record.get("payload") or {}
     aid, url = str(record.get("article_id") or ""), str(record.get("url") or "")
     stage, reason = str(record.get("stage") or ""), str(record.get("reason") or "")
@@ -40,10 +45,11 @@ def plan_replay(state: Any, record: dict[str, Any]) -> tuple[Replay, Message | N
     rep.url = rep.url or message.url
     at = reentry(stage, message, state) if stage in BY_NAME else FIRST
     rep.replay_stage = at.name
+    enter, fetched = ("would re-enter", "would be re-fetched") if dry_run else ("re-entered", "re-fetched")
     if at.name == stage:
-        rep.note = "re-entered at fetch" if at == FIRST else "input still stored: re-entered at the failed stage"
+        rep.note = f"{enter} at fetch" if at == FIRST else f"input still stored: {enter} at the failed stage"
     else:
-        rep.note = f"input of {stage} gone (expired or deleted): re-fetched from the URL"
+        rep.note = f"input of {stage} gone (expired or deleted): {fetched} from the URL"
     return rep, message.restart(at.name)
 
 
@@ -65,7 +71,7 @@ def deadletters() -> None:
 
 
 @deadletters.command("list")
-@click.option("--stage", help="Only dead letters of this stage (fetch, clean, enrich, index).")
+@click.option("--stage", type=click.Choice(DEAD_STAGES), help="Only dead letters of this stage.")
 @click.option("--reason", help="Only this reason (e.g. http_404, no_article, timeout).")
 @click.option("--limit", "-n", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of dead-letter records (newest first).")
@@ -94,7 +100,7 @@ def list_cmd(stage: str | None, reason: str | None, limit: int, as_json: bool) -
 
 
 @deadletters.command("replay")
-@click.option("--stage", help="Replay the dead letters of this stage.")
+@click.option("--stage", type=click.Choice(DEAD_STAGES), help="Replay the dead letters of this stage.")
 @click.option("--reason", help="Replay the dead letters with this reason.")
 @click.option("--id", "ids", multiple=True, metavar="ARTICLE_ID", help="Replay this article (repeatable).")
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (up to --limit).")
@@ -108,7 +114,7 @@ def replay(
     """Send dead articles round again, from the stage that failed, and clear their dead letters.
 
     Needs running workers to make progress (`newsflow up`); follow them with `newsflow trace ID`.
-    Exit status 1 if some could not be replayed.
+    Exit status 1 if some could not be replayed (an --id with no dead letter counts as one), 2 usage.
     """
     from newsflow.dispatch import send
     from newsflow.state import State
@@ -118,11 +124,12 @@ def replay(
         fail("say what to replay: --stage, --reason, --id, or --all", 2)
     settings = settings_or_exit()
     state = State.from_settings(settings)
+    ids = tuple(dict.fromkeys(ids))  # an id named twice is replayed once
     records = _records(state, stage, reason, ids, limit)
     app = control_app(settings)
     done: list[Replay] = []
     for record in records:
-        rep, message = plan_replay(state, record)
+        rep, message = plan_replay(state, record, dry_run)
         done.append(rep)
         if message is None or rep.replay_stage is None or dry_run:
             continue
@@ -138,16 +145,26 @@ def replay(
             state.dead_letter(rep.article_id, rep.url, rep.dead_stage, rep.reason, str(record.get("detail")),
                               record.get("payload") or {})  # fmt: skip
             fail(f"cannot enqueue on {redact_url(settings.redis_url)}: {exc}; dead letter kept")
+    done += _not_found(ids, records, stage, reason)
     if as_json:
         emit_json([r.to_dict() for r in done])
     else:
         verb = "would replay" if dry_run else "replayed"
         for r in done:
             what = f"{verb} at {r.replay_stage}" if r.replay_stage else "NOT replayed"
-            click.echo(f"{r.article_id}  {what:20} was {r.dead_stage}/{r.reason}: {r.note}  {r.url}")
+            was = f"was {r.dead_stage}/{r.reason}: " if r.dead_stage else ""
+            click.echo(f"{r.article_id}  {what:20} {was}{r.note}  {r.url}".rstrip())
         n = sum(1 for r in done if r.replay_stage)
         click.echo(f"{verb} {n} of {len(done)} dead letter(s)", err=True)
     raise SystemExit(0 if all(r.replay_stage for r in done) else 1)
+
+
+def _not_found(ids: tuple[str, ...], records: list[Any], stage: str | None, reason: str | None) -> list[Replay]:
+    """A row for each --id that has no dead letter (or none of --stage/--reason): asked for and
+    not replayed, so it shows in the output and makes the exit status 1, never a silent success."""
+    found = {str(r.get("article_id")) for r in records}
+    filtered = " matching --stage/--reason" if stage or reason else ""
+    return [Replay(i, "", "", "", None, f"no dead letter for this id{filtered}") for i in ids if i not in found]
 
 
 COMMANDS = [deadletters]

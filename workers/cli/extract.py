@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from workers.cli.common import emit_json
 
 
 def read_html(path: Path) -> str:
@@ -51,14 +51,15 @@ def extract(paths: tuple[Path, ...], url: str | None, jsonl: bool) -> None:
         row = extract_file(path, url)
         failed += "error" in row
         if jsonl:
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            emit_json(row)
             continue
         if "error" in row:
             click.echo(f"{path}: error: {row['error']}")
             continue
         byline = " | ".join(row[k] or "-" for k in ("author", "published", "site_name"))
-        click.echo(f"== {path}\n{row['title']}\n{byline}\n")
-        click.echo(row["body"] + "\n")
+        # A missing title is shown as `newsflow show` and `search` show it, never as "None".
+        click.echo(f"== {path}\n{row['title'] or '(no title)'}\n{byline}\n")
+        click.echo((row["body"] or "") + "\n")
     raise SystemExit(1 if failed else 0)
 
 

@@ -116,10 +116,27 @@ def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
 def _read_urls(urls: tuple[str, ...], from_file: str | None) -> list[str]:
     out = list(urls)
     if from_file:
-        stream = sys.stdin if from_file == "-" else open(from_file, encoding="utf-8")  # noqa: SIM115
-        with stream:
-            out.extend(line.strip() for line in stream if line.strip() and not line.startswith("#"))
+        lines = _read_list(from_file).splitlines()
+        out.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     return out
+
+
+def _read_list(path: str) -> str:
+    """The text of a URL list ('-': stdin). Files and stdin alike: a byte that is not UTF-8 stays in
+    its line as a lone surrogate (surrogateescape), so that one URL is refused as invalid and the
+    others go through. A file that cannot be read is a usage error (exit 2), not a traceback."""
+    if path == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        try:
+            raw = Path(path).read_bytes()
+        except FileNotFoundError:
+            fail(f"--file {path}: no such file (pass a file of URLs, one per line, or '-' for stdin)", 2)
+        except IsADirectoryError:
+            fail(f"--file {path}: is a directory; pass a file of URLs, one per line", 2)
+        except OSError as exc:
+            fail(f"--file {path}: cannot read it: {exc.strerror or exc}", 2)
+    return raw.decode("utf-8-sig", "surrogateescape")  # -sig: a BOM is not part of the first URL
 
 
 @click.command()
@@ -134,7 +151,8 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
     """Fetch, clean, enrich and index exactly the URLs given.
 
     An explicit request always re-fetches and upserts (a crawl skips what it has seen). Needs running
-    workers (`newsflow up`). Exit status with --wait: 0 all indexed, 1 any dead, 2 timed out.
+    workers (`newsflow up`). Exit status with --wait: 0 all indexed, 1 any dead, 2 timed out (stderr
+    says so; under --json each row has "timed_out").
     """
     from newsflow.stores import Stores
     from workers import client
@@ -157,21 +175,56 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
         outcomes = [client.Outcome(s.url, s.article_id, "queued", None, None) for s in submitted] + rejected
         _report(outcomes, as_json)
         raise SystemExit(1 if rejected else 0)
+    if submitted:
+        _warn_if_no_workers(settings)
     with progress(len(submitted), "indexing") as update:
         outcomes = client.wait(state, submitted, timeout, update)
     outcomes += rejected
-    _report(outcomes, as_json)
+    pending = sum(o.state == "pending" for o in outcomes)
+    _report(outcomes, as_json, waited=True)
+    if pending:  # else a script sees exit 2 and a user a list of "pending" rows, and neither knows why
+        click.echo(
+            f"newsflow: timed out after {timeout:g} s: {pending} of {len(outcomes)} article(s) still in the "
+            "pipeline (follow them with `newsflow trace ID`; `newsflow status` shows the queues and workers)",
+            err=True,
+        )
     states = {o.state for o in outcomes}
     raise SystemExit(1 if "dead" in states else 2 if "pending" in states else 0)
 
 
-def _report(outcomes: list[Any], as_json: bool) -> None:
+# How long `ingest --wait` asks the workers who is online: the remote-control round `newsflow status`
+# makes, once, before a wait that would otherwise run silently into its timeout.
+WORKER_CHECK_S = 1.0
+
+
+def _warn_if_no_workers(settings: Any) -> None:
+    """Warn (stderr) when no online worker consumes one of the stage queues: the wait would only
+    time out. Never fails the command: workers that cannot be asked are not known to be missing."""
+    from newsflow.pipeline import STAGES
+    from workers.cli.ops import workers_by_queue
+
+    try:
+        online = workers_by_queue(settings, WORKER_CHECK_S)
+    except Exception:  # remote control refused or broken: say nothing rather than guess
+        return
+    idle = [s.queue for s in STAGES if not online.get(s.queue)]
+    if not idle:
+        return
+    what = "no worker is online" if not online else f"no worker consumes the {', '.join(idle)} queue(s)"
+    click.echo(f"newsflow: warning: {what}: start them (`newsflow up`), or --wait only times out", err=True)
+
+
+def _report(outcomes: list[Any], as_json: bool, waited: bool = False) -> None:
     if as_json:
-        emit_json([o.to_dict() for o in outcomes])
+        # Under --wait each row says whether the wait ran out before the article was settled.
+        rows = [{**o.to_dict(), "timed_out": o.state == "pending"} if waited else o.to_dict() for o in outcomes]
+        emit_json(rows)
         return
     for o in outcomes:
         why = f" ({o.stage}: {o.reason})" if o.reason else ""
-        click.echo(f"{o.state:8} {o.article_id or '-':32} {o.url}{why}")
+        # A URL read with an undecodable byte shows it escaped (\udcff): the line prints in any locale.
+        line = f"{o.state:8} {o.article_id or '-':32} {o.url}{why}"
+        click.echo(line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 @click.command()
