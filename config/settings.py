@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 from config.defaults import Settings
 
 ENV_PREFIX = "NEWSFLOW_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+# How a yes/no is spelled, in a setting or an API parameter (lower-cased; empty is "no").
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
 CPU_POOLS = ("solo", "prefork")
 CPU_WORKERS = ("shared", "per-stage")
+# What a Redis URL setting may be. Both reach kombu (the broker; the state URL falls back to it) and
+# redis-py (the state), which refuse anything else only when the first command connects, with a
+# traceback. The state client alone (redis-py) also takes a unix socket.
+REDIS_URL_FORMS = (
+    "redis://[[user]:password@]host[:port][/db]",
+    "rediss://... (TLS)",
+    "sentinel://[[user]:password@]host[:port][/db];sentinel://host2[:port2];...",
+)
+UNIX_URL_FORM = "unix:///path/to/redis.sock[?db=N]"
+_SCHEMES = ("redis", "rediss", "sentinel")
+SSL_CERT_REQS = ("required", "optional", "none")  # what tasks/celeryconfig.py's broker_ssl takes
 
 
 class SettingsError(ValueError):
@@ -27,9 +41,9 @@ def _parse(name: str, kind: str, raw: str) -> object:
     try:
         if kind == "bool":
             low = raw.strip().lower()
-            if low in _TRUE:
+            if low in TRUE_WORDS:
                 return True
-            if low in _FALSE:
+            if low in FALSE_WORDS:
                 return False
             raise ValueError(raw)
         if kind == "int":
@@ -55,7 +69,65 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError(f"{ENV_PREFIX}CPU_POOL={settings.cpu_pool!r}: use one of {', '.join(CPU_POOLS)}")
     if settings.cpu_workers not in CPU_WORKERS:
         raise SettingsError(f"{ENV_PREFIX}CPU_WORKERS={settings.cpu_workers!r}: use one of {', '.join(CPU_WORKERS)}")
+    _check_redis_url("redis_url", settings.redis_url)
+    if settings.state_redis_url:  # empty: the same as redis_url
+        _check_redis_url("state_redis_url", settings.state_redis_url, unix=True)
     return settings
+
+
+def _check_redis_url(name: str, url: str, unix: bool = False) -> None:
+    """SettingsError naming the variable, the problem and the accepted forms unless `url` is one."""
+    problem = _redis_url_problem(url, unix)
+    if problem:
+        forms = (*REDIS_URL_FORMS, UNIX_URL_FORM) if unix else REDIS_URL_FORMS
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={_redact(url)!r} is not a Redis URL ({problem}): "
+            f"use {', '.join(forms[:-1])} or {forms[-1]}"
+        )
+
+
+def _redis_url_problem(url: str, unix: bool) -> str:
+    """What is wrong with a Redis URL, or "" if nothing is."""
+    if not url.strip():
+        return "it is empty"
+    if url.strip().lower().startswith("sentinel://"):  # newsflow.sentinel: each `;` part names one sentinel
+        problems = [_server_url_problem(part.strip(), ("sentinel",)) for part in url.split(";") if part.strip()]
+        return next((problem for problem in problems if problem), "")
+    if ";" in url:
+        return "only sentinel:// URLs name several servers, separated by ';'"
+    return _server_url_problem(url, (*_SCHEMES, "unix") if unix else _SCHEMES)
+
+
+def _server_url_problem(url: str, schemes: tuple[str, ...]) -> str:
+    """What is wrong with the URL of one server, or "": what kombu or redis-py would trip on later."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a ValueError unless digits from 0 to 65535
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port could not be cast to integer value"
+        return "the port must be a number from 1 to 65535" if "port" in str(exc).lower() else str(exc)[:100]
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        wrong = f", not {scheme}://" if scheme else ""
+        return f"it must start with {', '.join(s + '://' for s in schemes)}{wrong}"
+    if scheme == "unix":
+        return "" if parts.path.strip("/") else "no socket path after unix://"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return "the database after the host must be a number, e.g. /0"  # not echoed: a password may be in it
+    reqs = {k.lower(): v for k, v in parse_qsl(parts.query)}.get("ssl_cert_reqs", "required")
+    if scheme == "rediss" and reqs.lower().removeprefix("cert_") not in SSL_CERT_REQS:
+        return f"ssl_cert_reqs must be {', '.join(SSL_CERT_REQS)}"
+    return ""
+
+
+def _redact(url: str) -> str:
+    """The URL with the user and password of each `;` part hidden, however malformed it is: a password
+    must not reach a terminal or a log (SECRET_FIELDS)."""
+    return ";".join(re.sub(r"^([^:/@]*://)?[^;]*@", r"\1***@", part) for part in url.split(";"))
 
 
 _current: Settings | None = None

@@ -7,10 +7,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from config.defaults import Settings
+from config.settings import SSL_CERT_REQS
 from newsflow.pipeline import CRAWL_TASK, stage, task_routes
 from newsflow.sentinel import broker_options, is_sentinel_url
 
-_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+# The values config.settings accepts for ssl_cert_reqs, in its order.
+_CERT_REQS = dict(zip(SSL_CERT_REQS, (ssl.CERT_REQUIRED, ssl.CERT_OPTIONAL, ssl.CERT_NONE), strict=True))
 _SSL_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 

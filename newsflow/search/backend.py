@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from config.settings import TRUE_WORDS
+
 SORTS = ("relevance", "date", "date_asc", "updated")
 MAX_LIMIT = 1000  # hits per page at most (the API narrows it: setting api_max_limit)
 MAX_PAGE = 10_000  # the API narrows it too
-_TRUE = ("1", "true", "yes", "on")
 
 
 class SchemaMismatch(RuntimeError):
@@ -159,7 +160,7 @@ def _value(p: Param, value: Any, hi: int) -> Any:
     if p.kind == "enum" and raw not in p.choices:
         raise ParamError(p.name, f"{p.name} must be one of {', '.join(p.choices)}, got {raw[:40]!r}")
     if p.kind == "bool":
-        return raw.lower() in _TRUE
+        return raw.lower() in TRUE_WORDS
     return raw
 
 

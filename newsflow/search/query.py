@@ -344,29 +344,53 @@ def _period(text: str) -> tuple[datetime, datetime]:
     return dt, dt + timedelta(microseconds=1)
 
 
+_DATE_FORMS = "YYYY, YYYY-MM, YYYY-MM-DD or an ISO time"
+
+
+def _range_forms(name: str) -> str:
+    """The forms a date field accepts, for its error messages."""
+    if name in ("since", "until"):
+        return f"{name}:2024-01-01 ({_DATE_FORMS})"
+    return (
+        f"{name}:2024-05, {name}:2024-01-01..2024-03-31, {name}:2024.. (from), {name}:..2024 (until)"
+        f" or {name}:>=2024-01 ({_DATE_FORMS})"
+    )
+
+
 def date_range(name: str, value: str, q: str = "", col: int | None = None) -> DateRange:
-    """published:2024-05, published:2024-01-01..2024-03-31, published:>=2024-01, since:/until:X."""
+    """published:2024-05, published:2024-01-01..2024-03-31, published:>=2024-01, since:/until:X.
+
+    The range has at least one bound and, with both, starts before it ends: the index cannot
+    search an unbounded range, and an empty one is a typing mistake (dates swapped), not a filter."""
     try:
-        if name == "since":
-            return DateRange(period(value)[0], None)
-        if name == "until":
-            return DateRange(None, period(value)[1])
-        if ".." in value:
-            lo, hi = value.split("..", 1)
-            return DateRange(period(lo)[0] if lo else None, period(hi)[1] if hi else None)
-        for op in (">=", "<=", ">", "<"):
-            if value.startswith(op):
-                start, end = period(value[len(op) :])
-                return {
-                    ">=": DateRange(start, None), ">": DateRange(end, None),
-                    "<=": DateRange(None, end), "<": DateRange(None, start),
-                }[op]  # fmt: skip
-        return DateRange(*period(value))
+        rng = _date_range(name, value)
     except DateOutOfRange as exc:
         raise QueryError(f"date {_show(value)} in {name}: is out of range: {exc}", q, col) from None
     except ValueError:
+        raise QueryError(f"bad date {_show(value)} in {name}: — use {_range_forms(name)}", q, col) from None
+    if rng.start is None and rng.end is None:
+        raise QueryError(f"{name}:{value} needs a date on at least one side of '..' — use {_range_forms(name)}", q, col)
+    if rng.start is not None and rng.end is not None and rng.start >= rng.end:
         raise QueryError(
-            f"bad date {_show(value)} in {name}: — use YYYY, YYYY-MM, YYYY-MM-DD or a range like 2024-01-01..2024-03-31",  # noqa: E501
-            q,
-            col,
-        ) from None
+            f"the range {_show(value)} in {name}: ends before it starts — put the earlier date first", q, col
+        )
+    return rng
+
+
+def _date_range(name: str, value: str) -> DateRange:
+    """The range `value` means in field `name`, unchecked; ValueError (DateOutOfRange) if a date is bad."""
+    if name == "since":
+        return DateRange(period(value)[0], None)
+    if name == "until":
+        return DateRange(None, period(value)[1])
+    if ".." in value:
+        lo, hi = value.split("..", 1)
+        return DateRange(period(lo)[0] if lo else None, period(hi)[1] if hi else None)
+    for op in (">=", "<=", ">", "<"):
+        if value.startswith(op):
+            start, end = period(value[len(op) :])
+            return {
+                ">=": DateRange(start, None), ">": DateRange(end, None),
+                "<=": DateRange(None, end), "<": DateRange(None, start),
+            }[op]  # fmt: skip
+    return DateRange(*period(value))
