@@ -230,3 +230,20 @@ def test_extract_empty_file_prints_no_none(tmp_path: Path) -> None:
     assert "None" not in proc.stdout and "(no title)" in proc.stdout
     row = json.loads(run_cli("extract", str(empty), "--jsonl", env=DEAD_REDIS).stdout)
     assert row["title"] is None
+
+
+def test_a_second_up_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    """Two `newsflow up` on one data dir would run two index writers on one index."""
+    import os
+
+    from workers.cli.pipeline import hold_data_dir
+
+    fd = hold_data_dir(tmp_path)  # what the first `up` holds while it runs
+    try:
+        proc = run_cli("up", env={"NEWSFLOW_DATA_DIR": str(tmp_path)}, timeout=60)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 1, proc.stderr
+    assert f"another `newsflow up` (pid {os.getpid()}) runs on the data dir" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.glob("redis*"))  # refused before starting anything

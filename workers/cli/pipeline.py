@@ -64,6 +64,7 @@ def up(concurrency: int | None) -> None:
 
     settings = settings_or_exit()
     configure(settings.log_level)
+    held = hold_data_dir(Path(settings.data_dir))  # noqa: F841 - held until this process exits
     if redis_answers(settings.state_url):  # else `up` starts one: its workers check at start
         require_current_ids(settings)
     deployment = Deployment(settings, default_layout(settings, concurrency))
@@ -88,6 +89,33 @@ def up(concurrency: int | None) -> None:
     click.echo("newsflow: stopping (running tasks finish, unacked messages return to their queues)", err=True)
     deployment.stop()
     raise SystemExit(0)
+
+
+def hold_data_dir(data_dir: Path) -> int:
+    """Lock `data_dir` for this `newsflow up` (an open file descriptor whose flock the kernel drops
+    when the process ends, however it ends), or exit: a second `up` on the same data dir would start a
+    second index writer on the same index, whose messages could only retry `index_unavailable`."""
+    import fcntl
+    import os
+
+    run_dir = data_dir / "run"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / "up.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        fail(f"cannot use the data dir {data_dir} ({exc.strerror}): set NEWSFLOW_DATA_DIR to a writable directory")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        fail(
+            f"another `newsflow up` (pid {other}) runs on the data dir {data_dir}: stop it first, "
+            "or give this one a data dir of its own (NEWSFLOW_DATA_DIR) and its own index"
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
