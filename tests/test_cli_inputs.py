@@ -247,3 +247,15 @@ def test_a_second_up_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> No
     assert f"another `newsflow up` (pid {os.getpid()}) runs on the data dir" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not any(tmp_path.glob("redis*"))  # refused before starting anything
+
+
+@pytest.mark.integration
+def test_backfill_of_files_that_are_not_warc_says_so(redis_url: str, tmp_path: Path) -> None:
+    junk = tmp_path / "notes.warc.gz"
+    junk.write_bytes(b"this is not a WARC file at all\r\n" * 10)
+    proc = run_cli("backfill", str(junk), "--json", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"{junk}: no readable WARC record (is it a WARC file?)" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["unreadable_files"] == [str(junk)] and report["sent"] == 0

@@ -347,7 +347,8 @@ def backfill(files: tuple[str, ...], url_filter: str | None, since: str | None, 
     would get, noindex pages are honoured, taken-down articles stay down. Files are streamed
     (memory does not grow with their size) with the crawl's backpressure. Every other record is
     counted by reason (revisit, not_200, not_html, truncated, malformed, ...).
-    Exit status: 0 done; 1 some page dead; 2 timed out or the clean queue stayed full; 3 Redis unreachable.
+    Exit status: 0 done; 1 some page dead; 2 timed out, the clean queue stayed full, or no file held a
+    readable WARC record; 3 Redis unreachable.
     """
     from newsflow.archive.backfill import read_pages
     from newsflow.archive.feed import Backpressure
@@ -370,16 +371,18 @@ def backfill(files: tuple[str, ...], url_filter: str | None, since: str | None, 
     bot = bot_token(settings.user_agent) if settings.polite_obey_noindex else None
     total = sum(Path(f).stat().st_size for f in files)
     code, started, pages = 0, time.monotonic(), 0
+    unreadable: list[str] = []
     try:
         with click.progressbar(length=total, label="backfill", file=sys.stderr, show_pos=True) as bar:
             for path in files:
-                moved = [0]
+                moved, before = [0], Counter(counts)
 
                 def on_bytes(pos: int, moved: list[int] = moved) -> None:
                     if pos > moved[0]:
                         bar.update(pos - moved[0])
                         moved[0] = pos
 
+                pages_before = pages
                 for page in read_pages(path, counts, max_bytes=settings.fetch_max_bytes, url_filter=pattern,
                                        since=when, noindex_bot=bot, on_bytes=on_bytes):  # fmt: skip
                     pages += 1
@@ -388,6 +391,10 @@ def backfill(files: tuple[str, ...], url_filter: str | None, since: str | None, 
                         continue
                     seen.add(page.article_id)
                     feeder.feed(Message.new(page.url, page.article_id), page.page, page.capture.to_dict())
+                if pages == pages_before and set((counts - before).keys()) <= {"malformed"}:
+                    # Nothing but unreadable records: not a WARC file (or a damaged one), say so.
+                    unreadable.append(path)
+                    click.echo(f"newsflow: warning: {path}: no readable WARC record (is it a WARC file?)", err=True)
             feeder.flush()
     except Backpressure as exc:
         click.echo(f"newsflow: stopped sending: {exc}", err=True)
@@ -404,6 +411,10 @@ def backfill(files: tuple[str, ...], url_filter: str | None, since: str | None, 
         "pages_per_s": round(pages / elapsed, 1) if elapsed > 0 else None,
         "backpressure_waited_s": round(feeder.waited_s, 2),
     }
+    if unreadable:
+        out["unreadable_files"] = unreadable
+        if len(unreadable) == len(files):
+            code = max(code, 2)
     submitted = [client.Submitted(url, aid, at) for url, aid, at in feeder.sent_items]
     if wait and submitted:
         code = max(code, _wait(stores, submitted, timeout, out))
