@@ -40,6 +40,8 @@ from newsflow.pipeline import STATES, TERMINAL_STATES, beyond
 from newsflow.queues import Room, room_of
 
 TRACE_LEN = 50
+# Retries kept per article for `newsflow trace` (newest), apart from the trace of its transitions.
+RETRIES_LEN = 20
 STATS_TTL_S = 2 * 24 * 3600
 MINUTE_STATS_TTL_S = 2 * 3600
 # States counted per source: what came in, and how it ended.
@@ -400,6 +402,32 @@ class State:
                 continue
             out.append(_entry(a, raw))
         return out
+
+    def note_retry(
+        self, article_id: str, stage: str, reason: str, detail: str, attempt: int, countdown_s: float, worker: str = ""
+    ) -> None:
+        """One retry of a stage, for `newsflow trace`: kept apart from the trace (a retry is no
+        transition, and readers of the trace take its entries for states)."""
+        key = self._key("retries", article_id)
+        event = {
+            "t": round(time.time(), 3),
+            "stage": stage,
+            "reason": reason,
+            "detail": detail[:300],
+            "attempt": attempt,
+            "countdown_s": round(countdown_s, 2),
+            "worker": worker,
+        }
+        pipe = self.pipeline()
+        pipe.lpush(key, json.dumps(event))
+        pipe.ltrim(key, 0, RETRIES_LEN - 1)
+        pipe.expire(key, self.s.ledger_ttl_s)
+        pipe.execute()
+
+    def retries(self, article_id: str) -> list[dict[str, Any]]:
+        """The article's retries noted by `note_retry`, oldest first."""
+        raw: list[bytes] = self._r.lrange(self._key("retries", article_id), 0, -1)  # type: ignore[assignment]
+        return [json.loads(x) for x in reversed(raw)]
 
     def trace(self, article_id: str) -> list[dict[str, Any]]:
         raw: list[bytes] = self._r.lrange(self._key("trace", article_id), 0, -1)  # type: ignore[assignment]

@@ -37,6 +37,7 @@ class MemoryState:
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
     transitions: list[tuple[str, str, str, str]] = field(default_factory=list)  # (id, state, stage, reason)
+    retry_notes: list[tuple[str, str, str, int]] = field(default_factory=list)  # (id, stage, reason, attempt)
     sources: dict[str, int] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     down: bool = False  # True: every call raises redis.ConnectionError, as with Redis away
@@ -149,6 +150,12 @@ class MemoryState:
     def ledger(self, article_id: str) -> LedgerEntry | None:
         self._check()
         return self.entries.get(article_id)
+
+    def note_retry(
+        self, article_id: str, stage: str, reason: str, detail: str, attempt: int, countdown_s: float, worker: str = ""
+    ) -> None:
+        self._check()
+        self.retry_notes.append((article_id, stage, reason, attempt))
 
     def ledgers(self, article_ids: Iterable[str]) -> list[LedgerEntry | None]:
         return [self.ledger(a) for a in article_ids]

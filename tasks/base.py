@@ -184,6 +184,7 @@ def _transient(
         return outcome
     countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
     metrics.count_retried(ctx.stores.counters, ctx.settings.key_prefix, ctx.stage.name, exc.reason)
+    _note_retry(ctx, payload, exc, attempt + 1, countdown)
     bound.info(
         "stage_done",
         outcome="retry",
@@ -193,6 +194,18 @@ def _transient(
         duration_ms=_ms(started),
     )
     outbox.retry(payload, countdown)
+
+
+def _note_retry(ctx: StageContext, payload: Any, exc: TransientError, attempt: int, countdown: float) -> None:
+    """The retry, for `newsflow trace` (State.note_retry). Only a parsed article's; and a Redis that
+    cannot take the note (the reason of many a retry) costs the note, never the retry."""
+    aid = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(aid, str) or exc.reason in ("redis_unavailable", "redis_full"):
+        return
+    try:
+        ctx.state.note_retry(aid, ctx.stage.name, exc.reason, exc.detail, attempt, countdown, ctx.worker)
+    except redis.RedisError as err:
+        log.warning("retry_not_noted", article_id=aid, error=str(err)[:200])
 
 
 def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: int, outbox: Outbox) -> str:

@@ -259,3 +259,24 @@ def test_backfill_of_files_that_are_not_warc_says_so(redis_url: str, tmp_path: P
     assert f"{junk}: no readable WARC record (is it a WARC file?)" in proc.stderr
     report = json.loads(proc.stdout)
     assert report["unreadable_files"] == [str(junk)] and report["sent"] == 0
+
+
+@pytest.mark.integration
+def test_trace_shows_the_retries_of_an_article(redis_url: str) -> None:
+    """A retry is no transition: State keeps it apart from the trace, and `newsflow trace` shows it
+    among the transitions, by time (a 429 or a timeout no longer hides behind "discovered")."""
+    from newsflow.state import State
+    from newsflow.urls import article_id
+
+    url = f"https://retries.example/{time.time_ns()}"
+    aid = article_id(url)
+    state = State.from_settings(suite_settings())
+    state.record(aid, url, "discovered", "submit")
+    state.note_retry(aid, "fetch", "http_429", "HTTP 429 Too Many Requests", 1, 7.5, "fetch-1@host")
+    assert [e["state"] for e in state.trace(aid)] == ["discovered"]  # the trace keeps transitions only
+    proc = run_cli("trace", aid)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if " retry " in line)
+    assert "fetch" in row and "http_429 attempt 1, again in 7.5 s: HTTP 429 Too Many Requests" in row
+    report = json.loads(run_cli("trace", aid, "--json").stdout)
+    assert [(r["stage"], r["reason"], r["attempt"]) for r in report["retries"]] == [("fetch", "http_429", 1)]

@@ -80,6 +80,24 @@ def test_a_transient_error_retries_with_capped_backoff() -> None:
     assert caught.value.payload["id"] == "a" * 32
 
 
+def test_a_retry_is_noted_for_trace_and_a_failing_note_costs_only_the_note() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise TransientError("http_429", "slow down")
+
+    stores = MemoryStores(settings=SETTINGS, state=MemoryState(settings=SETTINGS))
+    with pytest.raises(Retried):
+        _run("fetch", fail, attempt=1, stores=stores)
+    assert stores.state.retry_notes == [("a" * 32, "fetch", "http_429", 2)]  # the second start's failure
+
+    class Refusing(MemoryState):
+        def note_retry(self, *args: Any, **kwargs: Any) -> None:
+            raise redis.exceptions.OutOfMemoryError("full")
+
+    refusing = MemoryStores(settings=SETTINGS, state=Refusing(settings=SETTINGS))
+    with pytest.raises(Retried):  # the retry still goes out
+        _run("fetch", fail, stores=refusing)
+
+
 def test_retry_after_from_the_server_sets_the_countdown() -> None:
     def fail(ctx: Any, m: Message) -> None:
         raise TransientError("http_429", "slow down", retry_after_s=7)

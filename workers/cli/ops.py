@@ -242,6 +242,7 @@ def collect_trace(settings: Settings, aid: str) -> dict[str, Any]:
         "article_id": aid,
         "ledger": entry.to_dict() if entry else None,
         "events": state.trace(aid),
+        "retries": state.retries(aid),
         "dead_letter": None,
         "waiting_in": None,
     }
@@ -269,7 +270,9 @@ def print_trace(tr: dict[str, Any], given_url: str | None) -> None:
     why = f" ({led['reason']})" if led["reason"] else ""
     echo(f"now: {led['state']} at {led['stage']}{why}, {_age(time.time() - led['updated_at'])} ago\n")
     echo(f"{'TIME (UTC)':23}  {'STATE':10} {'STAGE':8} {'WORKER':28} REASON / DETAIL")
-    for ev in tr["events"]:
+    # Retries are no transitions; they are shown among them, by time, as "retry".
+    retries = [{**r, "state": "retry", "detail": _retry_detail(r)} for r in tr.get("retries") or []]
+    for ev in sorted([*tr["events"], *retries], key=lambda e: float(e["t"])):
         note = " ".join(x for x in (ev.get("reason") or "", ev.get("detail") or "") if x)
         echo(f"{_iso(ev['t']):23}  {ev['state']:10} {ev['stage']:8} {(ev.get('worker') or '-')[:28]:28} {note}")
     if tr["dead_letter"]:
@@ -286,9 +289,15 @@ def print_trace(tr: dict[str, Any], given_url: str | None) -> None:
         echo("if that queue has no worker online, `newsflow status` shows it (WORKERS: NONE ONLINE)")
 
 
+def _retry_detail(r: dict[str, Any]) -> str:
+    return f"attempt {r.get('attempt')}, again in {r.get('countdown_s')} s: {r.get('detail') or ''}".rstrip(": ")
+
+
 @click.command()
 @click.argument("url_or_id")
-@click.option("--json", "as_json", is_flag=True, help="Print {article_id, ledger, events, dead_letter, waiting_in}.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {article_id, ledger, events, retries, dead_letter, waiting_in}."
+)
 def trace(url_or_id: str, as_json: bool) -> None:
     """The path of one article through the stages: when, which state, which worker, and why.
 
