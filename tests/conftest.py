@@ -17,7 +17,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required service missing under CI: {reason}")
     pytest.skip(reason)
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> bool:
+    """Whether `check()` came true within `timeout_s` (asked every `every_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every_s)
+    return False
 
 
 def start_private_redis(port: int, data_dir: Path) -> Any:

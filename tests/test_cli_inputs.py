@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from newsflow.pipeline import LAST, Message
-from tests.conftest import ROOT, TEST_ENV, run_cli, suite_settings
+from tests.conftest import ROOT, TEST_ENV, run_cli, suite_settings, wait_for
 from workers.cli.common import json_line
 from workers.runtime import free_port
 
@@ -36,15 +36,6 @@ def cli_bytes(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None)
     """The CLI's raw output, undecoded: what a script reading it gets."""
     return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=ROOT, input=stdin, capture_output=True,
                           env={**os.environ, **TEST_ENV, **(env or {})}, timeout=120)  # fmt: skip
-
-
-def _wait_for(check: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 # --- 1. purge --site: an empty or odd host is a usage error, found before anything is touched --------
@@ -86,7 +77,7 @@ def test_site_purge_removes_the_articles_while_the_index_worker_runs(deployment:
         entry = state.ledger(aid)
         return (entry.state, entry.reason) if entry else None
 
-    assert _wait_for(lambda: all(ledger_state(m.id) == ("indexed", "") for m in msgs), 60)
+    assert wait_for(lambda: all(ledger_state(m.id) == ("indexed", "") for m in msgs), 60)
     try:
         proc = run_cli("purge", "--site", site.upper(), unknown, "--json")
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -94,11 +85,11 @@ def test_site_purge_removes_the_articles_while_the_index_worker_runs(deployment:
         assert out["mode"] == "queued" and out["sites"] == [site]
         assert set(out["purged"]) == {m.id for m in msgs} | {unknown}
         # The worker deletes them and records them dead `purged`: no `bad_payload` for a missing URL.
-        assert _wait_for(lambda: all(ledger_state(m.id) == ("dead", "purged") for m in msgs), 60), [
+        assert wait_for(lambda: all(ledger_state(m.id) == ("dead", "purged") for m in msgs), 60), [
             ledger_state(m.id) for m in msgs
         ]
         index = open_index(settings, create=False)
-        assert _wait_for(lambda: all(index.get(m.id) is None for m in msgs), 30)
+        assert wait_for(lambda: all(index.get(m.id) is None for m in msgs), 30)
         assert index.ids_matching("", site=site) == []
         for aid in [m.id for m in msgs] + [unknown]:
             assert state.dead_letter_record(aid) is None, state.dead_letter_record(aid)
@@ -215,7 +206,7 @@ def test_deadletters_replay_unknown_id_fails_and_dry_run_says_would(redis_url: s
 
 # --- 8. search --page: no deeper than the HTTP API ---------------------------------------------------
 def test_search_page_is_bounded_like_the_api() -> None:
-    from workers.api import MAX_PAGE
+    from newsflow.search.backend import MAX_PAGE
 
     line = one_error(run_cli("search", "x", "--page", str(MAX_PAGE + 1), env=DEAD_REDIS))
     assert f"between 1 and {MAX_PAGE}" in line

@@ -19,6 +19,7 @@ from newsflow.batcher import Item
 from newsflow.errors import PermanentError, TransientError
 from newsflow.pipeline import LAST, Message
 from newsflow.testing import MemoryState, MemoryStores
+from tests.conftest import wait_for
 
 SETTINGS = Settings()
 
@@ -162,15 +163,6 @@ def _doc(msg: Message, title: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _wait_for(check: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.integration
 def test_real_index_worker_commits_batches_and_settles_each_message(deployment: Any) -> None:
     from newsflow.dispatch import send
@@ -196,18 +188,18 @@ def test_real_index_worker_commits_batches_and_settles_each_message(deployment: 
         entry = state.ledger(m.id)
         return entry.state if entry else None
 
-    assert _wait_for(lambda: all(state_of(m) == "indexed" for m in msgs[:-1]), 60), [state_of(m) for m in msgs]
-    assert _wait_for(lambda: state_of(later) == "indexed", 60)
+    assert wait_for(lambda: all(state_of(m) == "indexed" for m in msgs[:-1]), 60), [state_of(m) for m in msgs]
+    assert wait_for(lambda: state_of(later) == "indexed", 60)
     indexed_at = next(e["t"] for e in reversed(state.trace(later.id)) if e["state"] == "indexed")
     assert indexed_at >= sent_at + 1.5  # not before its countdown
-    assert _wait_for(lambda: any(d["reason"] == "bad_payload" for d in state.dead_letters(50)), 30)
+    assert wait_for(lambda: any(d["reason"] == "bad_payload" for d in state.dead_letters(50)), 30)
     # Every message was acked: nothing is left in the queue or in the broker's unacked set.
     raw = state._r  # the test's own look at the broker's bookkeeping (same Redis)
 
     def index_unacked() -> int:
         return sum(1 for v in raw.hvals("unacked") if json.loads(v)[-1] == LAST.queue)
 
-    assert _wait_for(lambda: raw.llen(LAST.queue) == 0 and index_unacked() == 0, 30)
+    assert wait_for(lambda: raw.llen(LAST.queue) == 0 and index_unacked() == 0, 30)
 
 
 class Dispatcher:

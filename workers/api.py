@@ -9,9 +9,8 @@ The server faces the internet, so everything a client controls is bounded (`Limi
   - the API is GET-only: a request announcing a body (Content-Length > 0, Transfer-Encoding) gets
     413 and `Connection: close`, and its body is never read, so it can never be taken for a second
     request (no desync behind a proxy); h11 frames every request by the HTTP/1.1 rules;
-  - every query parameter is checked (bool and enum ones of every endpoint by `_query`, the rest by
-    `SearchRequest.from_params` and the query parser's limits): a bad value is a 400 that says what
-    and where, never a 500.
+  - every query parameter is checked (`SearchRequest.from_params`, the query parser's limits): a bad
+    value is a 400 that says what and where, never a 500.
 
 Routes: GET / (web page), /static/*, /health, /openapi.json, /search, /articles/{id}, /articles?url=.
 /search and /articles need `Authorization: Bearer <api_token>` when the setting is non-empty.
@@ -49,7 +48,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from config.defaults import Settings
-from config.settings import FALSE_WORDS, TRUE_WORDS
 from newsflow.search import (
     IndexBackend,
     NoIndex,
@@ -59,7 +57,7 @@ from newsflow.search import (
     SearchRequest,
     open_index,
 )
-from newsflow.search.backend import SEARCH_PARAMS, Param
+from newsflow.search.backend import MAX_PAGE, SEARCH_PARAMS, Param
 from newsflow.search.engine import FACETS
 from newsflow.search.query import HELP
 from newsflow.search.service import HIT_FIELDS, result_dict
@@ -68,15 +66,11 @@ from newsflow.urls import looks_like_article_id, normalize_url
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
 MAX_CLIENTS = 10_000  # rate-limit buckets kept; the least recently seen are forgotten beyond this
-MAX_PAGE = 1000  # deeper pages are refused, here and by `newsflow search` (workers/cli/query.py)
 MAX_QUERY_FIELDS = 200  # name=value pairs in one query string
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 JSON_TYPE = "application/json; charset=utf-8"
 EXEMPT = ("/", "/index.html", "/health", "/openapi.json")  # and /static/*: no rate limit, no token
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
-# A bool parameter's values (any case). SearchRequest.from_params reads anything but the first four
-# as false, so a typo (`facets=ture`, `updated=maybe`) would quietly mean "no": the API refuses what
-# is neither, as the query's `updated:` does. Empty (`facets=`) is the default, as for every parameter.
 
 
 @dataclass(frozen=True)
@@ -253,7 +247,7 @@ class Api:
                errors=(400, 401, 429, 503))  # fmt: skip
     def search(self, request: Request) -> Response:
         self.auth(request)
-        params = _query(request, SEARCH_PARAMS)
+        params = _query(request)
         try:
             req = SearchRequest.from_params(params, self.settings.api_max_limit, MAX_PAGE)
         except ParamError as exc:
@@ -273,7 +267,7 @@ class Api:
                errors=(400, 401, 404, 429, 503))  # fmt: skip
     def article_by_url(self, request: Request) -> Response:
         self.auth(request)
-        values = _query(request, (URL_PARAM,)).get("url") or [""]
+        values = _query(request).get("url") or [""]
         return self._lookup(values[-1])
 
     def _lookup(self, key: str) -> Response:
@@ -293,28 +287,12 @@ class Api:
         return _send_json(200, doc)
 
 
-def _query(request: Request, declared: Sequence[Param]) -> dict[str, list[str]]:
-    """The query string's parameters, with the bool and enum ones among `declared` (the endpoint's,
-    as its OpenAPI operation lists them) checked: every value, as a repeated one may be taken."""
+def _query(request: Request) -> dict[str, list[str]]:
     try:
-        params = parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True,
-                          max_num_fields=MAX_QUERY_FIELDS)  # fmt: skip
+        return parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True,
+                        max_num_fields=MAX_QUERY_FIELDS)  # fmt: skip
     except ValueError:
         raise ApiError(400, "bad_parameter", f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
-    for p in declared:
-        for value in params.get(p.name, ()):
-            _check_choice(p, value)
-    return params
-
-
-def _check_choice(p: Param, value: str) -> None:
-    """ApiError 400 unless `value` is one the bool or enum parameter `p` takes (other kinds pass)."""
-    if p.kind == "bool" and value.lower() not in (*TRUE_WORDS, *FALSE_WORDS):
-        raise ApiError(400, "bad_parameter", f"{p.name} must be true or false (or 1/0, yes/no, on/off), "
-                       f"got {value[:40]!r}", parameter=p.name)  # fmt: skip
-    if p.kind == "enum" and value not in p.choices:
-        raise ApiError(400, "bad_parameter", f"{p.name} must be one of {', '.join(p.choices)}, got {value[:40]!r}",
-                       parameter=p.name)  # fmt: skip
 
 
 class Guard:

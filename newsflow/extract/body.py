@@ -275,7 +275,7 @@ def find_declared_standfirst(tree: HtmlElement) -> str | None:
     for el in _ITEMPROP_ELEMENTS(tree):
         if "description" not in el.get("itemprop", "").split() or el.tag in ("meta", "link"):
             continue
-        if not _describes_article(el) or _block_of_element(el) is None:
+        if not _describes_article(el) or not _shown_as_text(el):
             continue
         text = block_text(el)
         if STANDFIRST_MIN_CHARS <= len(text) <= DECLARED_STANDFIRST_MAX_CHARS:
@@ -293,11 +293,9 @@ def _describes_article(el: _Element) -> bool:
     return False
 
 
-def _block_of_element(el: _Element) -> _Element | None:
-    """`el` when it is shown as text (not inside a link, a script or a form field)."""
-    if el.tag in _NOT_TEXT or any(a.tag in _NOT_STANDFIRST for a in el.iterancestors()):
-        return None
-    return el
+def _shown_as_text(el: _Element) -> bool:
+    """`el` is shown as text: not code or a form field, nor inside a link, the footer or navigation."""
+    return el.tag not in _NOT_TEXT and not any(a.tag in _NOT_STANDFIRST for a in el.iterancestors())
 
 
 _TEXT_CONTAINING = XPath(".//text()[contains(., $prefix)]")

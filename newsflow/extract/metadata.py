@@ -122,8 +122,7 @@ def extract_metadata(tree: HtmlElement, url: str | None, hints: Mapping[str, Any
     _pick(result, "published", _date_candidates(facts, hints), parse_date)
     _pick(result, "language", _language_candidates(facts, hints), _clean_language)
     _pick(result, "canonical_url", _canonical_candidates(facts), lambda v: _clean_url(v, url))
-    _pick(result, "description", _description_candidates(facts), _clean_text)
-    result.descriptions = _distinct_descriptions(facts, result.description)
+    _pick_descriptions(result, facts)
     _bound_fields(result)
     return result
 
@@ -152,13 +151,18 @@ def bounded(text: str, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-def _distinct_descriptions(facts: PageFacts, winner: str | None) -> tuple[str, ...]:
-    found: dict[str, str] = {fold(winner): winner} if winner else {}
-    for _, raw in _description_candidates(facts):
+def _pick_descriptions(result: Metadata, facts: PageFacts) -> None:
+    """The description (the first the page declares, as `_pick` takes it) and every distinct one,
+    the winner first, in one pass over the candidates."""
+    found: dict[str, str] = {}
+    for source, raw in _description_candidates(facts):
         text = _clean_text(raw) if raw else None
-        if text:
-            found.setdefault(fold(text), text)
-    return tuple(found.values())
+        if not text:
+            continue
+        if not found:
+            result.description, result.provenance["description"] = text, source
+        found.setdefault(fold(text), text)
+    result.descriptions = tuple(found.values())
 
 
 def _pick(

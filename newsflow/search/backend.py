@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from config.settings import TRUE_WORDS
+from config.settings import FALSE_WORDS, TRUE_WORDS
 
 SORTS = ("relevance", "date", "date_asc", "updated")
 MAX_LIMIT = 1000  # hits per page at most (the API narrows it: setting api_max_limit)
-MAX_PAGE = 10_000  # the API narrows it too
+MAX_PAGE = 1000  # the deepest page, for the HTTP API and `newsflow search` alike
 
 
 class SchemaMismatch(RuntimeError):
@@ -146,6 +146,8 @@ def _value(p: Param, value: Any, hi: int) -> Any:
             raise ParamError(p.name, f"{p.name} is repeated too often: at most {MAX_VALUES} values")
         return [_text(p.name, v) for v in values]
     if isinstance(value, list | tuple):
+        for each in value[:-1]:  # a repeated choice: every value is checked, the last is taken
+            _checked_choice(p, _text(p.name, each))
         value = value[-1] if value else None
     default = "" if p.default is None else str(p.default)
     raw = default if value is None else _text(p.name, value)
@@ -157,11 +159,21 @@ def _value(p: Param, value: Any, hi: int) -> Any:
         if not 1 <= number <= hi:
             raise ParamError(p.name, f"{p.name} must be between 1 and {hi}, got {number}")
         return number
-    if p.kind == "enum" and raw not in p.choices:
-        raise ParamError(p.name, f"{p.name} must be one of {', '.join(p.choices)}, got {raw[:40]!r}")
+    _checked_choice(p, raw)
     if p.kind == "bool":
         return raw.lower() in TRUE_WORDS
     return raw
+
+
+def _checked_choice(p: Param, raw: str) -> None:
+    """ParamError unless `raw` is a value the bool or enum parameter `p` takes (other kinds pass).
+    A bool is spelled as a setting is (any case; empty is the default): anything else, a typo like
+    `facets=ture` or `updated=maybe`, would quietly mean "no", so it is refused, as the query's
+    `updated:` refuses it."""
+    if p.kind == "bool" and raw.lower() not in (*TRUE_WORDS, *FALSE_WORDS):
+        raise ParamError(p.name, f"{p.name} must be true or false (or 1/0, yes/no, on/off), got {raw[:40]!r}")
+    if p.kind == "enum" and raw not in p.choices:
+        raise ParamError(p.name, f"{p.name} must be one of {', '.join(p.choices)}, got {raw[:40]!r}")
 
 
 @dataclass(frozen=True)

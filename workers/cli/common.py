@@ -6,7 +6,6 @@ import json
 import re
 import sys
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -37,14 +36,10 @@ def require_current_ids(settings: Settings) -> None:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    if ";" in url:  # sentinel://a;sentinel://b: each part may carry a password
-        return ";".join(redact_url(part) for part in url.split(";"))
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without its password, for messages and logs (each part of a sentinel URL)."""
+    from newsflow.sentinel import redact
+
+    return redact(url)
 
 
 # A lone surrogate: what Python makes of an undecodable byte (surrogateescape, e.g. a URL read from

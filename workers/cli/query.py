@@ -8,8 +8,7 @@ import click
 
 from config.defaults import Settings
 from newsflow.search import SORTS, IndexBackend, ParamError, SearchRequest
-from newsflow.search.backend import MAX_LIMIT
-from workers.api import MAX_PAGE as API_MAX_PAGE
+from newsflow.search.backend import MAX_LIMIT, MAX_PAGE
 from workers.cli.common import emit_json, fail, settings_or_exit
 
 SHOW_FIELDS = (
@@ -94,7 +93,7 @@ def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
 @click.command(help=QUERY_HELP)
 @click.argument("q", metavar="QUERY")
 @click.option("--limit", "-n", type=int, default=10, show_default=True, help=f"Hits per page (at most {MAX_LIMIT}).")
-@click.option("--page", "-p", type=int, default=1, show_default=True, help=f"At most {API_MAX_PAGE}, as the HTTP API.")
+@click.option("--page", "-p", type=int, default=1, show_default=True, help=f"At most {MAX_PAGE}, as the HTTP API.")
 @click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True, help="date = newest first.")
 @click.option("--since", metavar="DATE", help="Published on or after (YYYY, YYYY-MM, YYYY-MM-DD or ISO time).")
 @click.option("--until", metavar="DATE", help="Published on or before (a date includes its whole day/month).")
@@ -108,9 +107,7 @@ def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"total": n, "hits": [...], ...} to stdout.')
 def search(as_json: bool, **params: Any) -> None:
     try:
-        # Pages as deep as the HTTP API serves, no deeper: a script moving between the two must
-        # not find that one refuses what the other answered.
-        req = SearchRequest.from_params(params, max_page=API_MAX_PAGE)
+        req = SearchRequest.from_params(params)
     except ParamError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.name}") from None
     run_search(settings_or_exit(), req, as_json)
