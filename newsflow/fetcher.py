@@ -555,27 +555,98 @@ def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     text = _attempt(body, "utf-8")
     if text is not None:
         return text, "utf-8"
+    text = _mostly_utf8(body)
+    if text is not None:
+        return text, "utf-8"
     guess = _detect(body)
     if guess is not None:
         return body.decode(guess, errors="replace"), guess
     return body.decode("utf-8", errors="replace"), "utf-8"
 
 
+# The legacy encoding a browser falls back to for a page in a language (the HTML standard's
+# "suggested default encoding" by locale); windows-1252 for every language not listed.
+_LEGACY_BY_LANGUAGE = {
+    **dict.fromkeys(("ar", "fa", "ur"), "cp1256"),
+    **dict.fromkeys(("ba", "be", "bg", "kk", "ky", "mk", "ru", "sr", "tg", "tt", "uk"), "cp1251"),
+    **dict.fromkeys(("bs", "cs", "hr", "hu", "pl", "ro", "sk", "sl"), "cp1250"),
+    **dict.fromkeys(("et", "lt", "lv"), "cp1257"),
+    **dict.fromkeys(("az", "ku", "tr"), "cp1254"),
+    "el": "cp1253",
+    "he": "cp1255",
+    "ja": "shift_jis",
+    "ko": "euc_kr",
+    "th": "cp874",
+    "vi": "cp1258",
+    "zh-cn": "gb18030",
+    "zh-tw": "big5",
+    "zh-hk": "big5",
+}
+_HTML_LANG = re.compile(rb"<html\b[^>]*?\blang\s*=\s*[\"']?([a-zA-Z]{2,3}(?:[-_][a-zA-Z]{2,4})?)", re.I)
+# How close two of the detector's readings must score to be a tie (percentage points of its
+# "chaos" and "coherence" measures): short Western text reads about equally well in windows-1250,
+# -1252 and -1257, and the detector then names whichever it tried first. A page that declares its
+# language is given more room: its `lang` is better evidence than coherence measured on a paragraph.
+_TIE_CHAOS = 1.0
+_TIE_COHERENCE = 1.0
+_TIE_COHERENCE_DECLARED = 10.0
+
+
+def legacy_encoding(body: bytes) -> tuple[str, bool]:
+    """The encoding a browser would fall back to for this page, by its `<html lang>` (True: the
+    page declared one), else windows-1252 (False)."""
+    m = _HTML_LANG.search(body[:4096])
+    if m is None:
+        return "cp1252", False
+    tag = m.group(1).decode("ascii").lower().replace("_", "-")
+    return _LEGACY_BY_LANGUAGE.get(tag) or _LEGACY_BY_LANGUAGE.get(tag.split("-")[0], "cp1252"), True
+
+
+# The share of a page's non-ASCII characters that may be broken bytes for it still to be UTF-8: a
+# UTF-8 page with a few stray Latin-1 bytes (a template or an ad pasted in) is read as UTF-8 with
+# replacement characters, as a browser reads it; a Latin-1 page has hardly a valid sequence.
+_UTF8_BROKEN_SHARE = 0.2
+
+
+def _mostly_utf8(body: bytes) -> str | None:
+    """`body` as UTF-8 with replacement characters if most of its non-ASCII text is valid UTF-8."""
+    text = body.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd") - body.count("\ufffd".encode())
+    wide = sum(1 for ch in text if ord(ch) > 0x7F)
+    valid = wide - broken
+    return text if valid > 0 and broken <= _UTF8_BROKEN_SHARE * wide else None
+
+
 def _detect(body: bytes) -> str | None:
-    """charset_normalizer's guess, if it is a codec we would run; a guess is never worth an error."""
+    """charset_normalizer's guess, if it is a codec we would run; a guess is never worth an error.
+    Where the page's legacy encoding (`legacy_encoding`) reads as well as the detector's best, it
+    wins: Latin-1 text served as UTF-8 is French in windows-1252, not Czech in windows-1250."""
     from charset_normalizer import from_bytes
 
+    legacy, declared = legacy_encoding(body)
+    room = _TIE_COHERENCE_DECLARED if declared else _TIE_COHERENCE
     try:
-        best = from_bytes(body[:200_000]).best()
+        results = from_bytes(body[:200_000])
+        best = results.best()
+        if best is None:
+            return None
+        tied = {
+            enc
+            for match in results
+            if match.percent_chaos <= best.percent_chaos + _TIE_CHAOS
+            and match.percent_coherence >= best.percent_coherence - room
+            for enc in (match.encoding, *match.could_be_from_charset)
+        }
     except Exception:  # the detector's own bug: fall back to UTF-8 with replacement
         return None
-    if best is None or not _is_text_codec(best.encoding):
+    guess = legacy if legacy in tied else str(best.encoding)
+    if not _is_text_codec(guess):
         return None
     try:
-        body[:64].decode(best.encoding, errors="replace")
+        body[:64].decode(guess, errors="replace")
     except (LookupError, ValueError):
         return None
-    return str(best.encoding)
+    return guess
 
 
 def fetch_bytes(

@@ -127,7 +127,9 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     except TransientError as exc:
         if exc.retry_after_s and exc.reason in ("http_429", "http_503"):
             # The host asked everyone to wait, not just this message.
-            ctx.stores.limiter.hold(host_key(url), min(exc.retry_after_s, ctx.settings.visibility_timeout_s / 2))
+            ctx.stores.limiter.hold(
+                host_key(url), min(exc.retry_after_s, ctx.settings.visibility_timeout_s / 2), exc.reason
+            )
         raise
     if ctx.settings.polite_obey_noindex:
         _check_noindex(result.html, result.headers.get("X-Robots-Tag", ""), ctx.settings.user_agent)

@@ -81,12 +81,22 @@ def test_search_parameters(api: str) -> None:
         ("q=a&limit=ten", "bad_parameter", "limit must be an integer"),
         ("q=a&sort=popular", "bad_parameter", "sort must be one of"),
         ("q=a&since=someday", "bad_query", "--since"),
+        ("q=a&since=2024&until=2020", "bad_query", "--since 2024 is after --until 2020"),
+        ("q=a&since=2024-06-02&until=2024-06-01", "bad_query", "put the earlier date in since"),
+        ("q=a&sinse=2024", "bad_parameter", "unknown parameter 'sinse': /search takes q, limit"),
     ],
 )
 def test_bad_requests_get_clear_400s(api: str, query: str, error: str, fragment: str) -> None:
     status, _h, body = get(f"{api}/search?{query}")
     assert status == 400
     assert body["error"] == error and fragment in body["message"]
+
+
+def test_a_one_day_range_and_the_article_lookup_s_parameters_are_taken(api: str) -> None:
+    status, _h, _b = get(f"{api}/search?q=a&since=2024-06-01&until=2024-06-01")  # since and until: one day
+    assert status == 200
+    status, _h, body = get(f"{api}/articles?url=http://x.example/a&id=1")
+    assert status == 400 and body["parameter"] == "id" and "/articles takes url" in body["message"]
 
 
 def test_bad_query_points_at_the_column(api: str) -> None:

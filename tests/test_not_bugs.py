@@ -62,6 +62,24 @@ def _build(html: str) -> dict[str, Any] | PermanentError:
 RU_PAGE = article_in(RU_TEXT * 3, "Совет утвердил бюджет")
 RU = "Городской совет"
 EN = "flood wall"
+FR_TEXT = (
+    "À Paris, la grève a paralysé le métro. Les usagers, très fâchés, ont dû marcher. « C'est à n'y "
+    "rien comprendre », a dit une élève de première année, qui préfère le vélo. "
+)
+FR_PAGE = article_in(FR_TEXT, "Grève à Paris")
+IT_PAGE = article_in(
+    "Il presidente ha dichiarato che la città è pronta. Però i cittadini sono preoccupati perché "
+    "l'economia è più debole. Così è stato deciso di rinviare la votazione a lunedì. ",
+    "La città è pronta",
+).replace("<html>", '<html lang="it">')
+LT_PAGE = article_in(
+    "Lietuvos prezidentas pareiškė, kad šalies ekonomika auga, o gyventojų skaičius mažėja. "
+    "Ūkininkai protestavo prie vyriausybės rūmų. ",
+    "Ūkininkų protestas",
+).replace("<html>", '<html lang="lt">')
+DE_TEXT = "Die Bürgermeisterin äußerte sich zu den Vorwürfen: Es sei für alle Beteiligten schwierig gewesen. "
+# A UTF-8 page with a few stray Latin-1 bytes (an ad or a template pasted in): still UTF-8.
+DE_STRAY = article_in(DE_TEXT * 3, "Über die Wahl").encode("utf-8").replace(b"(3)", b"(\xe9\xfc)")
 
 
 def _en(meta: str = "", extra: str = "") -> bytes:
@@ -103,6 +121,12 @@ PAGES = [
          "text/html; charset=utf-8", "ok", EN),
     Page("bytes_invalid_in_shift_jis", _en(extra="x").replace(b"<p>x", b"<p>\x81\xff\xa0\xfd"),
          "text/html; charset=Shift_JIS", "ok", EN),
+    # Legacy bytes declared UTF-8: the page's language (or windows-1252, the web's default) breaks
+    # the detector's ties; French is not Czech in windows-1250.
+    Page("latin1_declared_utf8", FR_PAGE.encode("latin-1"), "text/html; charset=utf-8", "ok", "très fâchés"),
+    Page("latin1_declared_utf8_lang_it", IT_PAGE.encode("latin-1"), "text/html; charset=utf-8", "ok", "a lunedì"),
+    Page("cp1257_declared_utf8_lang_lt", LT_PAGE.encode("cp1257"), "text/html; charset=utf-8", "ok", "pareiškė"),
+    Page("utf8_with_stray_latin1", DE_STRAY, "text/html; charset=utf-8", "ok", "Bürgermeisterin", "BĂĽ"),
     Page("utf16be_no_bom_declared_utf16", RU_PAGE.encode("utf-16-be"), "text/html; charset=utf-16", "ok", RU),
     # Undeclared (or declared 8-bit) UTF-16 without a BOM is refused as binary, said clearly (its NULs).
     Page("utf16le_no_bom_undeclared", RU_PAGE.encode("utf-16-le"), "text/html", "not_html"),

@@ -101,6 +101,25 @@ def test_status_shows_depth_age_and_missing_workers(redis_url: str) -> None:
     assert "queue fetch holds 4" in tr.stdout
 
 
+def test_status_shows_hosts_on_hold(redis_url: str) -> None:
+    """A host that answered 429 with Retry-After holds every fetch for it: status says which and how long."""
+    from config.settings import load_settings
+    from newsflow.state import connect
+    from newsflow.stores import Stores
+
+    env = isolated_db(redis_url, 7)
+    settings = load_settings({**os.environ, **env})
+    connect(settings.redis_url).flushdb()
+    assert cli_json("status", env=env)["host_holds"] == []
+    Stores.from_settings(settings).limiter.hold("slow.example:8080", 120, "http_429")
+    holds = cli_json("status", env=env)["host_holds"]
+    assert [(h["host"], h["reason"]) for h in holds] == [("slow.example:8080", "http_429")]
+    assert 100 < holds[0]["remaining_s"] <= 120
+    human = cli("status", env=env)
+    assert "HOSTS ON HOLD: 1" in human.stdout, human.stdout
+    assert re.search(r"slow\.example:8080\s+\d+\.\d[sm] left\s+http_429", human.stdout), human.stdout
+
+
 # --- a real run: status, trace, sources, dead letters, replay, metrics -----------------------------
 @pytest.fixture(scope="module")
 def ran(deployment: Any, origin: Any, site_root: Path, ground_truth: dict[str, Any]) -> dict[str, Any]:

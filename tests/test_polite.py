@@ -70,6 +70,21 @@ def test_hold_after_retry_after(limiter: HostLimiter) -> None:
     assert not permit.go and 1.3 < permit.wait_s <= 1.5
 
 
+def test_holds_are_listed_longest_first_with_their_reason(limiter: HostLimiter) -> None:
+    assert limiter.holds() == []
+    limiter.hold("a.example", 30, "http_429")
+    limiter.hold("b.example:8080", 60, "http_503")
+    limiter.hold("c.example", 0)  # no hold at all
+    holds = limiter.holds()
+    assert [(h.host, h.reason) for h in holds] == [("b.example:8080", "http_503"), ("a.example", "http_429")]
+    assert 55 < holds[0].remaining_s <= 60 and 25 < holds[1].remaining_s <= 30
+    # Another deployment's holds (another key prefix, here one with glob characters) are not listed.
+    other = HostLimiter(limiter.r, f"[x*]-{uuid.uuid4().hex[:8]}:")
+    assert other.holds() == []
+    other.hold("d.example", 5)
+    assert [h.host for h in other.holds()] == ["d.example"] and len(limiter.holds()) == 2
+
+
 @pytest.mark.flaky(reruns=2)  # real thread wake-up timing: a loaded machine can delay one grant
 def test_threads_sharing_a_host_stay_under_the_rate(limiter: HostLimiter) -> None:
     """8 threads, 40 requests, 20/s: the granted times are >= 50 ms apart, as a worker pool would see."""

@@ -226,6 +226,9 @@ def test_punctuation_only_query_is_an_error_not_a_crash(index: SearchIndex) -> N
     assert find(index, "").total == len(sample_docs())  # empty query: everything (filters still apply)
     with pytest.raises(QueryError, match="--since"):
         find(index, "", since="yesterday")
+    with pytest.raises(QueryError, match="--since 2024-06 is after --until 2024-05"):
+        find(index, "", since="2024-06", until="2024-05")  # swapped: not an empty answer
+    assert find(index, "", since="2024-06-10", until="2024-06-10").total >= 1  # one day: both ends in it
 
 
 def test_operators_and_colons_in_plain_words() -> None:

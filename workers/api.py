@@ -247,7 +247,7 @@ class Api:
                errors=(400, 401, 429, 503))  # fmt: skip
     def search(self, request: Request) -> Response:
         self.auth(request)
-        params = _query(request)
+        params = _query(request, SEARCH_PARAMS)
         try:
             req = SearchRequest.from_params(params, self.settings.api_max_limit, MAX_PAGE)
         except ParamError as exc:
@@ -267,7 +267,7 @@ class Api:
                errors=(400, 401, 404, 429, 503))  # fmt: skip
     def article_by_url(self, request: Request) -> Response:
         self.auth(request)
-        values = _query(request).get("url") or [""]
+        values = _query(request, (URL_PARAM,)).get("url") or [""]
         return self._lookup(values[-1])
 
     def _lookup(self, key: str) -> Response:
@@ -287,12 +287,25 @@ class Api:
         return _send_json(200, doc)
 
 
-def _query(request: Request) -> dict[str, list[str]]:
+def _query(request: Request, known: Sequence[Param]) -> dict[str, list[str]]:
+    """The query parameters; 400 for one the endpoint does not take: a misspelt `sinse=2024` that
+    was ignored would answer a different question than the one asked, without saying so."""
     try:
-        return parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True,
-                        max_num_fields=MAX_QUERY_FIELDS)  # fmt: skip
+        params = parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True,
+                          max_num_fields=MAX_QUERY_FIELDS)  # fmt: skip
     except ValueError:
         raise ApiError(400, "bad_parameter", f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
+    names = [p.name for p in known]
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        shown = unknown[0][:40]
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"unknown parameter {shown!r}: {request.url.path} takes {', '.join(names)}",
+            parameter=shown,
+        )
+    return params
 
 
 class Guard:

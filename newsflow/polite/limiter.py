@@ -9,12 +9,14 @@ the booking is presented again so it is not booked twice). A slot further away t
 a quarter interval) books again, so late slots cannot bunch requests.
 
 Keys: `{prefix}rate:{host[:port]}`, the next free slot in ms (expires one interval after it), and
-`{prefix}rate-hold:{host[:port]}`, set for Retry-After seconds after a 429/503: while it exists
-nobody goes, not even a caller with a booked slot.
+`{prefix}rate-hold:{host[:port]}`, set for Retry-After seconds after a 429/503 (its value: the
+reason, e.g. `http_429`): while it exists nobody goes, not even a caller with a booked slot.
+`newsflow status` lists the holds (`HostLimiter.holds`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -41,11 +43,25 @@ redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 1000)
 return {1, wait, slot}
 """
 
+_GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")  # escaped in a SCAN pattern: the key prefix is the operator's
+
 _HOLD = """
 local ms = tonumber(ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], ARGV[2], 'PX', ms) end
 return ms
 """
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A host nobody may talk to for `remaining_s` more seconds, and why (e.g. `http_429`)."""
+
+    host: str
+    remaining_s: float
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"host": self.host, "remaining_s": self.remaining_s, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -85,10 +101,31 @@ class HostLimiter:
             return Permit(True, 0.0, int(slot))
         return Permit(False, int(wait_ms) / 1000.0, int(slot))
 
-    def hold(self, host: str, seconds: float) -> None:
+    def hold(self, host: str, seconds: float, reason: str = "retry_after") -> None:
         """Nobody talks to `host` for `seconds` (it answered 429/503 with Retry-After)."""
         if seconds > 0:
-            self._hold(keys=[self.hold_key(host)], args=[int(seconds * 1000)])
+            self._hold(keys=[self.hold_key(host)], args=[int(seconds * 1000), reason])
+
+    def holds(self, limit: int = 1000) -> list[Hold]:
+        """The hosts on hold now, longest first (at most `limit`; a SCAN, not a KEYS)."""
+        prefix = self.hold_key("")
+        keys = []
+        for key in self.r.scan_iter(match=_GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*", count=500):
+            keys.append(key)
+            if len(keys) >= limit:
+                break
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(key)
+            pipe.get(key)
+        replies = pipe.execute() if keys else []
+        out = []
+        for key, ms, value in zip(keys, replies[::2], replies[1::2], strict=True):
+            if int(ms) > 0:  # gone (or never to expire, which hold() never writes) between SCAN and PTTL
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                why = value.decode() if isinstance(value, bytes) else str(value or "")
+                out.append(Hold(name[len(prefix) :], round(int(ms) / 1000.0, 1), "retry_after" if why == "1" else why))
+        return sorted(out, key=lambda h: -h.remaining_s)
 
     def wait_for_slot(self, host: str, interval_s: float, deadline_s: float = 300.0) -> None:
         """Blocking variant for the crawl's own few requests (feeds, sitemaps), not for fetch workers."""

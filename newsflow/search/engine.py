@@ -302,14 +302,23 @@ class SearchIndex:
     def compile_request(self, req: SearchRequest, searcher: tantivy.Searcher) -> tantivy.Query:
         node = parse(req.query)
         filters: list[Node] = []
+        bounds: dict[str, DateRange] = {}
         for since_until, value in (("since", req.since), ("until", req.until)):
             if value:
                 from newsflow.search.query import date_range
 
                 try:
-                    filters.append(date_range(since_until, value))
+                    bounds[since_until] = date_range(since_until, value)
                 except QueryError as exc:
                     raise QueryError(f"--{since_until}: {exc.reason}") from None
+                filters.append(bounds[since_until])
+        start, end = (bounds["since"].start, bounds["until"].end) if len(bounds) == 2 else (None, None)
+        if start is not None and end is not None and start >= end:
+            # Swapped dates are a mistake, not a filter: an empty answer would look like no news.
+            raise QueryError(
+                f"--since {req.since} is after --until {req.until}: no article can be both; put the earlier date"
+                " in since"
+            )
         for name, values in (("site", req.site), ("lang", req.language), ("entity", req.entity)):
             opts: list[Node] = [Text(v, True, name) for v in values if v]
             if opts:

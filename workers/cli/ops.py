@@ -93,6 +93,8 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
         # Queue entries that were not messages, set aside by the workers (tasks/transport.py).
         "quarantined": int(broker.llen(quarantine_key(settings.key_prefix))),
         "sources": state.source_counts(),
+        # Hosts that answered 429/503 with Retry-After: nobody fetches from them until it runs out.
+        "host_holds": [h.to_dict() for h in stores.limiter.holds()],
         "article_ids": _id_versions(settings, stores),
     }
 
@@ -137,6 +139,13 @@ def print_status(st: dict[str, Any]) -> None:
     echo(f"\nDEAD LETTERS on file: {dl['total']}" + ("  (newsflow deadletters list / replay)" if dl["total"] else ""))
     for d in dl["by_stage_reason"]:
         echo(f"  {d['stage']:8} {d['reason']:28} {d['count']:>7}")
+    holds = st.get("host_holds") or []
+    if holds:
+        echo(f"\nHOSTS ON HOLD: {len(holds)} (they asked us to wait: Retry-After; their fetches wait, not fail)")
+        for h in holds[:20]:
+            echo(f"  {h['host'][:40]:40} {_age(h['remaining_s']):>8} left  {h['reason']}")
+        if len(holds) > 20:
+            echo(f"  ... and {len(holds) - 20} more (newsflow status --json lists them all)")
     if st.get("quarantined"):
         echo(f"\nQUARANTINED queue entries that were not messages: {st['quarantined']} (see docs/reliability.md)")
     if st["sources"]:
@@ -156,8 +165,10 @@ def drift_report(settings: Settings, as_json: bool) -> int:
         emit_json({"watched": len(reports), "judged": judged, "flagged": [r.to_dict() for r in flagged]})
         return len(flagged)
     echo = click.echo
-    echo(f"drift watch: {len(reports)} sources/sites watched, {judged} with enough articles to judge, "
-         f"{len(flagged)} flagged")
+    echo(
+        f"drift watch: {len(reports)} sources/sites watched, {judged} with enough articles to judge, "
+        f"{len(flagged)} flagged"
+    )
     for r in flagged:
         b = r.baseline
         echo(f"\n{r.key}  (window {r.window.n} articles, baseline {b.n if b else 0})")
@@ -172,9 +183,7 @@ def drift_report(settings: Settings, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per refresh with --watch).")
 @click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True, help="Refresh period, seconds.")
-@click.option(
-    "--drift", is_flag=True, help="Only the drift watch: sources whose extraction changed (exit 1 if any)."
-)
+@click.option("--drift", is_flag=True, help="Only the drift watch: sources whose extraction changed (exit 1 if any).")
 def status(as_json: bool, watch: bool, interval: float, drift: bool) -> None:
     """Queues (depth, oldest message, unacked, workers online), article states, dead letters, sources.
 
