@@ -39,7 +39,7 @@ from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
 from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage
 from tasks.celeryconfig import soft_limit_s
-from tasks.transport import acks_grouped
+from tasks.transport import acks_grouped, orphans
 from tasks.watchdog import soft_limit
 
 log = get_logger("newsflow.batch")
@@ -60,6 +60,7 @@ class Delivery(Item):
     attempt: int = 0
     message: Message | None = None
     events: TaskEvents | None = None
+    delivery_tag: str = ""
 
 
 class TaskEvents:
@@ -167,8 +168,11 @@ class BatchStage:
 
 
 def _settle_with(fn: Callable[..., Any] | None, d: Delivery, **options: Any) -> None:
-    if fn is not None:
-        fn(log_for_kombu, d.errors, **options)
+    try:
+        if fn is not None:
+            fn(log_for_kombu, d.errors, **options)
+    finally:
+        orphans.release(d.delivery_tag)
 
 
 class _KombuLog:
@@ -237,7 +241,9 @@ def strategy(task: Any, app: Any, consumer: Any, **_: Any) -> Callable[..., None
                 reject=reject,
                 errors=errors,
                 events=events,
+                delivery_tag=str(message.delivery_tag or ""),
             )
+            orphans.use(delivery.delivery_tag)  # held here until settled, across a broken connection
             eta = _eta(headers.get("eta"))
             events.send(
                 "task-received", delivery.task_id, name=task.name, args=str(headers.get("argsrepr") or ""),

@@ -21,6 +21,12 @@ it; the sweep for expired messages skips a round.
 
 The index stage's batch is acknowledged as a batch: `acks_grouped` turns its acks into one round
 trip instead of one per message.
+
+A broken broker connection (a Redis restart, a Sentinel failover) is settled when the worker has a
+new one (`Orphans`): the messages it held and will not run (prefetched, or held for a retry's
+countdown: Celery drops them with the old connection) go back to their queue at once instead of
+after the visibility timeout (an hour by default), and the acks of tasks that ended in between are
+made on the new connection.
 """
 
 from __future__ import annotations
@@ -278,6 +284,95 @@ def _flush_acks(acks: list[tuple[QoS, str]]) -> None:
             log.warning("grouped_acks_deferred", acks=len(tags), error=str(exc)[:200])
 
 
+class Orphans:
+    """What this process held when its broker connection broke, settled on the next connection.
+
+    A channel closed after its connection broke cannot ack, requeue or restore anything: its
+    messages stay in Redis's unacked set (Redis kept them: append-only file, replica) until the
+    visibility timeout brings them back. Of those, the ones this process will never run again
+    (Celery drops its prefetched and countdown-held requests with the old connection) are put back
+    at the head of their queue as soon as a live channel can do it; the ones still running (Celery's
+    active requests, a batched stage's buffer: `in_use`) are left alone, and their ack or reject,
+    made while the connection was gone, is carried out then. A restore finds nothing when Redis
+    lost the record (no persistence): the reconciler resumes those articles from the ledger."""
+
+    SETTLE_EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.held: set[str] = set()  # delivery tags of the broken channels, not settled
+        self.done: dict[str, bool] = {}  # tag -> requeue: settled by this process after the break
+        self.in_use: set[str] = set()  # tags a batched stage holds (buffered or in its timer)
+        self._next = 0.0
+
+    def broke(self, tags: Iterator[str] | list[str]) -> None:
+        with self._lock:
+            self.held.update(tags)
+
+    def settled(self, tag: str, requeue: bool) -> None:
+        with self._lock:
+            self.held.discard(tag)
+            self.done[tag] = requeue
+
+    def use(self, tag: str) -> None:
+        if tag:
+            with self._lock:
+                self.in_use.add(tag)
+
+    def release(self, tag: str) -> None:
+        with self._lock:
+            self.in_use.discard(tag)
+
+    def pending(self) -> bool:
+        return bool(self.held or self.done)
+
+    def settle(self, qos: QoS) -> None:
+        """On a live channel, at most every SETTLE_EVERY_S: restore what nobody here runs, carry out
+        the deferred acks and requeues. What Redis refuses now is tried again next time."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.SETTLE_EVERY_S
+        running = _running_tags()
+        with self._lock:
+            idle = [t for t in self.held if t not in running and t not in self.in_use]
+            done = dict(self.done)
+        restored = acked = 0
+        try:
+            for tag in idle:
+                qos.restore_by_tag(tag, leftmost=True)
+                with self._lock:
+                    self.held.discard(tag)
+                restored += 1
+            for tag, requeue in done.items():
+                if requeue:
+                    qos.restore_by_tag(tag, leftmost=True)
+                else:
+                    qos._remove_from_indices(tag).execute()
+                with self._lock:
+                    self.done.pop(tag, None)
+                acked += 1
+        except redis.RedisError as exc:
+            log.warning("orphans_not_settled", error=str(exc)[:200], left=len(self.held) + len(self.done))
+        if restored or acked:
+            log.info("orphans_settled", restored=restored, settled=acked, still_running=len(self.held))
+
+
+def _running_tags() -> set[str]:
+    """Delivery tags of the requests this worker process is running (Celery's own record)."""
+    from celery.worker import state
+
+    tags = set()
+    for request in list(state.active_requests):
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if tag:
+            tags.add(str(tag))
+    return tags
+
+
+orphans = Orphans()
+
+
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation, made to ride out a full Redis (see the module's docstring)."""
 
@@ -285,6 +380,8 @@ class QoS(kombu_redis.QoS):
         # No more BRPOP while a popped message waits for room to be recorded (Channel.park).
         if not self.channel.deliver_parked():
             return False
+        if orphans.pending() and not self.connection_gone():
+            orphans.settle(self)
         return bool(super().can_consume())
 
     def append(self, message: Any, delivery_tag: str) -> None:
@@ -348,10 +445,11 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.ack(self, delivery_tag)
             return
         if self.connection_gone():
-            # A task that ended after its channel's connection broke: its message stays in the
-            # unacked set and comes back after the visibility timeout, where the ledger (the
-            # stage already recorded) makes the redelivery a no-op.
+            # A task that ended after its channel's connection broke: the ack is made on the next
+            # live channel (`orphans`); if this process dies first, the message comes back after
+            # the visibility timeout, where the ledger (the stage already recorded) makes it a no-op.
             log.warning("ack_deferred_connection_gone", delivery_tag=delivery_tag)
+            orphans.settled(delivery_tag, requeue=False)
             virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
             return
         super().ack(delivery_tag)
@@ -359,7 +457,8 @@ class QoS(kombu_redis.QoS):
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self.connection_gone():
             log.warning("reject_deferred_connection_gone", delivery_tag=delivery_tag, requeue=requeue)
-            virtual.QoS.ack(self, delivery_tag)  # as ack: the visibility timeout brings it back
+            orphans.settled(delivery_tag, requeue=requeue)  # on the next live channel
+            virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
             return
         if not requeue:
             super().reject(delivery_tag, requeue=False)
@@ -386,8 +485,9 @@ class QoS(kombu_redis.QoS):
         # At shutdown: what Redis cannot take back now stays in the unacked set (visibility timeout).
         if client is None and self.connection_gone():
             # The channel is closed after its connection broke: what this process held stays in
-            # the unacked set and comes back after the visibility timeout; the worker goes on.
+            # the unacked set until the next live channel settles it (`orphans`).
             log.warning("restore_unacked_skipped_connection_gone", held=len(self._delivered))
+            orphans.broke(list(self._delivered))
             self._delivered.clear()
             return
         with self.channel.conn_or_acquire(client) as conn:

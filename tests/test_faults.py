@@ -193,9 +193,10 @@ def supervise(rig: Rig, seconds: float) -> list[str]:
 def test_redis_restart_mid_run(rig: Rig, origin: FaultyOrigin) -> None:
     """redis-server is SIGKILLed mid-run and restarted from its append-only file 3 s later.
 
-    Workers reconnect by themselves; one holding unacked messages may die in kombu's channel close
-    (an AttributeError in restore_unacked_once, kombu 5.7): a supervisor restarts it, and its
-    messages, still in Redis's unacked set, come back after the visibility timeout.
+    Workers reconnect by themselves, and put back what they held and will not run on their next
+    connection (tasks.transport.Orphans; tests/test_redis_restart_held.py checks that with an
+    hour-long visibility timeout). A worker that exits anyway is restarted by the supervisor, and
+    its messages, still in Redis's unacked set, come back after the visibility timeout.
     """
     batch = Batch(rig, origin, "redis-restart")
     batch.wait_terminal(0.25)
