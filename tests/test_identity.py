@@ -254,6 +254,7 @@ def test_foreign_canonical_never_files_the_page_under_that_site(ix: SearchIndex)
     facets = ix.search(SearchRequest(query="", facets=True, collapse=False)).facets["site"]
     assert {b["value"]: b["count"] for b in facets} == {"mirror.evil.example": 1, "realnews.example": 1}
     assert ix.ids_matching("", site="realnews.example") == [amp["id"]]
+    assert ix.urls_matching("", site="realnews.example") == [(amp["id"], "https://amp.realnews.example/budget")]
     got = ix.get(REAL)
     assert got is not None and got["id"] == amp["id"]  # the same owner's AMP page may name it
     stored = ix.get(impostor["id"])

@@ -226,6 +226,10 @@ class IndexBackend(Protocol):
         """Ids of every article the query (and site) selects."""
         ...
 
+    def urls_matching(self, query_text: str, site: str | None = None) -> list[tuple[str, str]]:
+        """(id, URL) of every article the query (and site) selects."""
+        ...
+
     def num_docs(self) -> int: ...
 
     def close(self) -> None:

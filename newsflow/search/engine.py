@@ -275,14 +275,24 @@ class SearchIndex:
 
     def ids_matching(self, query_text: str, site: str | None = None) -> list[str]:
         """Ids of every article the query (and site) selects — for purges."""
+        return [aid for aid, _url in self.urls_matching(query_text, site)]
+
+    def urls_matching(self, query_text: str, site: str | None = None) -> list[tuple[str, str]]:
+        """(id, URL) of every article the query (and site) selects, in one pass over the matches:
+        a purge names each article's URL (the one it was requested at) in its message to the
+        index worker."""
         req = SearchRequest(query=query_text, site=[site] if site else [], collapse=False)
         searcher = self._fresh_searcher()
         query = self.compile_request(req, searcher)
         n = int(searcher.num_docs)
         if n == 0:
             return []
-        hits = searcher.search(query, limit=n, count=False).hits
-        return [str(searcher.doc(a)["id"][0]) for _s, a in hits]
+        out = []
+        for _s, address in searcher.search(query, limit=n, count=False).hits:
+            stored = searcher.doc(address)
+            doc = json.loads(stored["source"][0])
+            out.append((str(stored["id"][0]), str(doc.get("url") or doc.get("final_url") or "")))
+        return out
 
     def languages(self, searcher: tantivy.Searcher) -> tuple[str, ...]:
         """Analysis groups present in the index: a query term is only analysed for those."""

@@ -284,9 +284,7 @@ def _site_articles(settings: Settings, sites: tuple[str, ...]) -> list[tuple[str
     for host in sites:
         if not host:  # _site_host refuses it first; the index would read it as "every article"
             raise ValueError("an empty site selects every article")
-        for aid in index.ids_matching("", site=host):
-            doc = index.get(aid) or {}
-            out.append((aid, str(doc.get("url") or doc.get("final_url") or "")))
+        out.extend(index.urls_matching("", site=host))
     return out
 
 
