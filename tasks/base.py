@@ -6,7 +6,9 @@ A stage handler is `handler(ctx, message) -> next message | None`. Its exception
 - `PermanentError` (a malformed message is one, `bad_payload`): dead-letter now with its reason.
 - `InputGone`: skip work already done, else fetch the page anew once, else dead-letter
   (`newsflow.pipeline.on_lost_input`).
-- `SoftTimeLimitExceeded`: dead-letter with reason `time_limit`.
+- `SoftTimeLimitExceeded`: dead-letter with reason `time_limit` when the stage spent the time
+  computing (a pathological page); retry as `stalled` when it spent it waiting (a frozen Redis, a
+  stalled disk: under STALLED_CPU_SHARE of the time was CPU), as any transient error.
 - anything else: dead-letter with reason `internal_error` (a bug, made visible and replayable).
 One bad article never stops a worker: nothing escapes `run_stage` but Celery's own Retry.
 
@@ -34,7 +36,7 @@ from newsflow import metrics
 from newsflow.dispatch import send
 from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.logs import get_logger
-from newsflow.pipeline import FIRST, LAST, Message, Stage, next_stage, on_lost_input, stage
+from newsflow.pipeline import FIRST, LAST, Input, Message, Stage, next_stage, on_lost_input, stage
 from newsflow.stores import Stores
 from tasks.celeryconfig import soft_limit_s
 from tasks.transport import redis_full
@@ -105,6 +107,7 @@ def run_stage(
     ok, skipped, refetch, dead, superseded (or raises Celery's Retry). `started` (perf_counter) is
     when the message's work began, for its logged duration (a batched stage: when it was received)."""
     started = time.perf_counter() if started is None else started
+    cpu_started = time.thread_time()
     raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
     raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
     bound = log.bind(article_id=raw_id, url=raw_url, stage=ctx.stage.name, task_id=ctx.task_id)
@@ -151,6 +154,10 @@ def run_stage(
         # Raised from a signal handler, maybe between two replies of a pipeline: a connection
         # put back with unread replies would hand them to the next command. Start afresh.
         ctx.stores.reset_connections()
+        waited, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+        if ctx.stage.input is not Input.NONE and stalled(waited, cpu):  # not waiting on an origin
+            detail = f"past its soft time limit after {waited:.1f} s, {cpu:.1f} s of it CPU: it waited"
+            return _transient(ctx, payload, TransientError("stalled", detail), attempt, outbox, bound, started)
         outcome = _dead(ctx, payload, "time_limit", "the stage ran past its soft time limit", attempt, outbox)
         bound.warning("stage_done", outcome=outcome, reason="time_limit", duration_ms=_ms(started))
         return outcome
@@ -158,6 +165,19 @@ def run_stage(
         outcome = _dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}", attempt, outbox)
         bound.exception("stage_done", outcome=outcome, reason="internal_error", duration_ms=_ms(started))
         return outcome
+
+
+# A stage past its soft time limit that spent less than this share of the time on the CPU was
+# waiting, not computing: on Redis frozen past its socket timeout, a stalled disk, a paused host.
+# That is the infrastructure's trouble, retried like any; a page that keeps the CPU busy that long
+# is the page's, and dead-lettered `time_limit` (a poison pill for every worker that takes it).
+# The first stage's input is the web (Input.NONE): its waiting is on the origin (a page trickling
+# in byte by byte), the page's trouble too.
+STALLED_CPU_SHARE = 0.5
+
+
+def stalled(waited_s: float, cpu_s: float) -> bool:
+    return waited_s > 0 and cpu_s < STALLED_CPU_SHARE * waited_s
 
 
 def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Outbox) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import redis
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.time import maybe_iso8601
 from kombu.exceptions import OperationalError
 from kombu.utils.imports import symbol_by_name
@@ -35,9 +35,10 @@ from kombu.utils.imports import symbol_by_name
 from config.settings import get_settings
 from newsflow.batcher import Batcher, Item
 from newsflow.dispatch import send
+from newsflow.errors import PermanentError, TransientError
 from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
-from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage
+from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage, stalled
 from tasks.celeryconfig import soft_limit_s
 from tasks.transport import acks_grouped, orphans
 from tasks.watchdog import soft_limit
@@ -130,10 +131,13 @@ class BatchStage:
                 d.events.send("task-started", d.task_id)  # the dispatcher adds hostname and pid
         if not wanted:
             return
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             with soft_limit(soft_limit_s(self.stage.name, settings), self.stage.name):
                 self.commit(wanted)
         except BaseException as exc:  # every message of the batch meets its batch's error
+            if isinstance(exc, SoftTimeLimitExceeded):
+                exc = _past_limit(time.perf_counter() - started, time.thread_time() - cpu_started)
             for d in wanted:
                 d.error = d.error or exc
 
@@ -165,6 +169,15 @@ class BatchStage:
             _settle_with(d.reject, d, requeue=True)
         finally:
             observe(stores, self.stage.name, d.payload, outcome, d.received, d.retries)
+
+
+def _past_limit(waited_s: float, cpu_s: float) -> Exception:
+    """A commit past its soft time limit, judged here where its time was spent (the batch's
+    messages are settled later, by run_stage in this thread): waited, a retry; computed, dead."""
+    detail = f"the commit ran past its soft time limit ({waited_s:.1f} s, {cpu_s:.1f} s of it CPU)"
+    if stalled(waited_s, cpu_s):
+        return TransientError("stalled", detail)
+    return PermanentError("time_limit", detail)
 
 
 def _settle_with(fn: Callable[..., Any] | None, d: Delivery, **options: Any) -> None:

@@ -210,6 +210,30 @@ def test_redis_restart_mid_run(rig: Rig, origin: FaultyOrigin) -> None:
         assert rig.worker_proc(queue).poll() is None
 
 
+def test_redis_frozen_mid_run(rig: Rig, origin: FaultyOrigin) -> None:
+    """redis-server stops answering for 15 s (SIGSTOP: a stalled host, a paused VM, a fork that
+    takes too long), longer than the state client's 10 s socket timeout. Commands time out in
+    every stage at once; nothing may be lost or dead-lettered for it, and no worker may exit."""
+    pids = {q: rig.worker_proc(q).pid for q in ("fetch", "clean", "enrich", "index")}
+    batch = Batch(rig, origin, "redis-frozen")
+    batch.wait_terminal(0.25)
+    assert rig.redis.proc is not None
+    rig.redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(15.0)
+    finally:
+        rig.redis.proc.send_signal(signal.SIGCONT)
+    batch.finish()
+    retried = Counter(
+        str(e.get("reason"))
+        for e in log_events(rig.log_path)
+        if e.get("event") == "stage_done" and e.get("outcome") == "retry" and "redis-frozen" in str(e.get("url"))
+    )
+    print(f"redis-frozen: retries by reason: {dict(retried)}")
+    exited = {q: pid for q, pid in pids.items() if rig.worker_proc(q).pid != pid}
+    assert not exited, f"workers exited while Redis was frozen: {exited}"
+
+
 def test_index_writer_killed_between_batch_and_commit(rig: Rig, origin: FaultyOrigin) -> None:
     """The single index writer is SIGKILLed while it holds an uncommitted batch; a new writer takes over."""
     batch = Batch(rig, origin, "index-writer-sigkill")

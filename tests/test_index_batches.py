@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
+import tasks.batch
 from config.defaults import Settings
 from newsflow.batcher import Item
 from newsflow.errors import PermanentError, TransientError
@@ -122,11 +123,25 @@ def test_one_rejected_document_is_dead_alone(batch: dict[str, Any]) -> None:
     assert batch["sent"] == []
 
 
-def test_a_commit_past_its_time_limit_dead_letters_the_batch(batch: dict[str, Any]) -> None:
+def test_a_commit_past_its_time_limit_dead_letters_the_batch(
+    batch: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks.batch, "stalled", lambda waited, cpu: False)  # the commit was computing
     broker = Broker()
     batch["behaviour"]["raise"] = SoftTimeLimitExceeded()
     batch["owner"]._run([broker.delivery(_msg(i).to_wire(), f"t{i}") for i in range(2)])
     assert {d["reason"] for d in batch["stores"].state.dead.values()} == {"time_limit"}
+
+
+def test_a_commit_past_its_time_limit_while_waiting_is_retried(
+    batch: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks.batch, "stalled", lambda waited, cpu: True)  # e.g. Redis frozen mid-commit
+    broker = Broker()
+    batch["behaviour"]["raise"] = SoftTimeLimitExceeded()
+    batch["owner"]._run([broker.delivery(_msg(i).to_wire(), f"t{i}") for i in range(2)])
+    assert batch["stores"].state.dead == {}
+    assert [(to, retries) for to, _, _, retries in batch["sent"]] == [("index", 1)] * 2
 
 
 def test_a_retry_that_cannot_be_published_requeues_the_original(

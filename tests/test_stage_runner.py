@@ -12,12 +12,13 @@ import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+import tasks.base
 from config.defaults import Settings
 from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.pipeline import FIRST, Message, stage
 from newsflow.testing import MemoryState, MemoryStores, Retried
 from newsflow.testing import RecordingOutbox as Outbox
-from tasks.base import StageContext, run_stage
+from tasks.base import StageContext, run_stage, stalled
 
 SETTINGS = Settings(max_retries=2, retry_backoff_base_s=1.0, retry_backoff_max_s=30.0, visibility_timeout_s=40)
 
@@ -141,13 +142,31 @@ def test_a_permanent_error_is_dead_at_once() -> None:
     assert stores.state.dead["a" * 32]["payload"]["source"] == "wire"  # replay has the whole message
 
 
-def test_the_soft_time_limit_is_dead_time_limit_and_drops_connections() -> None:
+def test_the_soft_time_limit_is_dead_time_limit_and_drops_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     def slow(ctx: Any, m: Message) -> None:
         raise SoftTimeLimitExceeded()
 
+    monkeypatch.setattr(tasks.base, "stalled", lambda waited, cpu: False)  # the stage was computing
     outcome, _, stores = _run("clean", slow)
     assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == "time_limit"
     assert stores.connection_resets == 1
+
+
+def test_a_soft_time_limit_spent_waiting_is_retried_as_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def waits(ctx: Any, m: Message) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks.base, "stalled", lambda waited, cpu: True)  # e.g. on a frozen Redis
+    with pytest.raises(Retried):
+        _run("clean", waits)
+
+
+@pytest.mark.parametrize(
+    ("waited_s", "cpu_s", "is_stalled"),
+    [(20.0, 0.3, True), (20.0, 9.9, True), (20.0, 10.0, False), (20.0, 19.5, False), (0.0, 0.0, False)],
+)
+def test_stalled_means_mostly_off_the_cpu(waited_s: float, cpu_s: float, is_stalled: bool) -> None:
+    assert stalled(waited_s, cpu_s) is is_stalled
 
 
 def test_a_bug_is_dead_internal_error_and_the_worker_goes_on() -> None:
