@@ -137,3 +137,24 @@ def room_of(client: Any) -> Room:
     oom = errors.get("errorstat_OOM")
     count = int(oom.get("count", 0)) if isinstance(oom, dict) else 0  # none refused yet (or Redis < 6.2)
     return Room(limit > 0 and int(memory.get("used_memory") or 0) >= limit, count)
+
+
+def durability_warning(r: redis.Redis) -> str | None:
+    """What a restart of this Redis would lose, when it would lose something: queued messages, the
+    unacked set and the ledger live in memory, and only the append-only file keeps each write.
+    None when appendonly is on. A Redis that refuses CONFIG (a managed service) is judged by INFO."""
+    info: dict[str, Any] = r.info("persistence")
+    if int(info.get("aof_enabled") or 0):
+        return None
+    try:
+        reply = r.config_get("save")
+        save: str | None = str(reply.get("save", ""))
+    except redis.ResponseError:  # CONFIG renamed or refused
+        save = None
+    fix = "turn on `appendonly yes` (docs/operations.md)"
+    if save is None:
+        return f"appendonly is off: a crash loses what was queued since the last snapshot, if any; {fix}"
+    if not save.strip():
+        lost = "a restart loses every queued article and the ledger"
+        return f"it keeps nothing on disk (appendonly no, no snapshots): {lost}; {fix}"
+    return f"it only takes snapshots (save {save!r}): a crash loses what was queued since the last one; {fix}"

@@ -120,6 +120,31 @@ def test_status_shows_hosts_on_hold(redis_url: str) -> None:
     assert re.search(r"slow\.example:8080\s+\d+\.\d[sm] left\s+http_429", human.stdout), human.stdout
 
 
+def test_status_warns_when_a_restart_would_empty_redis(tmp_path: Path) -> None:
+    """A Redis without the append-only file loses every queued article on a restart: status says so."""
+    from newsflow import queues
+    from newsflow.state import connect
+    from tests.conftest import start_private_redis
+    from workers.runtime import free_port
+
+    server = start_private_redis(free_port(), tmp_path / "redis")  # appendonly yes, as `newsflow up` runs it
+    try:
+        r = connect(server.url)
+        env = {"NEWSFLOW_REDIS_URL": server.url, "NEWSFLOW_STATE_REDIS_URL": ""}
+        assert queues.durability_warning(r) is None
+        assert cli_json("status", env=env)["durability"] == []
+        r.config_set("appendonly", "no")
+        r.config_set("save", "")
+        assert "keeps nothing on disk" in str(queues.durability_warning(r))
+        human = cli("status", env=env)
+        assert human.returncode == 0 and "WARNING: the broker Redis" in human.stdout, human.stdout
+        assert "appendonly yes" in human.stdout
+        r.config_set("save", "3600 1")
+        assert "only takes snapshots" in str(queues.durability_warning(r))
+    finally:
+        server.stop()
+
+
 # --- a real run: status, trace, sources, dead letters, replay, metrics -----------------------------
 @pytest.fixture(scope="module")
 def ran(deployment: Any, origin: Any, site_root: Path, ground_truth: dict[str, Any]) -> dict[str, Any]:

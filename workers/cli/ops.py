@@ -96,7 +96,24 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
         # Hosts that answered 429/503 with Retry-After: nobody fetches from them until it runs out.
         "host_holds": [h.to_dict() for h in stores.limiter.holds()],
         "article_ids": _id_versions(settings, stores),
+        "durability": _durability(settings, broker),
     }
+
+
+def _durability(settings: Settings, broker: Any) -> list[dict[str, str]]:
+    """A warning per Redis (broker, and the state's if it is another) that a restart would empty."""
+    from newsflow import queues
+    from newsflow.state import connect
+
+    servers = [("broker", settings.redis_url, broker)]
+    if settings.state_url != settings.redis_url:
+        servers.append(("state", settings.state_url, connect(settings.state_url, settings)))
+    out = []
+    for role, url, client in servers:
+        warning = queues.durability_warning(client)
+        if warning:
+            out.append({"redis": role, "url": redact_url(url), "warning": warning})
+    return out
 
 
 def _id_versions(settings: Settings, stores: Any) -> dict[str, Any]:
@@ -111,6 +128,8 @@ def _id_versions(settings: Settings, stores: Any) -> dict[str, Any]:
 def print_status(st: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"newsflow status  {_iso(st['time'])[:19]} UTC  broker {st['broker']}\n")
+    for d in st.get("durability") or []:
+        echo(f"WARNING: the {d['redis']} Redis ({d['url']}): {d['warning']}\n")
     ids = st.get("article_ids") or {}
     if ids.get("migrate_needed"):
         echo(
