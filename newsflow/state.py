@@ -25,7 +25,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,11 +252,10 @@ class State:
         (`newsflow.pipeline.beyond`); one atomic script, all or none. Returns None when written,
         else the state that stood in the way (nothing was written: the delivery is stale)."""
         later = [s for s in STATES if beyond(s, stage)]
-        encode: Callable[[Any], bytes] = self._r.get_encoder().encode
         argv: list[Any] = [len(later), *later]
         for args, _options in pipe.command_stack:
             argv.append(len(args))
-            argv.extend(encode(a) for a in args)
+            argv.extend(args)  # encoded once, by the script call (as the pipeline would have)
         pipe.reset()
         if self._guarded is None:
             self._guarded = self._r.register_script(_GUARDED_WRITE)
