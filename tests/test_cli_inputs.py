@@ -212,15 +212,51 @@ def test_search_page_is_bounded_like_the_api() -> None:
     assert f"between 1 and {MAX_PAGE}" in line
 
 
-# --- 9. extract: a missing title is "(no title)", never "None" ---------------------------------------
-def test_extract_empty_file_prints_no_none(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.html"
-    empty.write_bytes(b"")
-    proc = run_cli("extract", str(empty), env=DEAD_REDIS)
+# --- 9. extract: a missing title is "(no title)", never "None"; no article is an error -------------------
+def test_extract_untitled_page_prints_no_none(tmp_path: Path) -> None:
+    page = tmp_path / "untitled.html"
+    text = "The council met on Tuesday and approved the new flood wall after a long debate. " * 6
+    page.write_text(f"<html><body><article><p>{text}</p><p>{text}</p></article></body></html>")
+    proc = run_cli("extract", str(page), env=DEAD_REDIS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "None" not in proc.stdout and "(no title)" in proc.stdout
-    row = json.loads(run_cli("extract", str(empty), "--jsonl", env=DEAD_REDIS).stdout)
-    assert row["title"] is None
+    row = json.loads(run_cli("extract", str(page), "--jsonl", env=DEAD_REDIS).stdout)
+    assert row["title"] is None and "flood wall" in row["body"]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"", "no article: the main text has 0 characters"), (b"\x7fELF\x02\x01\x01" + bytes(2000), "not HTML")],
+)
+def test_extract_says_when_a_file_gives_no_article(tmp_path: Path, content: bytes, says: str) -> None:
+    """An empty or binary file is what the clean (or fetch) stage would refuse: an error, exit 1."""
+    bad, good = tmp_path / "bad.html", tmp_path / "good.html"
+    bad.write_bytes(content)
+    good.write_text(
+        "<html><body><article><p>" + "A long enough paragraph of news text. " * 12 + "</p></article></body></html>"
+    )
+    proc = run_cli("extract", str(bad), str(good), env=DEAD_REDIS)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: error: {says}" in proc.stdout and "A long enough paragraph" in proc.stdout  # the others still
+    rows = [json.loads(line) for line in run_cli("extract", "--json", str(bad), env=DEAD_REDIS).stdout.splitlines()]
+    assert rows == [{"path": str(bad), "error": rows[0]["error"]}] and says in rows[0]["error"]
+
+
+def test_ingest_refuses_a_binary_url_list(tmp_path: Path) -> None:
+    binary = tmp_path / "urls.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00http://a.example/\n" * 20)
+    line = one_error(run_cli("ingest", "-f", str(binary), env=DEAD_REDIS))
+    assert "is not text (it holds NUL bytes)" in line and "one per line" in line
+
+
+def test_ingest_report_escapes_control_characters_and_cuts_long_lines(redis_url: str, tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(b"http://a.example/\x1b[31mred\n" + b"http://b.example/" + b"x" * 5000 + b"\x01\n")
+    proc = cli_bytes("ingest", "-f", str(urls))
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+    out = proc.stdout.decode("utf-8")
+    assert "\x1b" not in out and "\\x1b[31mred" in out  # escaped: it cannot colour the terminal
+    assert all(len(line) < 800 for line in out.splitlines()), [len(line) for line in out.splitlines()]
 
 
 def test_a_second_up_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:

@@ -164,6 +164,9 @@ def _read_list(path: str) -> str:
             fail(f"--file {path}: is a directory; pass a file of URLs, one per line", 2)
         except OSError as exc:
             fail(f"--file {path}: cannot read it: {exc.strerror or exc}", 2)
+    if b"\x00" in raw[:8192]:  # an executable, an image, a compressed list: not lines of URLs
+        where = "stdin" if path == "-" else f"--file {path}"
+        fail(f"{where}: is not text (it holds NUL bytes); pass a file of URLs, one per line", 2)
     return raw.decode("utf-8-sig", "surrogateescape")  # -sig: a BOM is not part of the first URL
 
 
@@ -249,10 +252,21 @@ def _report(outcomes: list[Any], as_json: bool, waited: bool = False) -> None:
         emit_json(rows)
         return
     for o in outcomes:
-        why = f" ({o.stage}: {o.reason})" if o.reason else ""
-        # A URL read with an undecodable byte shows it escaped (\udcff): the line prints in any locale.
-        line = f"{o.state:8} {o.article_id or '-':32} {o.url}{why}"
-        click.echo(line.encode("utf-8", "backslashreplace").decode("utf-8"))
+        why = f" ({o.stage}: {_shown(o.reason)})" if o.reason else ""
+        click.echo(f"{o.state:8} {o.article_id or '-':32} {_shown(o.url)}{why}")
+
+
+# How much of a URL or reason a report line shows: a line of a binary or garbled list can be
+# kilobytes long; --json has it whole.
+SHOWN_CHARS = 300
+
+
+def _shown(text: str) -> str:
+    """`text` for a terminal: control characters and undecodable bytes escaped (\x00, \udcff), so
+    the line prints in any locale and cannot move the cursor; cut to SHOWN_CHARS."""
+    safe = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    safe = safe.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe if len(safe) <= SHOWN_CHARS else safe[: SHOWN_CHARS - 1] + "…"
 
 
 @click.command()
