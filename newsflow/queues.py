@@ -139,10 +139,26 @@ def room_of(client: Any) -> Room:
     return Room(limit > 0 and int(memory.get("used_memory") or 0) >= limit, count)
 
 
-def durability_warning(r: redis.Redis) -> str | None:
-    """What a restart of this Redis would lose, when it would lose something: queued messages, the
-    unacked set and the ledger live in memory, and only the append-only file keeps each write.
-    None when appendonly is on. A Redis that refuses CONFIG (a managed service) is judged by INFO."""
+def durability_warnings(r: redis.Redis) -> list[str]:
+    """What this Redis could lose, if anything: on a restart (queued messages, the unacked set and
+    the ledger live in memory; only the append-only file keeps each write), and when full (a policy
+    that evicts keys drops queued messages and claim checks silently). A Redis that refuses CONFIG
+    (a managed service) is judged by INFO alone."""
+    out = []
+    memory: dict[str, Any] = r.info("memory")
+    policy = str(memory.get("maxmemory_policy") or "noeviction")
+    if int(memory.get("maxmemory") or 0) and policy != "noeviction":
+        out.append(
+            f"it evicts keys when full (maxmemory-policy {policy}): queued articles and claim checks can vanish"
+            " without a trace; set `maxmemory-policy noeviction` (newsflow waits out a full Redis)"
+        )
+    restart = _restart_warning(r)
+    if restart:
+        out.append(restart)
+    return out
+
+
+def _restart_warning(r: redis.Redis) -> str | None:
     info: dict[str, Any] = r.info("persistence")
     if int(info.get("aof_enabled") or 0):
         return None

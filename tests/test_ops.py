@@ -120,8 +120,9 @@ def test_status_shows_hosts_on_hold(redis_url: str) -> None:
     assert re.search(r"slow\.example:8080\s+\d+\.\d[sm] left\s+http_429", human.stdout), human.stdout
 
 
-def test_status_warns_when_a_restart_would_empty_redis(tmp_path: Path) -> None:
-    """A Redis without the append-only file loses every queued article on a restart: status says so."""
+def test_status_warns_when_redis_could_lose_articles(tmp_path: Path) -> None:
+    """A Redis without the append-only file loses every queued article on a restart, one that evicts
+    keys when full loses them silently: status says so."""
     from newsflow import queues
     from newsflow.state import connect
     from tests.conftest import start_private_redis
@@ -131,16 +132,24 @@ def test_status_warns_when_a_restart_would_empty_redis(tmp_path: Path) -> None:
     try:
         r = connect(server.url)
         env = {"NEWSFLOW_REDIS_URL": server.url, "NEWSFLOW_STATE_REDIS_URL": ""}
-        assert queues.durability_warning(r) is None
+        assert queues.durability_warnings(r) == []
         assert cli_json("status", env=env)["durability"] == []
         r.config_set("appendonly", "no")
         r.config_set("save", "")
-        assert "keeps nothing on disk" in str(queues.durability_warning(r))
+        (warning,) = queues.durability_warnings(r)
+        assert "keeps nothing on disk" in warning
         human = cli("status", env=env)
         assert human.returncode == 0 and "WARNING: the broker Redis" in human.stdout, human.stdout
         assert "appendonly yes" in human.stdout
         r.config_set("save", "3600 1")
-        assert "only takes snapshots" in str(queues.durability_warning(r))
+        assert "only takes snapshots" in queues.durability_warnings(r)[0]
+        r.config_set("appendonly", "yes")
+        r.config_set("maxmemory-policy", "allkeys-lru")
+        assert queues.durability_warnings(r) == []  # no maxmemory: nothing is ever evicted
+        r.config_set("maxmemory", "1gb")
+        (warning,) = queues.durability_warnings(r)
+        assert "evicts keys when full (maxmemory-policy allkeys-lru)" in warning and "noeviction" in warning
+        assert "evicts keys" in cli_json("status", env=env)["durability"][0]["warning"]
     finally:
         server.stop()
 

@@ -101,7 +101,7 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
 
 
 def _durability(settings: Settings, broker: Any) -> list[dict[str, str]]:
-    """A warning per Redis (broker, and the state's if it is another) that a restart would empty."""
+    """Warnings per Redis (broker, and the state's if it is another) that could lose articles."""
     from newsflow import queues
     from newsflow.state import connect
 
@@ -110,8 +110,7 @@ def _durability(settings: Settings, broker: Any) -> list[dict[str, str]]:
         servers.append(("state", settings.state_url, connect(settings.state_url, settings)))
     out = []
     for role, url, client in servers:
-        warning = queues.durability_warning(client)
-        if warning:
+        for warning in queues.durability_warnings(client):
             out.append({"redis": role, "url": redact_url(url), "warning": warning})
     return out
 
