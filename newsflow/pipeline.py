@@ -142,6 +142,7 @@ class Message:
     slot_ms: int | None = None  # fetch: the host-limiter slot booked for this message
     blob: str | None = None  # clean: the claim-check key of the raw HTML
     fetch: Mapping[str, Any] | None = field(default=None)  # clean: what the fetch saw (final URL, status, ...)
+    waits: int = 0  # this stage's retries spent waiting for newsflow's own Redis: not the article's failures
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
@@ -199,6 +200,7 @@ class Message:
             slot_ms=_opt(payload, "slot_ms", int),
             blob=_opt(payload, "blob", str),
             fetch=_opt(payload, "fetch", dict),
+            waits=_count(payload, "waits"),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -209,6 +211,8 @@ class Message:
                 out[key] = dict(value) if isinstance(value, Mapping) else value
         if self.refetched:
             out["refetched"] = True
+        if self.waits:
+            out["waits"] = self.waits
         return out
 
     # -- moves --------------------------------------------------------------------------------
@@ -226,7 +230,9 @@ class Message:
         `outputs` are the next stage's own keys (`blob` and `fetch` for clean); keys of the stage
         just done (a booked fetch slot, the claim check already released) do not travel further.
         """
-        changes: dict[str, Any] = {"slot_ms": None, "blob": None, "fetch": None, "enqueued_at": _now(), **outputs}
+        changes: dict[str, Any] = {
+            "slot_ms": None, "blob": None, "fetch": None, "waits": 0, "enqueued_at": _now(), **outputs
+        }  # fmt: skip
         return replace(self, **changes)
 
     def restart(self, at: str) -> Message:
@@ -234,8 +240,8 @@ class Message:
         submission time; at fetch, nothing of an earlier fetch kept."""
         now = _now()
         if at == FIRST.name:
-            return replace(self, slot_ms=None, blob=None, fetch=None, enqueued_at=now, submitted_at=now)
-        return replace(self, slot_ms=None, enqueued_at=now, submitted_at=now)
+            return replace(self, slot_ms=None, blob=None, fetch=None, waits=0, enqueued_at=now, submitted_at=now)
+        return replace(self, slot_ms=None, waits=0, enqueued_at=now, submitted_at=now)
 
     def refetch(self) -> Message:
         """Start over at fetch after the stage's input was lost (allowed once)."""
@@ -256,7 +262,7 @@ class BadMessage(PermanentError):
 # hands it to Redis (the limiter's Lua script), Celery (a countdown) or the metrics.
 # Timestamps (s) and booked slots (ms) are Unix times between 1970 and 2100.
 _MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
-_INT_BOUNDS: dict[str, tuple[int, int]] = {"slot_ms": (0, int(_MAX_EPOCH_S) * 1000)}
+_INT_BOUNDS: dict[str, tuple[int, int]] = {"slot_ms": (0, int(_MAX_EPOCH_S) * 1000), "waits": (0, 1_000_000)}
 _NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
     "submitted_at": (0.0, _MAX_EPOCH_S),
     "enqueued_at": (0.0, _MAX_EPOCH_S),
@@ -280,6 +286,11 @@ def _opt(payload: Mapping[str, Any], key: str, kind: type) -> Any:
         if not isinstance(value, int) or not low <= value <= high:
             raise BadMessage(f"{key} must be between {low} and {high}, got {str(value)[:40]}")
     return value
+
+
+def _count(payload: Mapping[str, Any], key: str) -> int:
+    value = _opt(payload, key, int)
+    return 0 if value is None else int(value)
 
 
 def _number(payload: Mapping[str, Any], key: str) -> float | None:

@@ -232,9 +232,9 @@ class MemoryState:
 class Retried(Exception):
     """What `RecordingOutbox.retry` raises in place of Celery's Retry."""
 
-    def __init__(self, payload: Any, countdown: float) -> None:
+    def __init__(self, payload: Any, countdown: float, counted: bool = True) -> None:
         super().__init__(countdown)
-        self.payload, self.countdown = payload, countdown
+        self.payload, self.countdown, self.counted = payload, countdown, counted
 
 
 @dataclass
@@ -246,8 +246,8 @@ class RecordingOutbox:
     def send(self, to: Stage, message: Message) -> None:
         self.sent.append((to.name, message))
 
-    def retry(self, payload: Any, countdown: float) -> NoReturn:
-        raise Retried(payload, countdown)
+    def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
+        raise Retried(payload, countdown, counted)
 
 
 class MemoryCounters:

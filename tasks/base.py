@@ -2,7 +2,10 @@
 
 A stage handler is `handler(ctx, message) -> next message | None`. Its exceptions decide:
 - `TransientError` (and Redis/connection errors): retry with exponential backoff and jitter,
-  capped below the broker's visibility timeout; after `max_retries`, dead-letter.
+  capped below the broker's visibility timeout; after `max_retries`, dead-letter. Waiting for
+  newsflow's own infrastructure (INFRA_REASONS: its Redis gone, full or stalled) is not the
+  article's failure: such retries are counted apart (`Message.waits`, their own backoff) and do
+  not use up `max_retries`, so a long outage of the state Redis does not dead-letter the backlog.
 - `PermanentError` (a malformed message is one, `bad_payload`): dead-letter now with its reason.
 - `InputGone`: skip work already done, else fetch the page anew once, else dead-letter
   (`newsflow.pipeline.on_lost_input`).
@@ -66,7 +69,10 @@ class Outbox(Protocol):
 
     def send(self, to: Stage, message: Message) -> None: ...
 
-    def retry(self, payload: Any, countdown: float) -> NoReturn: ...
+    def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
+        """Send `payload` to this stage again after `countdown`; `counted`: as one more of the
+        article's retries (towards max_retries), else with the retry count unchanged."""
+        ...
 
 
 _stores: Stores | None = None
@@ -194,9 +200,39 @@ def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Out
     return "refetch"
 
 
+# Transient reasons that are newsflow's own infrastructure, not the article: retried without using
+# up the article's retries, up to INFRA_WAITS_MAX times per stage (with the backoff capped at
+# retry_backoff_max_s, hours), after which they count like any other.
+INFRA_REASONS = frozenset({"redis_unavailable", "redis_full", "stalled"})
+INFRA_WAITS_MAX = 48
+
+
+def _waits(payload: Any) -> int | None:
+    """The message's infrastructure waits so far, or None when it is not a readable message."""
+    try:
+        return Message.from_wire(payload).waits
+    except PermanentError:
+        return None
+
+
 def _transient(
     ctx: StageContext, payload: Any, exc: TransientError, attempt: int, outbox: Outbox, bound: Any, started: float
 ) -> str:
+    waits = _waits(payload) if exc.reason in INFRA_REASONS else None
+    if waits is not None and waits < INFRA_WAITS_MAX:
+        countdown = backoff_s(waits, ctx.settings)
+        metrics.count_retried(ctx.stores.counters, ctx.settings.key_prefix, ctx.stage.name, exc.reason)
+        _note_retry(ctx, payload, exc, attempt, countdown)
+        bound.info(
+            "stage_done",
+            outcome="retry",
+            reason=exc.reason,
+            attempt=attempt,
+            waits=waits + 1,
+            countdown_s=round(countdown, 2),
+            duration_ms=_ms(started),
+        )
+        outbox.retry({**payload, "waits": waits + 1}, countdown, counted=False)
     if attempt >= ctx.settings.max_retries:
         detail = f"gave up after {attempt + 1} attempts: {exc.detail}"
         outcome = _dead(ctx, payload, exc.reason, detail, attempt, outbox)
@@ -252,7 +288,11 @@ def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: in
             return "superseded"
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError):
         # Without Redis (or without room in it) the dead letter cannot be written: retry the
-        # message instead of losing it.
+        # message instead of losing it, as a wait (the article keeps its count: once Redis is
+        # back it gets its own verdict again, not `poison`).
+        waits = _waits(payload)
+        if waits is not None and waits < INFRA_WAITS_MAX:
+            outbox.retry({**body, "waits": waits + 1}, backoff_s(waits, ctx.settings), counted=False)
         outbox.retry(payload, backoff_s(attempt, ctx.settings))
     return "dead"
 
@@ -361,10 +401,18 @@ class _CeleryOutbox:
     def __init__(self, task: StageTask) -> None:
         self.task = task
 
+    def _wait(self, payload: Any, countdown: float) -> NoReturn:
+        request = self.task.request
+        _wait_again(
+            self.task.app, stage(self.task.stage), payload, countdown, int(request.retries or 0), str(request.id or "")
+        )
+
     def send(self, to: Stage, message: Message) -> None:
         send(self.task.app, to, message)
 
-    def retry(self, payload: Any, countdown: float) -> NoReturn:
+    def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
+        if not counted:
+            self._wait(payload, countdown)
         try:
             raise self.task.retry(args=(payload,), countdown=countdown, max_retries=get_settings().max_retries)
         except Reject as exc:
@@ -376,6 +424,17 @@ class _CeleryOutbox:
             # "Known limits" in docs/reliability.md).
             log.warning("dead_letter_not_written", task_id=str(self.task.request.id or ""), requeued=True)
             raise Reject(exc, requeue=True) from exc
+
+
+def _wait_again(app: Any, to: Stage, payload: Any, countdown: float, retries: int, task_id: str) -> NoReturn:
+    """Send `payload` to stage `to` again after `countdown` with its retry count unchanged, and end
+    this delivery as a retry; a publish Redis refuses requeues the original (`requeue_unpublished`)."""
+    try:
+        send(app, to, Message.from_wire(payload), countdown=countdown, retries=retries)
+    except (OperationalError, redis.RedisError) as exc:
+        log.warning("retry_not_published", task_id=task_id, error=str(exc)[:300], requeued=True)
+        raise Reject(exc, requeue=True) from exc
+    raise Retry(f"waiting {countdown:.1f} s for the infrastructure", when=countdown)
 
 
 def requeue_unpublished(exc: Reject, task_id: str = "") -> Reject:

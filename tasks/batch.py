@@ -207,12 +207,14 @@ class _Outbox:
     def send(self, to: Stage, message: Message) -> None:
         send(self.owner.app, to, message)
 
-    def retry(self, payload: Any, countdown: float) -> NoReturn:
+    def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
         d = self.d
         if d.message is None:  # unparseable and its dead letter unwritable: keep it in the broker
             raise Reject("dead letter not written", requeue=True)
+        # A wait for the infrastructure (not counted): the payload carries it, the count stays.
+        again, retries = (d.message, d.attempt + 1) if counted else (Message.from_wire(payload), d.attempt)
         try:
-            send(self.owner.app, self.owner.stage, d.message, countdown=countdown, retries=d.attempt + 1)
+            send(self.owner.app, self.owner.stage, again, countdown=countdown, retries=retries)
         except (OperationalError, redis.RedisError) as exc:  # Redis full or gone: requeue the original
             log.warning("retry_not_published", task_id=d.task_id, error=str(exc)[:300], requeued=True)
             raise Reject(exc, requeue=True) from exc

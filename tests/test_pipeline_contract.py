@@ -201,7 +201,7 @@ def test_a_refetched_article_keeps_source_hints_and_rate(lane: dict[str, Any]) -
 
             send(lane["app"], to, message)
 
-        def retry(self, payload: Any, countdown: float) -> Any:
+        def retry(self, payload: Any, countdown: float, counted: bool = True) -> Any:
             raise AssertionError("no retry expected")
 
     def lost(ctx: Any, m: Message) -> None:

@@ -18,7 +18,7 @@ from newsflow.errors import InputGone, PermanentError, TransientError
 from newsflow.pipeline import FIRST, Message, stage
 from newsflow.testing import MemoryState, MemoryStores, Retried
 from newsflow.testing import RecordingOutbox as Outbox
-from tasks.base import StageContext, run_stage, stalled
+from tasks.base import INFRA_WAITS_MAX, StageContext, run_stage, stalled
 
 SETTINGS = Settings(max_retries=2, retry_backoff_base_s=1.0, retry_backoff_max_s=30.0, visibility_timeout_s=40)
 
@@ -126,10 +126,30 @@ def test_redis_trouble_is_transient(exc: Exception, reason: str) -> None:
     def fail(ctx: Any, m: Message) -> None:
         raise exc
 
-    with pytest.raises(Retried):
+    with pytest.raises(Retried) as first:
         _run("clean", fail)
-    outcome, _, stores = _run("clean", fail, attempt=SETTINGS.max_retries)
+    # Waiting for newsflow's own Redis is not the article's failure: not counted, even at the last retry.
+    assert not first.value.counted and first.value.payload["waits"] == 1
+    with pytest.raises(Retried) as last:
+        _run("clean", fail, attempt=SETTINGS.max_retries)
+    assert not last.value.counted
+    # ... up to INFRA_WAITS_MAX waits; then it counts like any transient error.
+    worn = {**_msg().to_wire(), "waits": INFRA_WAITS_MAX}
+    outcome, _, stores = _run("clean", fail, payload=worn, attempt=SETTINGS.max_retries)
     assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == reason
+
+
+def test_infrastructure_waits_back_off_on_their_own_count() -> None:
+    def fail(ctx: Any, m: Message) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    countdowns = []
+    for waits in (0, 3, 6):
+        with pytest.raises(Retried) as info:
+            _run("enrich", fail, payload={**_msg().to_wire(), "waits": waits} if waits else None)
+        assert info.value.payload["waits"] == waits + 1
+        countdowns.append(info.value.countdown)
+    assert countdowns[0] <= 2 * SETTINGS.retry_backoff_base_s < countdowns[1] < countdowns[2]
 
 
 def test_a_permanent_error_is_dead_at_once() -> None:

@@ -143,9 +143,12 @@ RECONCILE_EVERY_S = 5.0
 class Rig:
     """One private pipeline: redis, settings, workers, a Celery client and the ledger."""
 
-    def __init__(self, root: Path, env: dict[str, str], redis_proc: RedisProc | None = None) -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], redis_proc: RedisProc | None = None, state_redis: RedisProc | None = None
+    ) -> None:
         self.root = root
         self.redis = redis_proc or RedisProc(root / "redis")
+        self.state_redis = state_redis  # a separate state Redis (NEWSFLOW_STATE_REDIS_URL), if any
         self.env = env
         self.extra_deployments: list[PrivateDeployment] = []
         self.log_path = root / "workers.log"
@@ -153,9 +156,11 @@ class Rig:
 
     def start(self) -> Rig:
         self.redis.start()
+        if self.state_redis is not None:
+            self.state_redis.start()
         environ = {**os.environ, **self.env}
         environ["NEWSFLOW_REDIS_URL"] = self.redis.url
-        environ["NEWSFLOW_STATE_REDIS_URL"] = ""
+        environ["NEWSFLOW_STATE_REDIS_URL"] = self.state_redis.url if self.state_redis is not None else ""
         environ["NEWSFLOW_DATA_DIR"] = str(self.root / "data")
         self.settings = load_settings(environ)
         self.app = Celery("newsflow-test-client")
@@ -183,6 +188,8 @@ class Rig:
         with contextlib.suppress(Exception):
             self.app.close()
         self.redis.stop()
+        if self.state_redis is not None:
+            self.state_redis.stop()
 
     def __enter__(self) -> Rig:
         try:
