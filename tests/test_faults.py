@@ -27,17 +27,18 @@ import pytest
 import redis
 
 from newsflow.state import connect
-from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
 from tests.hostile.rig import (
     Counts,
     Rig,
     active_task,
+    bench_origin,
     busy_child,
     children,
     frozen,
     kill_whole_worker,
     log_events,
+    origin_only_env,
     short_delivery_env,
     temp_root,
 )
@@ -56,24 +57,17 @@ RESULTS: dict[str, Counts] = {}
 def fault_env(origin_port: int) -> dict[str, str]:
     return {
         **short_delivery_env(VISIBILITY_TIMEOUT_S),
-        # Only the origin is reachable; per-host politeness is lifted for it so the suite stays short.
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
-        "NEWSFLOW_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin_port}",
-        "NEWSFLOW_POLITE_HOST_RATES": f"127.0.0.1:{origin_port}=10000,127.0.0.1=10000",
-        "NEWSFLOW_POLITE_OBEY_ROBOTS": "0",
+        **origin_only_env(origin_port),
         "NEWSFLOW_WORKER_CONCURRENCY": "2",
         "NEWSFLOW_FETCH_CONCURRENCY": "8",
         "NEWSFLOW_INDEX_BATCH_SIZE": "32",
         "NEWSFLOW_INDEX_BATCH_MAX_WAIT_S": "0.5",
-        "NEWSFLOW_CRAWL_BEAT": "0",
-        "NEWSFLOW_LOG_LEVEL": "INFO",
     }
 
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[FaultyOrigin]:
-    need(fixtures_available(), "benchmark fixtures missing")
-    with FaultyOrigin(BENCH_DIR / "html", SEED_HTML) as server:
+    with bench_origin() as server:
         yield server
 
 

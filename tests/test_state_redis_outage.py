@@ -16,9 +16,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
-from tests.hostile.rig import RedisProc, Rig, log_events, short_delivery_env, temp_root
+from tests.hostile.rig import (
+    RedisProc,
+    Rig,
+    bench_origin,
+    log_events,
+    origin_only_env,
+    short_delivery_env,
+    temp_root,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -29,27 +36,21 @@ CONTENT_REASONS = {"noindex", "no_article", "not_html", "too_large", "duplicate"
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[FaultyOrigin]:
-    need(fixtures_available(), "benchmark fixtures missing")
-    with FaultyOrigin(BENCH_DIR / "html", SEED_HTML) as server:
+    with bench_origin() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def rig(origin: FaultyOrigin) -> Iterator[Rig]:
     env = {
+        **origin_only_env(origin.port),
         **short_delivery_env(30),
         "NEWSFLOW_MAX_RETRIES": "2",
         "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
         "NEWSFLOW_RETRY_BACKOFF_MAX_S": "4",
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
-        "NEWSFLOW_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin.port}",
-        "NEWSFLOW_POLITE_HOST_RATES": f"127.0.0.1:{origin.port}=10000",
-        "NEWSFLOW_POLITE_OBEY_ROBOTS": "0",
         "NEWSFLOW_WORKER_CONCURRENCY": "1",
         "NEWSFLOW_FETCH_CONCURRENCY": "4",
         "NEWSFLOW_INDEX_BATCH_MAX_WAIT_S": "0.5",
-        "NEWSFLOW_CRAWL_BEAT": "0",
-        "NEWSFLOW_LOG_LEVEL": "INFO",
     }
     with temp_root("state-outage") as root, Rig(root, env, state_redis=RedisProc(root / "state")) as r:
         yield r

@@ -29,6 +29,8 @@ from newsflow.reconcile import reconcile
 from newsflow.state import connect
 from newsflow.stores import Stores
 from tasks.celeryconfig import celery_config
+from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
+from tests.hostile.origin import FaultyOrigin
 from workers import client
 from workers.runtime import Deployment, PrivateRedis, WorkerSpec, free_port, ping_workers
 
@@ -92,6 +94,27 @@ def make_layout(settings: Settings) -> list[WorkerSpec]:
         WorkerSpec("index", "threads", settings.index_batch_size),
     ]
 
+
+
+def origin_only_env(origin_port: int) -> dict[str, str]:
+    """Only the test origin is reachable, with per-host politeness and robots.txt lifted for it so
+    a suite stays short; no crawl beat; INFO logs (the suites read the workers' log)."""
+    return {
+        "NEWSFLOW_FETCH_ALLOW_PRIVATE": "0",
+        "NEWSFLOW_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin_port}",
+        "NEWSFLOW_POLITE_HOST_RATES": f"127.0.0.1:{origin_port}=10000,127.0.0.1=10000",
+        "NEWSFLOW_POLITE_OBEY_ROBOTS": "0",
+        "NEWSFLOW_CRAWL_BEAT": "0",
+        "NEWSFLOW_LOG_LEVEL": "INFO",
+    }
+
+
+@contextlib.contextmanager
+def bench_origin() -> Iterator[FaultyOrigin]:
+    """The benchmark pages under many distinct URLs (tests/hostile/origin.py), served while the block runs."""
+    need(fixtures_available(), "benchmark fixtures missing")
+    with FaultyOrigin(BENCH_DIR / "html", SEED_HTML) as server:
+        yield server
 
 
 def short_delivery_env(visibility_timeout_s: int) -> dict[str, str]:
