@@ -81,3 +81,35 @@ def test_ingest_wait_rides_out_a_redis_restart(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
     assert [row["state"] for row in json.loads(out)] == ["indexed"]
+
+
+@pytest.mark.integration
+def test_a_redis_that_answers_wrong_says_which_fix(tmp_path: Path) -> None:
+    """A Redis that is up but refuses the URL (a database it has not, a wrong password) is not
+    "start it": the one line says what to fix in NEWSFLOW_REDIS_URL."""
+    from tests.hostile.rig import RedisProc
+
+    server = RedisProc(tmp_path / "redis", password="s3cret")
+    server.start()
+    try:
+        base = f"redis://127.0.0.1:{server.port}"
+        cases = [
+            (f"{base}/0", "password in the URL is wrong or missing"),  # no password given
+            (f"redis://:wrong@127.0.0.1:{server.port}/0", "password in the URL is wrong or missing"),
+            (f"redis://:s3cret@127.0.0.1:{server.port}/99", "database number at the end of the URL"),
+        ]
+        for url, fix in cases:
+            proc = run_cli("status", timeout=120, env={"NEWSFLOW_REDIS_URL": url, "NEWSFLOW_STATE_REDIS_URL": ""})
+            assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+            assert fix in proc.stderr and "s3cret" not in proc.stderr, proc.stderr
+    finally:
+        server.stop()
+
+
+def test_the_fix_follows_what_redis_said() -> None:
+    from workers.cli.common import redis_fix
+
+    assert "TLS" in redis_fix("Timeout connecting to server", "rediss://h:6380/0")
+    assert "Start it" in redis_fix("Timeout connecting to server", "redis://h:6379/0")
+    assert "Start it" in redis_fix("Error 111 connecting to h:6379. Connection refused", "redis://h:6379/0")
+    assert "certificate" in redis_fix("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "rediss://h/0")

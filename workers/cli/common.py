@@ -90,11 +90,21 @@ def unreachable(exc: BaseException) -> None:
     except SettingsError:
         where = "NEWSFLOW_REDIS_URL"
     detail = " ".join(str(exc).split())[:300].rstrip(".")
-    fail(
-        f"cannot reach Redis at {where}: {detail}. Start it (`newsflow up` starts one) "
-        "or point NEWSFLOW_REDIS_URL at it",
-        EXIT_REDIS_UNREACHABLE,
-    )
+    fail(f"cannot reach Redis at {where}: {detail}. {redis_fix(detail, where)}", EXIT_REDIS_UNREACHABLE)
+
+
+def redis_fix(detail: str, where: str) -> str:
+    """What to do about a Redis that did not answer as asked, by what it said."""
+    lowered = detail.lower()
+    if "db index is out of range" in lowered:
+        return "The database number at the end of the URL is beyond the server's (16 by default): fix the URL"
+    if any(word in lowered for word in ("wrongpass", "noauth", "password", "authentication")):
+        return "The password in the URL is wrong or missing (redis://:PASSWORD@host:port/0)"
+    if "timeout" in lowered and where.startswith("rediss://"):
+        return "rediss:// speaks TLS: if the server does not, use redis://; else check that it is up"
+    if "ssl" in lowered or "certificate" in lowered:
+        return "The TLS handshake failed: check the server's certificate and ssl_ca_certs in the URL"
+    return "Start it (`newsflow up` starts one) or point NEWSFLOW_REDIS_URL at it"
 
 
 def fail(message: str, code: int = 1) -> None:
