@@ -334,6 +334,8 @@ class Orphans:
             return
         self._next = now + self.SETTLE_EVERY_S
         running = _running_tags()
+        if running is None:
+            return  # the next tick asks again
         with self._lock:
             idle = [t for t in self.held if t not in running and t not in self.in_use]
             done = dict(self.done)
@@ -358,12 +360,17 @@ class Orphans:
             log.info("orphans_settled", restored=restored, settled=acked, still_running=len(self.held))
 
 
-def _running_tags() -> set[str]:
-    """Delivery tags of the requests this worker process is running (Celery's own record)."""
+def _running_tags() -> set[str] | None:
+    """Delivery tags of the requests this worker process is running (Celery's own record); None
+    when the set changed under the copy (a pool thread accepted a task meanwhile): ask again later."""
     from celery.worker import state
 
+    try:
+        requests = list(state.active_requests)
+    except RuntimeError:  # "set changed size during iteration"
+        return None
     tags = set()
-    for request in list(state.active_requests):
+    for request in requests:
         tag = getattr(getattr(request, "message", None), "delivery_tag", None)
         if tag:
             tags.add(str(tag))
