@@ -29,7 +29,6 @@ from newsflow.reconcile import reconcile
 from newsflow.state import connect
 from newsflow.stores import Stores
 from tasks.celeryconfig import celery_config
-from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
 from tests.hostile.origin import FaultyOrigin
 from workers import client
 from workers.runtime import Deployment, PrivateRedis, WorkerSpec, free_port, ping_workers
@@ -112,6 +111,10 @@ def origin_only_env(origin_port: int) -> dict[str, str]:
 @contextlib.contextmanager
 def bench_origin() -> Iterator[FaultyOrigin]:
     """The benchmark pages under many distinct URLs (tests/hostile/origin.py), served while the block runs."""
+    # Imported here, not at the top: importing the conftest makes the test suite's settings this
+    # process's, and tests/multihost_tools.py imports this module outside pytest, on another host.
+    from tests.conftest import BENCH_DIR, SEED_HTML, fixtures_available, need
+
     need(fixtures_available(), "benchmark fixtures missing")
     with FaultyOrigin(BENCH_DIR / "html", SEED_HTML) as server:
         yield server
