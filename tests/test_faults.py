@@ -329,10 +329,11 @@ def test_worker_frozen_past_visibility_timeout(rig: Rig, origin: FaultyOrigin) -
     """A clean and an enrich pool child are SIGSTOPped inside a task (a VM pause, a swap storm, a
     debugger) and kept stopped past the broker's visibility timeout: Redis hands their messages to
     the other child, which finishes the articles. Then they are SIGCONTed and their stale copies run
-    to the end late: the clean one fails its soft time limit (it ran out while stopped), the enrich
-    one completes. Neither may move the ledger backwards for good: no article in the index ends
-    `dead`, none is indexed twice, and no stale failure is dead-lettered for an article a later
-    delivery already took further (`dead_letter_superseded`)."""
+    to the end late: the clean one meets its soft time limit (it ran out while stopped, off the CPU:
+    retried as `stalled`, and the retry finds the article done), the enrich one completes. Neither
+    may move the ledger backwards for good: no article in the index ends `dead`, none is indexed
+    twice, and no stale failure is dead-lettered for an article a later delivery already took
+    further (`dead_letter_superseded`)."""
     batch = Batch(rig, origin, "frozen-worker")
     batch.wait_terminal(0.15)
     stopped: list[int] = []
@@ -341,7 +342,9 @@ def test_worker_frozen_past_visibility_timeout(rig: Rig, origin: FaultyOrigin) -
     # limits (30 s, 40 s) leave room to wait for the other delivery to reach the index.
     hold_max_s = {"clean": VISIBILITY_TIMEOUT_S + 3.0, "enrich": VISIBILITY_TIMEOUT_S + 15.0}
     with frozen(stopped):
-        victims = [freeze_child_in_task(rig, queue, stopped) for queue in ("clean", "enrich")]
+        # Enrich first: its tasks are short, and they stop coming once the batch's clean backlog
+        # runs dry; clean, the slowest stage, is busy until the end.
+        victims = [freeze_child_in_task(rig, queue, stopped) for queue in ("enrich", "clean")]
         for f in victims:
             print(f"frozen-worker: stopped {f.queue} child {f.pid} inside task {f.task_id} (article {f.article_id})")
         waiting = list(victims)
