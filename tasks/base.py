@@ -202,61 +202,56 @@ def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Out
 
 # Transient reasons that are newsflow's own infrastructure, not the article: retried without using
 # up the article's retries, up to INFRA_WAITS_MAX times per stage (with the backoff capped at
-# retry_backoff_max_s, hours), after which they count like any other.
-INFRA_REASONS = frozenset({"redis_unavailable", "redis_full", "stalled"})
+# retry_backoff_max_s, hours), after which they count like any other. With Redis itself in trouble
+# (REDIS_TROUBLE) the retry is not noted for `newsflow trace` either: the note would need Redis.
+REDIS_TROUBLE = frozenset({"redis_unavailable", "redis_full"})
+INFRA_REASONS = REDIS_TROUBLE | {"stalled"}
 INFRA_WAITS_MAX = 48
 
 
-def _waits(payload: Any) -> int | None:
-    """The message's infrastructure waits so far, or None when it is not a readable message."""
+def _waits_left(payload: Any) -> int | None:
+    """The message's infrastructure waits so far while it may wait once more, else None (not a
+    readable message, or its waits are used up)."""
     try:
-        return Message.from_wire(payload).waits
+        waits = Message.from_wire(payload).waits
     except PermanentError:
         return None
+    return waits if waits < INFRA_WAITS_MAX else None
 
 
 def _transient(
     ctx: StageContext, payload: Any, exc: TransientError, attempt: int, outbox: Outbox, bound: Any, started: float
 ) -> str:
-    waits = _waits(payload) if exc.reason in INFRA_REASONS else None
-    if waits is not None and waits < INFRA_WAITS_MAX:
-        countdown = backoff_s(waits, ctx.settings)
-        metrics.count_retried(ctx.stores.counters, ctx.settings.key_prefix, ctx.stage.name, exc.reason)
-        _note_retry(ctx, payload, exc, attempt, countdown)
-        bound.info(
-            "stage_done",
-            outcome="retry",
-            reason=exc.reason,
-            attempt=attempt,
-            waits=waits + 1,
-            countdown_s=round(countdown, 2),
-            duration_ms=_ms(started),
-        )
-        outbox.retry({**payload, "waits": waits + 1}, countdown, counted=False)
-    if attempt >= ctx.settings.max_retries:
+    waits = _waits_left(payload) if exc.reason in INFRA_REASONS else None
+    if waits is None and attempt >= ctx.settings.max_retries:
         detail = f"gave up after {attempt + 1} attempts: {exc.detail}"
         outcome = _dead(ctx, payload, exc.reason, detail, attempt, outbox)
         bound.warning("stage_done", outcome=outcome, reason=exc.reason, attempts=attempt + 1, duration_ms=_ms(started))
         return outcome
-    countdown = backoff_s(attempt, ctx.settings, exc.retry_after_s)
+    if waits is None:  # one more of the article's retries
+        countdown, shown, again, extra = backoff_s(attempt, ctx.settings, exc.retry_after_s), attempt + 1, payload, {}
+    else:  # a wait for the infrastructure: the article's count stays
+        countdown, shown = backoff_s(waits, ctx.settings), attempt
+        again, extra = {**payload, "waits": waits + 1}, {"waits": waits + 1}
     metrics.count_retried(ctx.stores.counters, ctx.settings.key_prefix, ctx.stage.name, exc.reason)
-    _note_retry(ctx, payload, exc, attempt + 1, countdown)
+    _note_retry(ctx, payload, exc, shown, countdown)
     bound.info(
         "stage_done",
         outcome="retry",
         reason=exc.reason,
-        attempt=attempt + 1,
+        attempt=shown,
+        **extra,
         countdown_s=round(countdown, 2),
         duration_ms=_ms(started),
     )
-    outbox.retry(payload, countdown)
+    outbox.retry(again, countdown, counted=waits is None)
 
 
 def _note_retry(ctx: StageContext, payload: Any, exc: TransientError, attempt: int, countdown: float) -> None:
     """The retry, for `newsflow trace` (State.note_retry). Only a parsed article's; and a Redis that
     cannot take the note (the reason of many a retry) costs the note, never the retry."""
     aid = payload.get("id") if isinstance(payload, dict) else None
-    if not isinstance(aid, str) or exc.reason in ("redis_unavailable", "redis_full"):
+    if not isinstance(aid, str) or exc.reason in REDIS_TROUBLE:
         return
     try:
         ctx.state.note_retry(aid, ctx.stage.name, exc.reason, exc.detail, attempt, countdown, ctx.worker)
@@ -290,8 +285,8 @@ def _dead(ctx: StageContext, payload: Any, reason: str, detail: str, attempt: in
         # Without Redis (or without room in it) the dead letter cannot be written: retry the
         # message instead of losing it, as a wait (the article keeps its count: once Redis is
         # back it gets its own verdict again, not `poison`).
-        waits = _waits(payload)
-        if waits is not None and waits < INFRA_WAITS_MAX:
+        waits = _waits_left(payload)
+        if waits is not None:
             outbox.retry({**body, "waits": waits + 1}, backoff_s(waits, ctx.settings), counted=False)
         outbox.retry(payload, backoff_s(attempt, ctx.settings))
     return "dead"
@@ -402,10 +397,9 @@ class _CeleryOutbox:
         self.task = task
 
     def _wait(self, payload: Any, countdown: float) -> NoReturn:
-        request = self.task.request
-        _wait_again(
-            self.task.app, stage(self.task.stage), payload, countdown, int(request.retries or 0), str(request.id or "")
-        )
+        task, request = self.task, self.task.request
+        again = Message.from_wire(payload)
+        resend(task.app, stage(task.stage), again, countdown, int(request.retries or 0), str(request.id or ""))
 
     def send(self, to: Stage, message: Message) -> None:
         send(self.task.app, to, message)
@@ -426,15 +420,15 @@ class _CeleryOutbox:
             raise Reject(exc, requeue=True) from exc
 
 
-def _wait_again(app: Any, to: Stage, payload: Any, countdown: float, retries: int, task_id: str) -> NoReturn:
-    """Send `payload` to stage `to` again after `countdown` with its retry count unchanged, and end
-    this delivery as a retry; a publish Redis refuses requeues the original (`requeue_unpublished`)."""
+def resend(app: Any, to: Stage, message: Message, countdown: float, retries: int, task_id: str) -> NoReturn:
+    """Send `message` to stage `to` again after `countdown` as its try number `retries`, and end this
+    delivery as a retry (Celery acks it); a publish Redis refuses requeues the original instead."""
     try:
-        send(app, to, Message.from_wire(payload), countdown=countdown, retries=retries)
-    except (OperationalError, redis.RedisError) as exc:
+        send(app, to, message, countdown=countdown, retries=retries)
+    except (OperationalError, redis.RedisError) as exc:  # Redis full or gone
         log.warning("retry_not_published", task_id=task_id, error=str(exc)[:300], requeued=True)
         raise Reject(exc, requeue=True) from exc
-    raise Retry(f"waiting {countdown:.1f} s for the infrastructure", when=countdown)
+    raise Retry(f"retry in {countdown:.1f} s", when=countdown)
 
 
 def requeue_unpublished(exc: Reject, task_id: str = "") -> Reject:

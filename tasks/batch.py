@@ -26,10 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-import redis
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.time import maybe_iso8601
-from kombu.exceptions import OperationalError
 from kombu.utils.imports import symbol_by_name
 
 from config.settings import get_settings
@@ -38,7 +36,7 @@ from newsflow.dispatch import send
 from newsflow.errors import PermanentError, TransientError
 from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
-from tasks.base import StageContext, attempt_of, observe, process_stores, run_stage, stalled
+from tasks.base import StageContext, attempt_of, observe, process_stores, resend, run_stage, stalled
 from tasks.celeryconfig import soft_limit_s
 from tasks.transport import acks_grouped, orphans
 from tasks.watchdog import soft_limit
@@ -213,12 +211,7 @@ class _Outbox:
             raise Reject("dead letter not written", requeue=True)
         # A wait for the infrastructure (not counted): the payload carries it, the count stays.
         again, retries = (d.message, d.attempt + 1) if counted else (Message.from_wire(payload), d.attempt)
-        try:
-            send(self.owner.app, self.owner.stage, again, countdown=countdown, retries=retries)
-        except (OperationalError, redis.RedisError) as exc:  # Redis full or gone: requeue the original
-            log.warning("retry_not_published", task_id=d.task_id, error=str(exc)[:300], requeued=True)
-            raise Reject(exc, requeue=True) from exc
-        raise Retry(f"retry in {countdown:.1f} s")
+        resend(self.owner.app, self.owner.stage, again, countdown, retries, d.task_id)
 
 
 # --- the strategy: what Celery's consumer calls for each message of the task ---------------------------
