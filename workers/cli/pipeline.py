@@ -262,10 +262,9 @@ SHOWN_CHARS = 300
 
 
 def _shown(text: str) -> str:
-    """`text` for a terminal: control characters and undecodable bytes escaped (\x00, \udcff), so
-    the line prints in any locale and cannot move the cursor; cut to SHOWN_CHARS."""
+    r"""`text` for a terminal: control characters and undecodable bytes (lone surrogates) escaped
+    (\x00, \udcff), so the line prints in any locale and cannot move the cursor; cut to SHOWN_CHARS."""
     safe = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    safe = safe.encode("utf-8", "backslashreplace").decode("utf-8")
     return safe if len(safe) <= SHOWN_CHARS else safe[: SHOWN_CHARS - 1] + "…"
 
 
