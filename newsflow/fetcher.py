@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import email.utils
+import heapq
+import os
 import re
 import socket
 import threading
@@ -128,19 +130,19 @@ class Deadline:
     """A total deadline for one fetch, enforced on the sockets themselves.
 
     Read timeouts bound the gap between two bytes; a server trickling one byte a second never
-    trips them. When the deadline passes, a timer shuts the fetch's sockets down, which wakes
-    any blocked read at once; `fired` then tells the fetcher why the read failed or stopped.
+    trips them. When the deadline passes, the process's deadline watcher (`_Watcher`) shuts the
+    fetch's sockets down, which wakes any blocked read at once; `fired` then tells the fetcher
+    why the read failed or stopped.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.fired = False
+        self.cancelled = False
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        _watcher().watch(self)
 
     def remaining(self) -> float:
         return self.at - time.monotonic()
@@ -154,15 +156,73 @@ class Deadline:
         if fired:
             _shutdown(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.cancelled:
+                return
             self.fired = True
             socks = list(self._socks)
         for sock in socks:
             _shutdown(sock)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        # The watcher drops a cancelled deadline when its time comes: no wake-up, no thread.
+        with self._lock:
+            self.cancelled = True
+            self._socks.clear()  # pooled sockets go on serving other fetches
+
+
+class _Watcher:
+    """One thread per process that fires every fetch's deadline at its time.
+
+    A `threading.Timer` per fetch started and stopped a thread for every page (a tenth of the
+    fetch worker's CPU with 16 threads). Deadlines of one fetch worker have one duration, so a
+    new one almost never comes before the earliest: the thread is woken only when it does.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="newsflow-fetch-deadlines", daemon=True)
+        self._thread.start()
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline.at, self._seq, deadline))
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                at, _, deadline = self._heap[0]
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            deadline.fire()
+
+
+_watchers: dict[int, _Watcher] = {}
+_watchers_lock = threading.Lock()
+
+
+def _watcher() -> _Watcher:
+    """This process's watcher (a forked child makes its own: threads do not cross a fork)."""
+    pid = os.getpid()
+    w = _watchers.get(pid)
+    if w is None:
+        with _watchers_lock:
+            w = _watchers.get(pid)
+            if w is None:
+                _watchers.clear()
+                w = _watchers[pid] = _Watcher()
+    return w
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -6,7 +6,9 @@ Private addresses are NOT allowed here: only the hostile origin's own host:port 
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -196,3 +198,27 @@ def test_deadline_fires_once_and_cancels() -> None:
     d2 = Deadline(5)
     d2.cancel()
     assert not d2.fired
+
+
+def test_deadlines_share_one_watcher_and_fire_in_order() -> None:
+    """A later deadline made first does not hold back an earlier one; cancelled ones never fire."""
+    before = threading.active_count()
+    late, cancelled = Deadline(5), Deadline(0.05)
+    cancelled.cancel()
+    early = Deadline(0.1)
+    time.sleep(0.4)
+    assert early.fired and not late.fired and not cancelled.fired
+    late.cancel()
+    assert threading.active_count() <= max(before, 1) + 1  # at most the one watcher thread was added
+
+
+def test_deadline_in_a_forked_child() -> None:
+    """A forked child cannot use its parent's watcher thread: it makes its own."""
+    Deadline(5).cancel()  # the parent's watcher exists
+    pid = os.fork()
+    if pid == 0:  # the child reports by its exit status
+        d = Deadline(0.05)
+        time.sleep(0.3)
+        os._exit(0 if d.fired else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
