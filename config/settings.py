@@ -81,7 +81,7 @@ def _check_redis_url(name: str, url: str, unix: bool = False) -> None:
     if problem:
         forms = (*REDIS_URL_FORMS, UNIX_URL_FORM) if unix else REDIS_URL_FORMS
         raise SettingsError(
-            f"{ENV_PREFIX}{name.upper()}={_redact(url)!r} is not a Redis URL ({problem}): "
+            f"{ENV_PREFIX}{name.upper()}={redact_url(url)!r} is not a Redis URL ({problem}): "
             f"use {', '.join(forms[:-1])} or {forms[-1]}"
         )
 
@@ -124,10 +124,28 @@ def _server_url_problem(url: str, schemes: tuple[str, ...]) -> str:
     return ""
 
 
-def _redact(url: str) -> str:
-    """The URL with the user and password of each `;` part hidden, however malformed it is: a password
-    must not reach a terminal or a log (SECRET_FIELDS)."""
-    return ";".join(re.sub(r"^([^:/@]*://)?[^;]*@", r"\1***@", part) for part in url.split(";"))
+def redact_url(url: str) -> str:
+    """The URL with the password of each `;` part (a sentinel URL has several) hidden, for messages and
+    logs: a password must not reach a terminal or a log (SECRET_FIELDS). The one redactor of the project.
+
+    Everything before the last `@` of a part is the user information, however malformed the URL
+    (a password may hold an unescaped `@` or `/`); only a plain user name before a `:` is kept."""
+    return ";".join(_redact_part(part) for part in url.split(";"))
+
+
+_PLAIN_USER = re.compile(r"[\w.%+-]*")
+
+
+def _redact_part(part: str) -> str:
+    scheme, sep, rest = part.partition("://")
+    if not sep:
+        scheme, rest = "", part
+    userinfo, at, host_and_path = rest.rpartition("@")
+    if not at:
+        return part
+    user, colon, _ = userinfo.partition(":")
+    who = f"{user}:***" if colon and _PLAIN_USER.fullmatch(user) else "***"
+    return f"{scheme}{sep}{who}@{host_and_path}"
 
 
 _current: Settings | None = None

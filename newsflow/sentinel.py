@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
+
+from config.settings import redact_url
 
 SCHEME = "sentinel"
 DEFAULT_PORT = 26379
@@ -43,7 +45,7 @@ def parse(url: str) -> SentinelURL:
     for i, part in enumerate(p.strip() for p in url.split(";") if p.strip()):
         parts = urlsplit(part)
         if parts.scheme.lower() != SCHEME or not parts.hostname:
-            raise ValueError(f"not a sentinel URL part: {redact(part)!r} (expected sentinel://host:port)")
+            raise ValueError(f"not a sentinel URL part: {redact_url(part)!r} (expected sentinel://host:port)")
         sentinels.append((parts.hostname, parts.port or DEFAULT_PORT))
         if i == 0:
             path = parts.path.strip("/")
@@ -53,19 +55,6 @@ def parse(url: str) -> SentinelURL:
     if not sentinels:
         raise ValueError("a sentinel URL names no sentinel")
     return SentinelURL(tuple(sentinels), db, username, password)
-
-
-def redact(url: str) -> str:
-    """The URL without passwords (each `;`-separated part of a sentinel URL on its own)."""
-    out = []
-    for part in url.split(";"):
-        parts = urlsplit(part)
-        if parts.password is None:
-            out.append(part)
-            continue
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        out.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
-    return ";".join(out)
 
 
 def master_client(url: str, master: str, sentinel_password: str = "", **client_kwargs: Any) -> Any:

@@ -143,8 +143,18 @@ def test_broker_ssl_options() -> None:
 
 
 def test_redact_url() -> None:
-    from workers.cli.common import redact_url
+    from config.settings import redact_url
 
     assert redact_url("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
-    assert "hunter2" not in redact_url("rediss://user:hunter2@redis.example:6380/0?ssl_cert_reqs=required")
+    assert redact_url("rediss://user:hunter2@redis.example:6380/0?ssl_cert_reqs=required") == (
+        "rediss://user:***@redis.example:6380/0?ssl_cert_reqs=required"
+    )
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://token@h:6379/0") == "redis://***@h:6379/0"  # alone, it may be the secret
+    assert redact_url("redis://:p%40ss@[::1]:6380/1") == "redis://:***@[::1]:6380/1"  # host kept as written
+    assert redact_url("redis://:pa@ss@h/0") == "redis://:***@h/0"  # an unescaped @ in the password
+    # Malformed beyond splitting, and each part of a sentinel URL on its own:
+    assert "hunter2" not in redact_url("redis://:hunter2@host:notaport/0")
+    assert "hunter2" not in redact_url(":hunter2@h")
+    sentinel = redact_url("sentinel://:s1@a:26379;sentinel://:s2@b:26379;sentinel://c:26379")
+    assert sentinel == "sentinel://:***@a:26379;sentinel://:***@b:26379;sentinel://c:26379"

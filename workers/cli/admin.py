@@ -20,12 +20,12 @@ from typing import Any
 import click
 
 from config.defaults import Settings
+from config.settings import redact_url
 from newsflow.search import IndexBackend
 from workers.cli.common import (
     EXIT_REDIS_UNREACHABLE,
     emit_json,
     fail,
-    redact_url,
     require_current_ids,
     settings_or_exit,
 )

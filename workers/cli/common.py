@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from config.defaults import Settings
-from config.settings import SettingsError, load_settings, use_settings
+from config.settings import SettingsError, load_settings, redact_url, use_settings
 
 
 def settings_or_exit() -> Settings:
@@ -33,13 +33,6 @@ def require_current_ids(settings: Settings) -> None:
         ensure_current(settings)
     except IdVersionError as exc:
         fail(str(exc))
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs (each part of a sentinel URL)."""
-    from newsflow.sentinel import redact
-
-    return redact(url)
 
 
 # A lone surrogate: what Python makes of an undecodable byte (surrogateescape, e.g. a URL read from

@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
+from config.settings import redact_url
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, redact_url, require_current_ids, settings_or_exit
+from workers.cli.common import emit_json, fail, require_current_ids, settings_or_exit
 
 COUNTERS = ("discovered", "skipped_seen", "enqueued", "indexed", "failed")
 

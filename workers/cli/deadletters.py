@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from config.settings import redact_url
 from newsflow.pipeline import BY_NAME, CRAWL_QUEUE, FIRST, ORDER, BadMessage, Message, reentry, state_before
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit
+from workers.cli.common import emit_json, fail, settings_or_exit
 
 # The stages a dead letter can name: the pipeline's, and `crawl` (a source document that could not
 # be read, newsflow/crawl.py). Any other --stage is a typo that would match nothing.

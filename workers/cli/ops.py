@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from config.defaults import Settings
-from workers.cli.common import emit_json, fail, redact_url, settings_or_exit, unreachable
+from config.settings import redact_url
+from workers.cli.common import emit_json, fail, settings_or_exit, unreachable
 
 THROUGHPUT_WINDOW_MIN = 5
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 
+from config.settings import redact_url
 from newsflow.logs import configure
 from workers.cli.common import (
     emit_json,
     fail,
-    redact_url,
     redis_errors,
     require_current_ids,
     settings_or_exit,

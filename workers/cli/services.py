@@ -17,9 +17,9 @@ from typing import Any
 import click
 
 from config.defaults import Settings
-from config.settings import process_env
+from config.settings import process_env, redact_url
 from newsflow.netguard import is_loopback
-from workers.cli.common import fail, redact_url, require_current_ids, settings_or_exit
+from workers.cli.common import fail, require_current_ids, settings_or_exit
 
 
 def worker_command(
