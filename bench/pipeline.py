@@ -107,6 +107,8 @@ def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, 
             "cpu_ratio": lim_cpu / cpu,
             "rate_ratio": run["rate"] / lim_rate,
             "added_per_task_ms": (cpu - lim_cpu) / 4,
+            # The same in units of the loop's work: comparable between VMs of different speed.
+            "added_per_task_share": (cpu - lim_cpu) / 4 / lim_cpu,
         }
     return out
 
@@ -123,6 +125,7 @@ def rounds_report(rounds: list[dict[str, Any]]) -> str:
         for key, label, fmt in (
             ("cpu_ratio", "CPU ratio", "{:.2f}"),
             ("added_per_task_ms", "added CPU per task", "{:.2f} ms"),
+            ("added_per_task_share", "added per task/loop", "{:.1%}"),
             ("rate_ratio", "throughput ratio", "{:.2f}"),
             ("cpu_ms", "CPU/article", "{:.1f} ms"),
         ):
@@ -572,7 +575,12 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
         # CPU per article is far less sensitive to other load on the machine than throughput is.
         ("ratio by CPU/article", f"{cpu_ratio:.2f}  (limit CPU per article / pipeline CPU per article)"),
         ("broker overhead, wall", f"{wall_ov:.2f} core-ms per task (goal <= 2)"),
-        ("broker overhead, CPU", f"{cpu_ov:.2f} CPU-ms per task (workers + redis, minus the limit's)"),
+        (
+            "broker overhead, CPU",
+            f"{cpu_ov:.2f} CPU-ms per task (workers + redis, minus the limit's; "
+            f"{cpu_ov / max(1e-9, 1000 * (lim['cpu_s'] + lim['redis_cpu_s']) / max(1, lim['ok'])):.1%} "
+            "of the limit's CPU per article)",
+        ),
         (
             "CPU per article",
             f"limit {1000 * (lim['cpu_s'] + lim['redis_cpu_s']) / max(1, lim['ok']):.1f} ms, "
