@@ -109,6 +109,11 @@ def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, 
             "added_per_task_ms": (cpu - lim_cpu) / 4,
             # The same in units of the loop's work: comparable between VMs of different speed.
             "added_per_task_share": (cpu - lim_cpu) / 4 / lim_cpu,
+            # Where a round's CPU went, to tell a noisy round's cause from the code's cost.
+            "by_process_ms": {
+                **{k: 1000 * v / max(1, run["indexed"]) for k, v in run.get("cpu_by_worker", {}).items()},
+                "redis": 1000 * run["redis_cpu_s"] / max(1, run["indexed"]),
+            },
         }
     return out
 
@@ -132,6 +137,10 @@ def rounds_report(rounds: list[dict[str, Any]]) -> str:
             xs = [r[name][key] for r in rounds if name in r]
             each = ", ".join(fmt.format(x) for x in xs)
             lines.append(f"  {name:14s} {label:20s} {fmt.format(statistics.median(xs))}  ({each})")
+        for i, r in enumerate(rounds, 1):
+            if name in r and r[name].get("by_process_ms"):
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in r[name]["by_process_ms"].items() if v >= 0.05)
+                lines.append(f"  {name:14s} round {i} CPU by process, ms/article: {parts}")
     return "\n".join(lines)
 
 
