@@ -553,9 +553,8 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
         lim["stage_ms"] = {k: (v + after["stage_ms"].get(k, v)) / 2 for k, v in lim["stage_ms"].items()}
     n_tasks = 4 * pipe["indexed"]
     ratio = pipe["rate"] / lim["rate"]
-    cpu_ratio = ((lim["cpu_s"] + lim["redis_cpu_s"]) / max(1, lim["ok"])) / (
-        (pipe["cpu_s"] + pipe["redis_cpu_s"]) / max(1, pipe["indexed"])
-    )
+    lim_cpu_ms, pipe_cpu_ms = _cpu_per_article(lim, lim["ok"]), _cpu_per_article(pipe, pipe["indexed"])
+    cpu_ratio = lim_cpu_ms / pipe_cpu_ms
     wall_ov = (cores / pipe["rate"] - cores / lim["rate"]) / 4 * 1000
     cpu_ov = ((pipe["cpu_s"] + pipe["redis_cpu_s"]) - (lim["cpu_s"] + lim["redis_cpu_s"])) / max(1, n_tasks) * 1000
     blob = res["queue"]["blob_bytes"]
@@ -587,13 +586,12 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
         (
             "broker overhead, CPU",
             f"{cpu_ov:.2f} CPU-ms per task (workers + redis, minus the limit's; "
-            f"{cpu_ov / max(1e-9, 1000 * (lim['cpu_s'] + lim['redis_cpu_s']) / max(1, lim['ok'])):.1%} "
+            f"{cpu_ov / max(1e-9, lim_cpu_ms):.1%} "
             "of the limit's CPU per article)",
         ),
         (
             "CPU per article",
-            f"limit {1000 * (lim['cpu_s'] + lim['redis_cpu_s']) / max(1, lim['ok']):.1f} ms, "
-            f"pipeline {1000 * (pipe['cpu_s'] + pipe['redis_cpu_s']) / max(1, pipe['indexed']):.1f} ms",
+            f"limit {lim_cpu_ms:.1f} ms, pipeline {pipe_cpu_ms:.1f} ms",
         ),
     ]
     per_worker = pipe.get("cpu_by_worker", {})
@@ -702,14 +700,13 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             )
         )
     lim_rate = lim["rate"]
-    lim_cpu_article = 1000 * (lim["cpu_s"] + lim["redis_cpu_s"]) / max(1, lim["ok"])
     for name, run in res.get("variants", {}).items():
-        cpu_article = 1000 * (run["cpu_s"] + run["redis_cpu_s"]) / max(1, run["indexed"])
+        cpu_article = _cpu_per_article(run, run["indexed"])
         rows.append(
             (
                 f"variant {name}",
                 f"{run['rate']:.1f} articles/s, ratio {run['rate'] / lim_rate:.2f}, "
-                f"CPU/article {cpu_article:.1f} ms (CPU ratio {lim_cpu_article / cpu_article:.2f})",
+                f"CPU/article {cpu_article:.1f} ms (CPU ratio {lim_cpu_ms / cpu_article:.2f})",
             )
         )
     width = max(len(k) for k, _ in rows)

@@ -208,21 +208,19 @@ class _Watcher:
             deadline.fire()
 
 
-_watchers: dict[int, _Watcher] = {}
-_watchers_lock = threading.Lock()
+_watching: tuple[int, _Watcher] | None = None  # (pid, its watcher), made on first use
+_watching_made = threading.Lock()
 
 
 def _watcher() -> _Watcher:
     """This process's watcher (a forked child makes its own: threads do not cross a fork)."""
+    global _watching
     pid = os.getpid()
-    w = _watchers.get(pid)
-    if w is None:
-        with _watchers_lock:
-            w = _watchers.get(pid)
-            if w is None:
-                _watchers.clear()
-                w = _watchers[pid] = _Watcher()
-    return w
+    if _watching is None or _watching[0] != pid:
+        with _watching_made:
+            if _watching is None or _watching[0] != pid:
+                _watching = (pid, _Watcher())
+    return _watching[1]
 
 
 def _shutdown(sock: socket.socket) -> None:

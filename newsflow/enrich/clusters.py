@@ -32,13 +32,15 @@ local ttl, cap, docprefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local jmin, cmin, maxv = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local nperm, cmin_n = tonumber(ARGV[10]), tonumber(ARGV[11])
 
--- The signature's values, unpacked once: one C call per signature instead of a 4-byte substring
--- per value (string.sub interns every one of them).
+-- A signature's values come from one struct.unpack (a C call) instead of a 4-byte substring per
+-- value (string.sub interns every one of them); this article's, on the first comparison only (an
+-- article without candidates compares nothing).
 local layout = '<' .. string.rep('I4', nperm)
-local mine = string.len(sig) == nperm * 4 and {struct.unpack(layout, sig)} or false
+local mine = nil
 
 -- estimated Jaccard and containment of this text against a stored signature (false if unusable)
 local function likeness(other, n2)
+  if mine == nil then mine = string.len(sig) == nperm * 4 and {struct.unpack(layout, sig)} or false end
   if not mine or not other or string.len(other) ~= string.len(sig) then return false end
   local theirs = {struct.unpack(layout, other)}
   local same = 0
