@@ -95,6 +95,8 @@ def _best_body(
         page_chars = bodies.page_text_length(tree)
         if bodies.looks_truncated(chosen, page_chars):
             chosen = bodies.choose(chosen, bodies.run_comparison(tree, chosen), page_chars)
+    if options.structure_dumps and bodies.is_dump(chosen):
+        chosen = bodies.cut_dump(chosen, bodies.article_lines(tree))
     bodies.fill_gaps(chosen, gaps)
     if options.restore_continuations:
         bodies.add_continuations(chosen, tree)

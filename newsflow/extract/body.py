@@ -37,6 +37,7 @@ from trafilatura.htmlprocessing import tree_cleaning
 from trafilatura.settings import Extractor
 
 from newsflow.extract.cleanup import block_text
+from newsflow.extract.htmlprep import text_lines
 from newsflow.extract.text import collapse, fold
 
 # Candidate names double as provenance values.
@@ -174,6 +175,65 @@ def merge(first: Candidate, second: Candidate) -> Candidate:
     for position, block in enumerate(missing):
         second.body.insert(position, block)
     return Candidate(MERGED, second.body, second.text)
+
+
+# trafilatura's last resort (`baseline`), taken when its main extractor found under 250 characters,
+# is the text of the page's <article> (or JSON-LD articleBody) as one paragraph: headline, dateline,
+# tables of contents and all, with no block for the rules to tell apart. The page still has the lines
+# that text was made of: the dump keeps all its text and is cut where the <article>'s visual lines
+# (block elements and <br>s) begin and end, each line found in it, in order, becoming a block, and any
+# text between them a paragraph of its own. Done only when the lines found cover at least DUMP_COVERED
+# of the dump (an articleBody from JSON-LD need not be the page's text).
+DUMP_COVERED = 0.5
+
+
+def is_dump(candidate: Candidate) -> bool:
+    """A body of one paragraph without any markup inside, of more than a stub's length."""
+    body = candidate.body
+    return (
+        body is not None
+        and len(body) == 1
+        and body[0].tag == "p"
+        and not len(body[0])
+        and len(candidate.text) >= STUB_CHARS
+    )
+
+
+_ARTICLES = XPath(".//article[not(ancestor::article)]")
+
+
+def article_lines(tree: HtmlElement) -> _Element:
+    """The visual lines of the page's outermost <article> elements, one paragraph each."""
+    body = Element("body")
+    for article in _ARTICLES(tree):
+        for line in text_lines(article):
+            SubElement(body, "p").text = line
+    return body
+
+
+def cut_dump(dump: Candidate, blocks: _Element) -> Candidate:
+    """The dump's text cut into `blocks` where it holds them (see DUMP_COVERED), or the dump as it was."""
+    if dump.body is None or not len(blocks):
+        return dump
+    text = collapse(dump.body[0].text or "")
+    out, pos, covered = Element("body"), 0, 0
+    for block in list(blocks):
+        found = block_text(block)
+        at = text.find(found, pos) if found else -1
+        if at < 0:
+            continue  # not the dump's text (or already passed): the dump's own words stay
+        _loose(out, text[pos:at])
+        out.append(block)
+        pos, covered = at + len(found), covered + len(found)
+    if covered < DUMP_COVERED * len(text):
+        return dump
+    _loose(out, text[pos:])
+    return Candidate(dump.method, out, dump.text)
+
+
+def _loose(body: _Element, text: str) -> None:
+    if text.strip():
+        SubElement(body, "p").text = text.strip()
 
 
 def overlap(part: str, whole: str) -> float:

@@ -32,8 +32,9 @@ _RELATED_HEADING = re.compile(
     r"|meist(gelesen|e?-?diskutiert|kommentiert)e?( artikel)?|kommentierte artikel|beiträge aus dem forum"
     r"|das (könnte|dürfte) (sie|dich) auch interessieren|empfehlungen der redaktion|verwandte (artikel|themen)"
     # fr, es, it, pt
-    r"|(à|a) lire (aussi|également)|lire aussi|sur le même (sujet|thème)|(les )?articles? (similaires|liés)"
-    r"|(le|te) puede interesar|lee también|lea también|noticias relacionadas|temas( relacionados)?|más noticias"
+    r"|(à|a) lire (aussi|également)|lire aussi|(à )?voir aussi|sur le même (sujet|thème)"
+    r"|(les )?articles? (similaires|liés)|(le|te) puede interesar|lee también|lea también|vea también"
+    r"|ver también|véase también|seguir leyendo|noticias relacionadas|temas( relacionados)?|más noticias"
     r"|leggi anche|potrebbe interessarti|leia também|veja também)\W*$",
     re.IGNORECASE,
 )

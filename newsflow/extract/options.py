@@ -20,6 +20,9 @@ class ExtractOptions:
     # When the fast pass looks truncated, run trafilatura's readability/justext comparison and choose between
     # (or merge) the two candidates instead of taking the fast one blindly.
     choose_candidate: bool = True
+    # When the fast pass came back as trafilatura's last resort (the article's whole text as one
+    # paragraph), cut it into the visual lines of the page's <article> it was made of.
+    structure_dumps: bool = True
     # Put back the standfirst (the page's visible copy of its description) when it sits outside the body
     # container the extractor took.
     restore_standfirst: bool = True
