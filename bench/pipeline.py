@@ -393,6 +393,8 @@ class PipelineRun:
             system = sum(sys_s(p) for p in roots) - sys0
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
+            # Requests the server read (a pipeline or a MULTI block sent at once is one): its round trips.
+            reads = int(self.r.info("stats").get("total_reads_processed", 0))
             stats = self.r.info("commandstats")
             commands = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
             command_us = {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in stats.items()}
@@ -418,6 +420,7 @@ class PipelineRun:
             "cpu_by_worker": cpu_by_worker,
             "redis_commands": commands,
             "redis_command_us": command_us,
+            "redis_reads": reads,
             "rss": rss,
             "samples": self.samples,
             "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
@@ -622,6 +625,14 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
                 f"{sum(cmds.values()) / n:.0f} per article ("
                 + ", ".join(f"{k} {v / n:.1f}" for k, v in top)
                 + "; includes the benchmark's own polling)",
+            )
+        )
+    if pipe.get("redis_reads"):
+        rows.append(
+            (
+                "  Redis round trips",
+                f"{pipe['redis_reads'] / max(1, pipe['indexed']):.0f} per article (requests the server read; "
+                "a pipelined batch is one; includes the benchmark's own polling)",
             )
         )
     spent = pipe.get("redis_command_us", {})
