@@ -7,7 +7,7 @@ from __future__ import annotations
 from lxml.etree import _Element, fromstring
 
 from newsflow.extract import extract_article
-from newsflow.extract.body import FAST, Candidate, article_lines, cut_dump, is_dump
+from newsflow.extract.body import DUMP_WINDOW, FAST, Candidate, article_lines, cut_dump, is_dump
 from newsflow.extract.devset import load_dev_pages
 from newsflow.extract.htmlprep import parse_html
 from newsflow.extract.options import DEFAULT_OPTIONS
@@ -66,6 +66,18 @@ def test_a_dump_stays_whole_when_the_other_pass_found_little_of_it() -> None:
     assert cut_dump(dump, body("<p>Council approves flood wall</p>")) is dump
     assert cut_dump(dump, body(f"<p>{PROSE.upper()}</p><p>Somewhere else entirely.</p>")) is dump
     assert cut_dump(dump, body("")) is dump
+
+
+def test_a_line_is_looked_for_only_near_the_last_one_found() -> None:
+    # Lines of other <article>s (teasers) are not in the dump: each costs a search of DUMP_WINDOW
+    # characters, not of the rest of the dump (50,000 such lines in a large dump took seconds).
+    first = " ".join([PROSE] * 40)  # 6,800 characters
+    far = "Found only far past the window."
+    text = f"{first} {'filler ' * (DUMP_WINDOW // 6)}{far}"
+    cut = cut_dump(candidate(f"<p>{text}</p>"), body(f"<p>{first}</p><p>Other story</p><p>{far}</p>"))
+    assert cut.body is not None
+    parts = [" ".join(el.itertext()) for el in cut.body]
+    assert parts[0] == first and len(parts) == 2 and parts[1].endswith(far)  # the rest stays, as one paragraph
 
 
 def test_the_blocks_are_the_visual_lines_of_the_outermost_articles() -> None:

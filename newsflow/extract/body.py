@@ -185,6 +185,10 @@ def merge(first: Candidate, second: Candidate) -> Candidate:
 # text between them a paragraph of its own. Done only when the lines found cover at least DUMP_COVERED
 # of the dump (an articleBody from JSON-LD need not be the page's text).
 DUMP_COVERED = 0.5
+# How far past the last line found the next one is looked for. The lines come in the dump's order with
+# little between them; a line that is not the dump's (another <article>: teasers) costs a search of
+# this much, not of the rest of the dump (a page of 50,000 such lines would otherwise take minutes).
+DUMP_WINDOW = 2000
 
 
 def is_dump(candidate: Candidate) -> bool:
@@ -219,7 +223,7 @@ def cut_dump(dump: Candidate, blocks: _Element) -> Candidate:
     out, pos, covered = Element("body"), 0, 0
     for block in list(blocks):
         found = block_text(block)
-        at = text.find(found, pos) if found else -1
+        at = text.find(found, pos, pos + len(found) + DUMP_WINDOW) if found else -1
         if at < 0:
             continue  # not the dump's text (or already passed): the dump's own words stay
         _loose(out, text[pos:at])
