@@ -187,7 +187,7 @@ def merge(first: Candidate, second: Candidate) -> Candidate:
 DUMP_COVERED = 0.5
 # How far past the last line found the next one is looked for. The lines come in the dump's order with
 # little between them; a line that is not the dump's (another <article>: teasers) costs a search of
-# this much, not of the rest of the dump (a page of 50,000 such lines would otherwise take minutes).
+# this much, not of the rest of the dump (20,000 such lines in a 300 kB dump took 1.5 s that way).
 DUMP_WINDOW = 2000
 
 
