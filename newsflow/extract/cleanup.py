@@ -380,11 +380,24 @@ def _is_teaser(text: str, anchors: frozenset[str]) -> bool:
 
 
 def _drop_link_blocks(body: _Element, anchors: frozenset[str], headlines: frozenset[str], blocks: BlockTexts) -> None:
-    """Blocks made of links (headline lists, tag clouds, breadcrumbs) are navigation, not prose."""
+    """Blocks made of links (headline lists, tag clouds, breadcrumbs) are navigation, not prose; so is a
+    long block of many lines each of which is a link (a site's whole menu)."""
     for block in list(body):
         n_words = blocks.n_words(block)
-        if 0 < n_words <= _LINK_BLOCK_MAX_WORDS and link_ratio(block, anchors, headlines) >= _LINK_BLOCK_MIN_RATIO:
+        if 0 < n_words <= _LINK_BLOCK_MAX_WORDS:
+            if link_ratio(block, anchors, headlines) >= _LINK_BLOCK_MIN_RATIO:
+                _remove(block)
+        elif n_words and _is_menu(block, anchors):
             _remove(block)
+
+
+# A menu: at least this many lines, nearly every word of them on a line that is a link's whole text.
+_MENU_MIN_LINES = 10
+_MENU_MIN_RATIO = 0.95
+
+
+def _is_menu(block: _Element, anchors: frozenset[str]) -> bool:
+    return len(block_lines(block)) >= _MENU_MIN_LINES and link_ratio(block, anchors) >= _MENU_MIN_RATIO
 
 
 def drop_title_lines(text: str, title: str | None) -> str:
