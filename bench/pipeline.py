@@ -393,7 +393,8 @@ class PipelineRun:
             system = sum(sys_s(p) for p in roots) - sys0
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
-            # Requests the server read (a pipeline or a MULTI block sent at once is one): its round trips.
+            # Socket reads by the server: about one per request (a pipeline or a MULTI block sent at
+            # once is one; a large value, such as a page's HTML, can take a few).
             reads = int(self.r.info("stats").get("total_reads_processed", 0))
             stats = self.r.info("commandstats")
             commands = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
@@ -630,9 +631,9 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
     if pipe.get("redis_reads"):
         rows.append(
             (
-                "  Redis round trips",
-                f"{pipe['redis_reads'] / max(1, pipe['indexed']):.0f} per article (requests the server read; "
-                "a pipelined batch is one; includes the benchmark's own polling)",
+                "  Redis socket reads",
+                f"{pipe['redis_reads'] / max(1, pipe['indexed']):.0f} per article (~ round trips: a pipelined batch "
+                "is one, a large value a few; includes the benchmark's own polling)",
             )
         )
     spent = pipe.get("redis_command_us", {})

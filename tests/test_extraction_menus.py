@@ -54,6 +54,12 @@ def test_a_long_block_with_prose_among_its_lines_stays() -> None:
     assert "weather reports from Aachen" in text
 
 
+def test_nine_lines_of_links_are_not_yet_a_menu() -> None:
+    lines = "<lb/>".join(SECTIONS[:9])  # over 60 words, but under ten lines
+    text = clean_body(body(f"<p>{PROSE}</p><p>{lines}</p>"), lead(SECTIONS), DEFAULT_OPTIONS)
+    assert "weather reports from Aachen" in text
+
+
 def test_a_long_paragraph_that_is_one_link_stays() -> None:
     long_link = " ".join([PROSE] * 3)  # one line: prose someone linked whole, not a menu
     text = clean_body(body(f"<p>{long_link}</p>"), lead([long_link]), DEFAULT_OPTIONS)

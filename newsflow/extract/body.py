@@ -180,19 +180,25 @@ def merge(first: Candidate, second: Candidate) -> Candidate:
 # trafilatura's last resort (`baseline`), taken when its main extractor found under 250 characters,
 # is the text of the page's <article> (or JSON-LD articleBody) as one paragraph: headline, dateline,
 # tables of contents and all, with no block for the rules to tell apart. The page still has the lines
-# that text was made of: the dump keeps all its text and is cut where the <article>'s visual lines
-# (block elements and <br>s) begin and end, each line found in it, in order, becoming a block, and any
-# text between them a paragraph of its own. Done only when the lines found cover at least DUMP_COVERED
-# of the dump (an articleBody from JSON-LD need not be the page's text).
+# that text was made of: the dump keeps all its text and is cut where the visual lines (block elements
+# and <br>s) of the page's longest outermost <article> (the one the dump is: baseline takes one article
+# when one dominates, and more than one make more than one paragraph) begin and end, each line found in
+# it, in order and on word boundaries, becoming a block, and any text between them a paragraph of its
+# own. Done only when the lines found cover at least DUMP_COVERED of the dump (an articleBody from
+# JSON-LD need not be the page's text).
 DUMP_COVERED = 0.5
-# How far past the last line found the next one is looked for. The lines come in the dump's order with
-# little between them; a line that is not the dump's (another <article>: teasers) costs a search of
-# this much, not of the rest of the dump (20,000 such lines in a 300 kB dump took 1.5 s that way).
+# How far past where the next line should start it is looked for. Lines come in the dump's order with
+# little between them; one the dump does not have (text the extractor pruned) costs a search of about
+# this much, not of the rest of the dump, and moves the expected start on by its length (so one
+# unmatched long line does not leave every later one out of reach).
 DUMP_WINDOW = 2000
+_ARTICLES = XPath(".//article[not(ancestor::article)]")
 
 
 def is_dump(candidate: Candidate) -> bool:
-    """A body of one paragraph without any markup inside, of more than a stub's length."""
+    """A body of one paragraph without any markup inside, of more than a stub's length: what
+    trafilatura's last resort returns (a one-paragraph article extracted any other way looks the same,
+    and is cut into its lines just as well)."""
     body = candidate.body
     return (
         body is not None
@@ -203,36 +209,50 @@ def is_dump(candidate: Candidate) -> bool:
     )
 
 
-_ARTICLES = XPath(".//article[not(ancestor::article)]")
+def article_lines(tree: HtmlElement) -> list[str]:
+    """The visual lines of the page's longest outermost <article> (none: no article)."""
+    articles = _ARTICLES(tree)
+    if not articles:
+        return []
+    longest = max(articles, key=lambda el: len(_STRING(el)))
+    return text_lines(longest)
 
 
-def article_lines(tree: HtmlElement) -> _Element:
-    """The visual lines of the page's outermost <article> elements, one paragraph each."""
-    body = Element("body")
-    for article in _ARTICLES(tree):
-        for line in text_lines(article):
-            SubElement(body, "p").text = line
-    return body
+_STRING = XPath("string()", smart_strings=False)
 
 
-def cut_dump(dump: Candidate, blocks: _Element) -> Candidate:
-    """The dump's text cut into `blocks` where it holds them (see DUMP_COVERED), or the dump as it was."""
-    if dump.body is None or not len(blocks):
+def cut_dump(dump: Candidate, lines: Sequence[str]) -> Candidate:
+    """The dump's text cut into `lines` where it holds them (see DUMP_COVERED), or the dump as it was."""
+    if not is_dump(dump) or not lines or dump.body is None:
         return dump
     text = collapse(dump.body[0].text or "")
-    out, pos, covered = Element("body"), 0, 0
-    for block in list(blocks):
-        found = block_text(block)
-        at = text.find(found, pos, pos + len(found) + DUMP_WINDOW) if found else -1
+    out, pos, expect, covered = Element("body"), 0, 0, 0
+    for line in lines:
+        at = _find_words(text, line, pos, min(expect, pos + 10 * DUMP_WINDOW) + len(line) + DUMP_WINDOW)
         if at < 0:
-            continue  # not the dump's text (or already passed): the dump's own words stay
+            expect = max(expect, pos) + len(line) + 1  # not the dump's (or written otherwise): look further on
+            continue
         _loose(out, text[pos:at])
-        out.append(block)
-        pos, covered = at + len(found), covered + len(found)
+        SubElement(out, "p").text = line
+        pos = expect = at + len(line)
+        covered += len(line)
     if covered < DUMP_COVERED * len(text):
         return dump
     _loose(out, text[pos:])
     return Candidate(dump.method, out, dump.text)
+
+
+def _find_words(text: str, part: str, start: int, end: int) -> int:
+    """Where `part` is in text[start:end] without cutting a word at either end (-1: nowhere)."""
+    at = text.find(part, start, end)
+    while at >= 0:
+        after = at + len(part)
+        cuts_left = at > start and text[at - 1].isalnum() and part[0].isalnum()
+        cuts_right = after < len(text) and text[after].isalnum() and part[-1].isalnum()
+        if not cuts_left and not cuts_right:
+            return at
+        at = text.find(part, at + 1, end)
+    return -1
 
 
 def _loose(body: _Element, text: str) -> None:

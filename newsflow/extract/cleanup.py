@@ -34,7 +34,7 @@ _RELATED_HEADING = re.compile(
     # fr, es, it, pt
     r"|(à|a) lire (aussi|également)|lire aussi|(à )?voir aussi|sur le même (sujet|thème)"
     r"|(les )?articles? (similaires|liés)|(le|te) puede interesar|lee también|lea también|vea también"
-    r"|ver también|véase también|seguir leyendo|noticias relacionadas|temas( relacionados)?|más noticias"
+    r"|ver también|véase también|noticias relacionadas|temas( relacionados)?|más noticias"
     r"|leggi anche|potrebbe interessarti|leia também|veja também)\W*$",
     re.IGNORECASE,
 )
@@ -270,7 +270,9 @@ def _collect(el: _Element, parts: list[str]) -> None:
         parts.append(child.tail or "")
 
 
-def link_ratio(block: _Element, anchors: frozenset[str], headlines: frozenset[str] = frozenset()) -> float:
+def link_ratio(
+    block: _Element, anchors: frozenset[str], headlines: frozenset[str] = frozenset(), lines: list[str] | None = None
+) -> float:
     """Share of a block's words on lines that are, whole, the text of a link of the page.
 
     In a list, an item that starts with a link to another story of the site and adds a one-line summary
@@ -278,7 +280,7 @@ def link_ratio(block: _Element, anchors: frozenset[str], headlines: frozenset[st
     that way. (Links to other sites are left out: a list of references is written the same way.)
     """
     total = linked = 0
-    lines = block_lines(block)
+    lines = block_lines(block) if lines is None else lines  # `lines`: block_lines(block), if already known
     teasers = block.tag == "list" and bool(headlines) and len(block.findall("item")) >= _TEASER_MIN_ITEMS
     for line in lines:
         tokens = words(line)
@@ -397,7 +399,8 @@ _MENU_MIN_RATIO = 0.95
 
 
 def _is_menu(block: _Element, anchors: frozenset[str]) -> bool:
-    return len(block_lines(block)) >= _MENU_MIN_LINES and link_ratio(block, anchors) >= _MENU_MIN_RATIO
+    lines = block_lines(block)
+    return len(lines) >= _MENU_MIN_LINES and link_ratio(block, anchors, lines=lines) >= _MENU_MIN_RATIO
 
 
 def drop_title_lines(text: str, title: str | None) -> str:

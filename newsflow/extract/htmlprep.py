@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from lxml import etree
 from lxml.etree import XPath
 from lxml.html import HtmlElement, HTMLParser, fromstring
 from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, is_dubious_html, load_html
@@ -277,24 +278,37 @@ _LINE_TAGS = frozenset(
 def text_lines(el: HtmlElement) -> list[str]:
     """The element's text as its visual lines: <br> and block elements separate, inline markup does not.
 
-    lxml's text_content() glues "Jane Doe<br>Arts Editor" into "Jane DoeArts Editor".
+    lxml's text_content() glues "Jane Doe<br>Arts Editor" into "Jane DoeArts Editor". A walk, not a
+    recursion: an article element may be nested 2,000 levels deep (the parser's limit), past Python's.
     """
     parts: list[str] = []
-    _collect_lines(el, parts)
+    skipping: HtmlElement | None = None  # inside a script, style or template: no text
+    for event, node in etree.iterwalk(el, events=("start", "end")):
+        tag = node.tag if isinstance(node.tag, str) else None
+        if skipping is not None:
+            if event == "end" and node is skipping:
+                skipping = None
+                if node is not el:
+                    parts.append(node.tail or "")
+            continue
+        if event == "start":
+            if tag in _LINE_TAGS:
+                parts.append("\n")
+            if tag is None:
+                continue  # a comment or processing instruction: its tail is taken at its end
+            if tag in _NO_TEXT:
+                skipping = node
+                continue
+            parts.append(node.text or "")
+        else:
+            if tag in _LINE_TAGS:
+                parts.append("\n")
+            if node is not el:
+                parts.append(node.tail or "")  # a node's tail is its parent's text, so the root's is left out
     return [line for line in (" ".join(x.split()) for x in "".join(parts).split("\n")) if line]
 
 
-def _collect_lines(el: HtmlElement, parts: list[str]) -> None:
-    breaks = isinstance(el.tag, str) and el.tag in _LINE_TAGS
-    if breaks:
-        parts.append("\n")
-    if isinstance(el.tag, str) and el.tag not in ("script", "style", "template"):
-        parts.append(el.text or "")
-        for child in el:
-            _collect_lines(child, parts)
-            parts.append(child.tail or "")  # a child's tail is its parent's text, so the root's is left out
-    if breaks:
-        parts.append("\n")
+_NO_TEXT = frozenset({"script", "style", "template"})
 
 
 def _remove_keep_tail(el: HtmlElement) -> None:
