@@ -94,6 +94,15 @@ def _cpu_per_article(run: dict[str, Any], done: int) -> float:
     return 1000 * (run["cpu_s"] + run["redis_cpu_s"]) / max(1, done)
 
 
+def by_process_ms(run: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per indexed article of each worker process and of redis-server, in one pipeline run."""
+    n = max(1, run["indexed"])
+    return {
+        **{k: 1000 * v / n for k, v in run.get("cpu_by_worker", {}).items()},
+        "redis": 1000 * run["redis_cpu_s"] / n,
+    }
+
+
 def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
     """One round's ratios: the pipeline and each variant against the mean of the limit runs around them."""
     lim_rate = (before["rate"] + after["rate"]) / 2
@@ -110,10 +119,7 @@ def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, 
             # The same in units of the loop's work: comparable between VMs of different speed.
             "added_per_task_share": (cpu - lim_cpu) / 4 / lim_cpu,
             # Where a round's CPU went, to tell a noisy round's cause from the code's cost.
-            "by_process_ms": {
-                **{k: 1000 * v / max(1, run["indexed"]) for k, v in run.get("cpu_by_worker", {}).items()},
-                "redis": 1000 * run["redis_cpu_s"] / max(1, run["indexed"]),
-            },
+            "by_process_ms": by_process_ms(run),
         }
     return out
 
@@ -598,14 +604,7 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             f"limit {lim_cpu_ms:.1f} ms, pipeline {pipe_cpu_ms:.1f} ms",
         ),
     ]
-    per_worker = pipe.get("cpu_by_worker", {})
-    rows.append(
-        (
-            "  CPU by process",
-            ", ".join(f"{k} {1000 * v / max(1, pipe['indexed']):.1f}" for k, v in per_worker.items())
-            + f", redis {1000 * pipe['redis_cpu_s'] / max(1, pipe['indexed']):.1f} ms/article",
-        )
-    )
+    rows.append(("  CPU by process", ", ".join(f"{k} {v:.1f}" for k, v in by_process_ms(pipe).items()) + " ms/article"))
     if "sys_s" in pipe and "sys_s" in lim:
         rows.append(
             (

@@ -21,7 +21,7 @@ from newsflow.extract.cleanup import (
     _INLINE_JUNK,
     _INLINE_JUNK_HINT,
     _LOWER_CASE_UNSAFE,
-    _STRING_VALUE,
+    STRING_VALUE,
     WORD_COUNT_CAP,
     BlockTexts,
     _anchor_key,
@@ -184,7 +184,7 @@ def test_string_value_is_the_joined_text_of_a_link() -> None:
     links = list(tree.iter("a"))
     assert len(links) == 7
     for a in links:
-        assert _STRING_VALUE(a) == "".join(a.itertext())
+        assert STRING_VALUE(a) == "".join(a.itertext())
 
 
 def _benchmark_trees() -> Iterator[etree._Element]:
@@ -209,7 +209,7 @@ def test_shortcuts_agree_on_the_benchmark_pages(benchmark_texts: list[tuple[etre
     calls = 0
     for tree, lines in benchmark_texts:
         for a in tree.iter("a"):
-            assert _STRING_VALUE(a) == "".join(a.itertext())
+            assert STRING_VALUE(a) == "".join(a.itertext())
         for line in lines:
             is_call = _CALL_TO_ACTION.search(line) is not None
             calls += is_call

@@ -36,7 +36,7 @@ from trafilatura.external import compare_extraction, justext_rescue
 from trafilatura.htmlprocessing import tree_cleaning
 from trafilatura.settings import Extractor
 
-from newsflow.extract.cleanup import block_text
+from newsflow.extract.cleanup import STRING_VALUE, block_text
 from newsflow.extract.htmlprep import text_lines
 from newsflow.extract.text import collapse, fold
 
@@ -214,11 +214,8 @@ def article_lines(tree: HtmlElement) -> list[str]:
     articles = _ARTICLES(tree)
     if not articles:
         return []
-    longest = max(articles, key=lambda el: len(_STRING(el)))
+    longest = max(articles, key=lambda el: len(STRING_VALUE(el)))
     return text_lines(longest)
-
-
-_STRING = XPath("string()", smart_strings=False)
 
 
 def cut_dump(dump: Candidate, lines: Sequence[str]) -> Candidate:
@@ -230,7 +227,7 @@ def cut_dump(dump: Candidate, lines: Sequence[str]) -> Candidate:
     for line in lines:
         at = _find_words(text, line, pos, min(expect, pos + 10 * DUMP_WINDOW) + len(line) + DUMP_WINDOW)
         if at < 0:
-            expect = max(expect, pos) + len(line) + 1  # not the dump's (or written otherwise): look further on
+            expect += len(line) + 1  # not the dump's (or written otherwise): look further on (expect >= pos)
             continue
         _loose(out, text[pos:at])
         SubElement(out, "p").text = line

@@ -123,7 +123,7 @@ class Lead:
 
 # An element's text: on an HTML tree, XPath's string-value is "".join(element.itertext()) (the text
 # nodes, in document order, comments and processing instructions left out) in half the time.
-_STRING_VALUE = XPath("string()", smart_strings=False)
+STRING_VALUE = XPath("string()", smart_strings=False)  # an element's whole text, as a plain str
 
 
 def anchor_texts(tree: _Element) -> frozenset[str]:
@@ -146,7 +146,7 @@ def link_texts(tree: _Element, url: str | None) -> tuple[frozenset[str], frozens
         href = a.get("href", "").strip()
         if href.startswith("#"):
             continue
-        raw = str(_STRING_VALUE(a))
+        raw = str(STRING_VALUE(a))
         text = folded.get(raw)
         if text is None:
             text = folded[raw] = fold(raw)
