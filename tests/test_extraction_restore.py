@@ -9,7 +9,14 @@ from __future__ import annotations
 from lxml.etree import Element, SubElement
 
 from newsflow.extract import extract_article
-from newsflow.extract.body import Candidate, fill_gaps, find_declared_standfirst, find_gaps, find_standfirst
+from newsflow.extract.body import (
+    Candidate,
+    add_continuations,
+    fill_gaps,
+    find_declared_standfirst,
+    find_gaps,
+    find_standfirst,
+)
 from newsflow.extract.htmlprep import parse_html
 from newsflow.extract.options import DEFAULT_OPTIONS
 
@@ -39,7 +46,7 @@ STANDFIRST_PAGE = _page(
     '<main><header class="article-header"><h1>Council debates budget cuts</h1>'
     f'<div class="news-teaser-text"><p>{STANDFIRST}</p></div></header>'
     f'<div class="article-body">{_paragraphs(SENTENCES)}</div></main>'
-    '<footer><p>Copyright the city paper.</p></footer>',
+    "<footer><p>Copyright the city paper.</p></footer>",
 )
 
 
@@ -219,3 +226,59 @@ def test_container_of_the_same_class_with_its_own_headline_is_another_article() 
     other = "<h1>Another story</h1>" + _paragraphs(SENTENCES[3:])
     body = extract_article(_split_page(AD_ROW, other), "https://example.org/a").body
     assert SENTENCES[5] not in body
+
+
+# An interview cut into text modules with pictures between them; the extractor kept the middle module only.
+PICTURE = '<div class="module module--image"><img src="a.jpg"><p>Dress: a designer. Jewellery: another one.</p></div>'
+QUESTIONS = [f"Question {i}: what did the council decide about the budget on that long evening?" for i in range(3)]
+
+
+def _module(i: int, sentences: list[str]) -> str:
+    # the question opens with an inline element, as interviews print them in bold
+    question = f"<p><b>{QUESTIONS[i]}</b></p>"
+    return f'<div class="module module--text"><div class="text">{question}{_paragraphs(sentences)}</div></div>'
+
+
+def _modules_page(between: str = PICTURE) -> str:
+    return _page(
+        "",
+        '<article><h1>Council debates budget cuts</h1><div class="module module--title">Budget cuts</div>'
+        f"{_module(0, SENTENCES[:2])}{between}{_module(1, SENTENCES[2:4])}{PICTURE}{_module(2, SENTENCES[4:])}"
+        "</article><footer><p>Copyright the city paper.</p></footer>",
+    )
+
+
+def _kept_middle() -> Candidate:
+    return _candidate([QUESTIONS[1]] + [f"{s} {s}" for s in SENTENCES[2:4]])
+
+
+def test_parts_of_an_article_before_and_after_the_kept_one_go_back_in_page_order() -> None:
+    candidate = _kept_middle()
+    assert add_continuations(candidate, parse_html(_modules_page())) == 6
+    texts = [text for _, text in _blocks(candidate)]
+    assert texts == [QUESTIONS[0], *(f"{s} {s}" for s in SENTENCES[:2]), QUESTIONS[1]] + [
+        f"{s} {s}" for s in SENTENCES[2:4]
+    ] + [QUESTIONS[2], *(f"{s} {s}" for s in SENTENCES[4:])]
+    assert QUESTIONS[0] in candidate.text  # later steps see what the body now has
+
+
+def test_a_part_between_two_kept_ones_goes_between_them() -> None:
+    candidate = _candidate(
+        [QUESTIONS[0]] + [f"{s} {s}" for s in SENTENCES[:2]] + [QUESTIONS[2]] + [f"{s} {s}" for s in SENTENCES[4:]]
+    )
+    assert add_continuations(candidate, parse_html(_modules_page())) == 3
+    texts = [text for _, text in _blocks(candidate)]
+    assert texts.index(QUESTIONS[0]) < texts.index(QUESTIONS[1]) < texts.index(QUESTIONS[2])
+
+
+def test_an_earlier_part_after_other_text_is_not_put_back() -> None:
+    teaser = '<div class="teaser"><p>' + " ".join(SENTENCES) + "</p></div>"
+    candidate = _kept_middle()
+    add_continuations(candidate, parse_html(_modules_page(between=teaser)))
+    assert QUESTIONS[0] not in candidate.text and QUESTIONS[2] in candidate.text
+
+
+def test_a_whole_page_with_its_article_in_modules_keeps_every_module() -> None:
+    body = extract_article(_modules_page(), "https://example.org/a").body
+    assert all(q in body for q in QUESTIONS)
+    assert body.index(QUESTIONS[0]) < body.index(QUESTIONS[1]) < body.index(QUESTIONS[2])

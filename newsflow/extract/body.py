@@ -504,55 +504,101 @@ def _as_block(gap: Gap) -> _Element:
 
 # --- continuations ---------------------------------------------------------------------------------------------
 
-# Some CMSs cut a long article into several body containers of the same class with ad rows between them;
-# the extractor keeps the first container only. A container of the same class that follows the body's own
-# with no text in between (ad slots and their labels only), holding prose and no headline of its own,
-# continues the article. Searched near the container only (a page-wide search costs a scan per page).
+# Some CMSs cut a long article into several body containers of the same class with ad rows, pictures or
+# pull quotes between them; the extractor keeps one of them (the longest, or the first) and sometimes a
+# second. Containers of the body's own class beside it, with no more than a caption's text between two of
+# them, holding prose and no headline of their own, are parts of the same article: the missing ones go
+# back in page order, before, between or after the parts the body has. Searched near the container only
+# (a page-wide search costs a scan per page).
 CONTINUATION_PREFIX_CHARS = 40
-CONTINUATION_LEVELS = 3  # from the body's last paragraph up to its container
+CONTINUATION_LEVELS = 3  # from the body's paragraph up to its container
 CONTINUATION_MIN_CHARS = 200
 CONTINUATION_MAX_LINKED_SHARE = 0.2
 CONTINUATION_MAX_GAP_CHARS = 200
 _CONTINUATION_BLOCKS = ("p", "h2", "h3", "h4", "blockquote")
-_NO_TEXT = frozenset({"script", "style", "noscript", "template"})
+
 
 
 def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
-    """Append the prose of the containers continuing the body's own; returns how many blocks were added."""
-    if candidate.body is None or len(candidate.body) == 0:
+    """Put back the parts of the body's article the extractor left out; returns how many blocks were added."""
+    body = candidate.body
+    if body is None or len(body) == 0:
         return 0
-    start = _source_paragraph(tree, block_text(candidate.body[-1]))
+    start = _source_paragraph(tree, block_text(body[-1]))
     if start is None:
-        return 0
-    added = 0
+        start = _source_paragraph(tree, block_text(body[0]))
     container: _Element | None = start
-    for _ in range(CONTINUATION_LEVELS):
+    for _ in range(CONTINUATION_LEVELS if start is not None else 0):
         container = container.getparent() if container is not None else None
         if container is None or not container.get("class"):
             continue
-        parts = _following_parts(container)
-        if parts:  # rare: the body's text is folded only then
+        before = _sibling_parts(container, preceding=True)[::-1]
+        run = [*before, container, *_sibling_parts(container, preceding=False)]
+        if len(run) > 1:
+            added = _restore_parts(candidate, run)
+            if added:
+                return added
+    return 0
+
+
+def _restore_parts(candidate: Candidate, run: list[_Element]) -> int:
+    """Insert the prose of the parts of `run` (page order) that the body has nothing of, each after the body
+    blocks of the parts before it; returns how many blocks were added."""
+    body = candidate.body
+    assert body is not None
+    if not any(_opens_outside(part, candidate.text) for part in run):  # the usual case: nothing is missing
+        return 0
+    position = {block_text(block)[:CONTINUATION_PREFIX_CHARS]: block for block in body}
+    known: str | None = None  # the body's text folded, only once a part is missing (rare)
+    after: _Element | None = None  # the body block new ones go after (None: the body's start)
+    added: list[str] = []
+    for part in run:
+        keys = (block_text(b)[:CONTINUATION_PREFIX_CHARS] for b in part.iter(*_CONTINUATION_BLOCKS))
+        own = [position[key] for key in keys if key in position]
+        if own:
+            last = max(own, key=body.index)
+            if after is None or body.index(last) > body.index(after):
+                after = last
+            continue
+        if known is None:
             known = fold(candidate.text)
-            added += sum(_append_prose(candidate.body, part, known) for part in parts)
-        if added:
-            break
-    return added
+        for block in _prose_blocks(part, known):
+            body.insert(body.index(after) + 1 if after is not None else 0, block)
+            after = block
+            known += "\n" + fold(block.text or "")
+            added.append(block.text or "")
+    if added:  # later steps (the standfirst) test the body's text for what it already has
+        candidate.text = candidate.text + "\n" + "\n".join(added)
+    return len(added)
+
+
+def _opens_outside(part: _Element, text: str) -> bool:
+    """Whether the part's first block of text is not in `text` (a cheap first test: exact characters)."""
+    for block in part.iter(*_CONTINUATION_BLOCKS):
+        opening = block_text(block)[:CONTINUATION_PREFIX_CHARS]
+        if opening:
+            return opening not in text
+    return False
 
 
 def _source_paragraph(tree: HtmlElement, text: str) -> _Element | None:
-    """The page's <p> the body's last block came from (matched on its opening characters)."""
+    """The page's <p> a body block came from (matched on its opening characters)."""
     prefix = text[:CONTINUATION_PREFIX_CHARS]
     if len(prefix) < CONTINUATION_PREFIX_CHARS:
         return None
     probe = prefix[:12]
     for p in tree.iter("p"):
-        if p.text and probe in p.text and block_text(p).startswith(prefix):
+        head = p.text
+        if not head or head.isspace():  # <p><span>text</span></p>: the text opens the first inline child
+            head = p[0].text if len(p) and p[0].tag in _INLINE else None
+        if head and probe in head and block_text(p).startswith(prefix):
             return p
     return None
 
 
-def _following_parts(container: _Element) -> list[_Element]:
-    """Elements of the container's class after it (its siblings or their children), until text comes between."""
+def _sibling_parts(container: _Element, preceding: bool) -> list[_Element]:
+    """Elements of the container's class after it (before it, nearest first, when `preceding`): its siblings
+    or their children, until text comes between."""
     cls = container.get("class")
     parts: list[_Element] = []
     gap = 0
@@ -560,12 +606,12 @@ def _following_parts(container: _Element) -> list[_Element]:
     for _ in range(2):  # the container's siblings, then its parent's (a grid row per part)
         if node is None:
             break
-        for sib in node.itersiblings():
+        for sib in node.itersiblings(preceding=preceding):
             if not isinstance(sib.tag, str):
                 continue
             match = [sib] if sib.get("class") == cls else [c for c in sib.iterchildren() if c.get("class") == cls]
             if match:
-                parts.extend(match)
+                parts.extend(reversed(match) if preceding else match)
                 gap = 0
                 continue
             gap += _text_chars(sib, CONTINUATION_MAX_GAP_CHARS - gap + 1)
@@ -575,28 +621,35 @@ def _following_parts(container: _Element) -> list[_Element]:
     return parts
 
 
+# The text nodes of an element outside scripts and styles, as plain strings (no element proxies: a walk of
+# the siblings of a body container made one per element, and these are most of the step's cost).
+_SHOWN_TEXT = XPath(
+    "descendant-or-self::text()[not(parent::script or parent::style or parent::noscript or parent::template)]",
+    smart_strings=False,
+)
+
+
 def _text_chars(el: _Element, enough: int) -> int:
     """Characters of text in `el` outside scripts and styles, counted until `enough` (a page's footer is long)."""
     total = 0
-    for node in el.iter():
-        if node.tag in _NO_TEXT or not isinstance(node.tag, str):
-            continue
-        total += len((node.text or "").strip()) + sum(len((c.tail or "").strip()) for c in node)
+    for text in _SHOWN_TEXT(el):
+        total += len(text.strip())
         if total >= enough:
             break
     return total
 
 
-def _append_prose(body: _Element, part: _Element, known: str) -> int:
+def _prose_blocks(part: _Element, known: str) -> list[_Element]:
+    """The part's paragraphs and headings as body blocks, leaving out those the body has (`known`, folded)."""
     if part.find(".//h1") is not None:  # another article's headline: not a continuation
-        return 0
+        return []
     blocks = list(part.iter(*_CONTINUATION_BLOCKS))
     texts = [block_text(b) for b in blocks]
     chars = sum(len(t) for t in texts)
     linked = sum(len(block_text(a)) for a in part.iter("a"))
     if chars < CONTINUATION_MIN_CHARS or linked > CONTINUATION_MAX_LINKED_SHARE * chars:
-        return 0
-    added = 0
+        return []
+    out: list[_Element] = []
     for block, text in zip(blocks, texts, strict=True):
         key = fold(text)[:60]
         if key and key not in known:  # also skips a paragraph of a quote already added whole
@@ -604,7 +657,6 @@ def _append_prose(body: _Element, part: _Element, known: str) -> int:
             if el.tag == "head":
                 el.set("rend", block.tag)
             el.text = text
-            body.append(el)
+            out.append(el)
             known += "\n" + fold(text)
-            added += 1
-    return added
+    return out

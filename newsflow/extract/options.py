@@ -37,7 +37,8 @@ class ExtractOptions:
     standfirst_microdata: bool = True
     # Put back in-body headings and lists the extractor dropped between two paragraphs it kept.
     restore_gaps: bool = True
-    # Append the later parts of a body the CMS cut into several containers of one class (around ad rows).
+    # Put back the parts of a body the CMS cut into several containers of one class (around ad rows and
+    # pictures) that the extractor left out: before, between or after the parts it kept.
     restore_continuations: bool = True
     # Remove a repeated headline / standfirst at the top of the body.
     strip_title_and_standfirst: bool = True
