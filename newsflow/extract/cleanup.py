@@ -24,24 +24,36 @@ _RELATED_HEADING = re.compile(
     r"^(related( (articles?|stories|posts?|content|coverage|news|reading))?|read more|see more|see also|more on this"
     r"|don'?t miss|you (may|might) also like|also read|also on [\w.]+|more from [\w .]+|more stories|recommended"
     r"|most (popular|read)|trending( now)?|further reading|editors'? picks|more news|top stories|what to read next"
-    r"|latest( news)?|watch( now| next)?"
+    r"|latest( news)?|watch( now| next)?|(next|previous) (article|post|story)|(discover|explore) more( \w+)?"
     # de
     r"|(das )?könnte (sie|dich|euch) auch interessieren|(das|dieses) thema könnte (sie|dich|euch) auch interessieren"
     r"|auch interessant|lesen sie (auch|mehr|weiter)[\w ]{0,30}|mehr (zum thema|dazu|lesen|themen)[\w .]{0,30}"
     r"|weitere( \w+)? (artikel|beiträge|nachrichten|meldungen|themen)[\w ]{0,40}|ähnliche (artikel|beiträge)"
     r"|meist(gelesen|e?-?diskutiert|kommentiert)e?( artikel)?|kommentierte artikel|beiträge aus dem forum"
     r"|das (könnte|dürfte) (sie|dich) auch interessieren|empfehlungen der redaktion|verwandte (artikel|themen)"
+    r"|(vorschau auf den )?(nächste[nr]?|vorherige[nr]?) (artikel|beitrag)|entdecke (weitere|mehr)( \w+)?"
+    r"|ansprechpartner(in)?( zum thema)?|pressekontakt|press contacts?|media contacts?"
     # fr, es, it, pt
     r"|(à|a) lire (aussi|également)|lire aussi|(à )?voir aussi|sur le même (sujet|thème)"
     r"|(les )?articles? (similaires|liés)|(le|te) puede interesar|lee también|lea también|vea también"
     r"|ver también|véase también|noticias relacionadas|temas( relacionados)?|más noticias"
+    r"|article (suivant|précédent)|(siguiente|anterior) (artículo|noticia)|(artículo|noticia) anterior"
     r"|leggi anche|potrebbe interessarti|leia também|veja também)\W*$",
     re.IGNORECASE,
 )
+# The heading of an author box closing the body ("About the author" and a short biography).
+_AUTHOR_BOX_HEADING = re.compile(
+    r"^(about the (author|writer)s?|über (den autor|die autorin|die autoren)|zum autor|zur autorin"
+    r"|à propos de l'auteur|sobre (el|la) autora?)\W*$",
+    re.IGNORECASE,
+)
+_AUTHOR_BOX_WINDOW = 4  # the heading is one of the body's last blocks
+_AUTHOR_BOX_MAX_WORDS = 150  # and a biography follows it, not a section of the article
 # Teaser lines ("READ MORE: <headline>") are prefixes followed by a link to another story.
 _TEASER_PREFIX = re.compile(
     r"^(related|read more|see more|see also|read also|also read|also on [\w.]+|more|don'?t miss|watch|listen"
     r"|recommended|click here|related post|related article|lesen sie auch|auch interessant|mehr zum thema"
+    r"|lesen sie (hier|dazu)|hier lesen sie|lies (auch|hier)|passend dazu|dazu passend"
     r"|(à|a) lire aussi|lire aussi|voir aussi|mira|mire|lee también|lea también|(le|te) puede interesar"
     r"|puedes ver|ver también|leggi anche|leia também)\s*[:>»|–-]",
     re.IGNORECASE,
@@ -52,6 +64,9 @@ _CALL_TO_ACTION_START = (
     r"^\d+ comments?$|^comments?$|^advertisement$|^sponsored|^loading\b|^skip to|^anzeige\b"
     # sharing widgets and loaders (de, fr, es)
     r"|^teilen mit:?$|^wird geladen|^(jetzt )?teilen:?$|^partager( sur)?:?$|^compartir:?$"
+    # a blog's like button and its heading ("Like this:" / "Like Loading...")
+    r"|^(like|gefällt mir|j'aime|me gusta|mi piace)( this| ceci| esto)?:$"
+    r"|^(like|gefällt mir|j'aime|me gusta|mi piace) (loading|wird geladen|chargement|cargando|caricamento)"
 )
 _CALL_TO_ACTION_ANYWHERE = (
     r"sign up (for|to)|subscribe (to|now|for|today)|newsletter|get the latest|delivered (to|right in) your inbox"
@@ -69,6 +84,12 @@ _CALL_TO_ACTION_ANYWHERE = (
     # log-in prompts and rights notices
     r"|(angemeldet|eingeloggt) sein,? um|must be logged in to|alle rechte vorbehalten|all rights reserved"
     r"|vervielfältigung nur mit|weitere infos unter (www\.|https?://)"
+    # cookie banners and the consent line of sign-up forms
+    r"|(we|this (web)?site) uses? cookies|(diese|unsere) (web)?seite (verwendet|nutzt) cookies"
+    r"|wir (verwenden|nutzen|setzen) cookies|werden cookies [\w ]{0,40}(verwendet|eingesetzt)"
+    r"|(ce site|nous) utilis(e|ons) des cookies|este sitio( web)? utiliza cookies|utilizamos cookies"
+    r"|mit (der|ihrer) (registrierung|anmeldung),? (akzeptier|stimm)"
+    r"|by (registering|signing up|subscribing),? you agree"
 )
 _CALL_TO_ACTION = re.compile(f"({_CALL_TO_ACTION_START}|{_CALL_TO_ACTION_ANYWHERE})", re.IGNORECASE)
 # The same wordings (all written in lower case) without IGNORECASE, for text already lower-cased: the
@@ -89,6 +110,14 @@ _CREDIT_MAX_WORDS = 15
 # A block that is only a date or a time ("23.10.2018", "19:49") is a dateline, not text.
 # So is a bare address: a link the extractor kept as text.
 _DATELINE = re.compile(r"^([\d\s.:/,-]{4,24}(uhr|h)?|https?://\S+)$", re.IGNORECASE)
+# A site footer's row of links kept as one line: "Impressum | Datenschutz | © 2021 ...".
+_FOOTER_SEPARATOR = re.compile(r"\s[|•·]\s")
+_FOOTER_ITEM = re.compile(
+    r"^(impressum|imprint|datenschutz(erklärung)?|privacy( policy)?|terms( of (use|service))?|cookies?( policy)?|agb"
+    r"|kontakt|contact( us)?|disclaimer|sitemap|mentions légales|aviso legal|política de privacidad)$",
+    re.IGNORECASE,
+)
+_FOOTER_MAX_WORDS = 20
 _CTA_MAX_WORDS = 40
 _LINK_BLOCK_MIN_RATIO = 0.8
 _LINK_BLOCK_MAX_WORDS = 60
@@ -190,6 +219,7 @@ def clean_body(body: _Element | None, lead: Lead, options: ExtractOptions) -> st
         _drop_lead_repeats(body, lead, blocks)
     if options.strip_boilerplate:
         _drop_boilerplate(body, lead.anchors, blocks)
+        _drop_author_box(body, blocks)
     if options.strip_link_blocks:
         _drop_link_blocks(body, lead.anchors, lead.site_anchors, blocks)
     if options.strip_pull_quotes:
@@ -358,8 +388,19 @@ def _drop_boilerplate(body: _Element, anchors: frozenset[str], blocks: BlockText
             continue
         skipping = False
         is_call = n_words <= _CTA_MAX_WORDS and (is_call_to_action(text) or _is_teaser(text, anchors))
-        if is_call or _is_credit_or_dateline(text, n_words):
+        if is_call or _is_credit_or_dateline(text, n_words) or _is_footer_row(text, n_words):
             _remove(block)
+
+
+def _drop_author_box(body: _Element, blocks: BlockTexts) -> None:
+    tail = list(body)[-_AUTHOR_BOX_WINDOW:]
+    for i, block in enumerate(tail):
+        if _AUTHOR_BOX_HEADING.match(blocks.text(block)):
+            counts = [blocks.n_words(b) for b in tail[i + 1 :]]
+            if all(n <= WORD_COUNT_CAP for n in counts) and sum(counts) <= _AUTHOR_BOX_MAX_WORDS:
+                for b in tail[i:]:
+                    _remove(b)
+            return
 
 
 def is_call_to_action(text: str) -> bool:
@@ -368,6 +409,13 @@ def is_call_to_action(text: str) -> bool:
         return _CALL_TO_ACTION.search(text) is not None
     lowered = text.lower()
     return bool(_LOWER_CALL_TO_ACTION_START.match(lowered) or _LOWER_CALL_TO_ACTION_ANYWHERE.search(lowered))
+
+
+def _is_footer_row(text: str, n_words: int) -> bool:
+    if n_words > _FOOTER_MAX_WORDS or not _FOOTER_SEPARATOR.search(text):
+        return False
+    items = [item.strip() for item in _FOOTER_SEPARATOR.split(text)]
+    return len(items) >= 3 and any(_FOOTER_ITEM.match(item) for item in items)
 
 
 def _is_credit_or_dateline(text: str, n_words: int) -> bool:
