@@ -6,6 +6,8 @@ Each test is a small page of the kind the rule is for, plus the look-alike it mu
 
 from __future__ import annotations
 
+import time
+
 from lxml.etree import Element, SubElement
 
 from newsflow.extract import extract_article
@@ -282,3 +284,20 @@ def test_a_whole_page_with_its_article_in_modules_keeps_every_module() -> None:
     body = extract_article(_modules_page(), "https://example.org/a").body
     assert all(q in body for q in QUESTIONS)
     assert body.index(QUESTIONS[0]) < body.index(QUESTIONS[1]) < body.index(QUESTIONS[2])
+
+
+def test_a_thread_of_thousands_of_parts_is_put_back_in_linear_time() -> None:
+    # A forum thread of one class per post where the extractor kept one post: every post goes back, and
+    # the cost grows with the thread, not with its square (8,000 posts took seconds that way).
+    n = 8000
+    posts = "".join(
+        f'<div class="post"><p>Post {i}. {SENTENCES[i % 6]} {SENTENCES[0]} {SENTENCES[1]}</p></div>' for i in range(n)
+    )
+    tree = parse_html(_page("", f"<article><h1>Budget thread</h1>{posts}</article>"))
+    mid = n // 2
+    candidate = _candidate([f"Post {mid}. {SENTENCES[mid % 6]} {SENTENCES[0]} {SENTENCES[1]}"])
+    started = time.process_time()
+    assert add_continuations(candidate, tree) == n - 1
+    assert time.process_time() - started < 2
+    texts = [text for _, text in _blocks(candidate)]
+    assert [int(t.split(".")[0].removeprefix("Post ")) for t in texts] == list(range(n))

@@ -518,7 +518,6 @@ CONTINUATION_MAX_GAP_CHARS = 200
 _CONTINUATION_BLOCKS = ("p", "h2", "h3", "h4", "blockquote")
 
 
-
 def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
     """Put back the parts of the body's article the extractor left out; returns how many blocks were added."""
     body = candidate.body
@@ -548,27 +547,25 @@ def _restore_parts(candidate: Candidate, run: list[_Element]) -> int:
     assert body is not None
     if not any(_opens_outside(part, candidate.text) for part in run):  # the usual case: nothing is missing
         return 0
-    position = {block_text(block)[:CONTINUATION_PREFIX_CHARS]: block for block in body}
-    known: str | None = None  # the body's text folded, only once a part is missing (rare)
-    after: _Element | None = None  # the body block new ones go after (None: the body's start)
-    added: list[str] = []
+    blocks = list(body)
+    index = {block_text(block)[:CONTINUATION_PREFIX_CHARS]: i for i, block in enumerate(blocks)}
+    known = fold(candidate.text)
+    seen: set[str] = set()  # keys of the blocks added (a set: a thread of thousands of posts stays linear)
+    after = -1  # the body block new ones go after (its index in `blocks`; -1: the body's start)
+    inserts: dict[int, list[_Element]] = {}
     for part in run:
         keys = (block_text(b)[:CONTINUATION_PREFIX_CHARS] for b in part.iter(*_CONTINUATION_BLOCKS))
-        own = [position[key] for key in keys if key in position]
+        own = [index[key] for key in keys if key in index]
         if own:
-            last = max(own, key=body.index)
-            if after is None or body.index(last) > body.index(after):
-                after = last
+            after = max(after, *own)
             continue
-        if known is None:
-            known = fold(candidate.text)
-        for block in _prose_blocks(part, known):
-            body.insert(body.index(after) + 1 if after is not None else 0, block)
-            after = block
-            known += "\n" + fold(block.text or "")
-            added.append(block.text or "")
-    if added:  # later steps (the standfirst) test the body's text for what it already has
-        candidate.text = candidate.text + "\n" + "\n".join(added)
+        inserts.setdefault(after, []).extend(_prose_blocks(part, known, seen))
+    added = [block for new in inserts.values() for block in new]
+    if not added:
+        return 0
+    body[:] = [*inserts.get(-1, ()), *(el for i, block in enumerate(blocks) for el in (block, *inserts.get(i, ())))]
+    # later steps (the standfirst) test the body's text for what it already has
+    candidate.text = candidate.text + "\n" + "\n".join(block.text or "" for block in added)
     return len(added)
 
 
@@ -639,8 +636,9 @@ def _text_chars(el: _Element, enough: int) -> int:
     return total
 
 
-def _prose_blocks(part: _Element, known: str) -> list[_Element]:
-    """The part's paragraphs and headings as body blocks, leaving out those the body has (`known`, folded)."""
+def _prose_blocks(part: _Element, known: str, seen: set[str]) -> list[_Element]:
+    """The part's paragraphs and headings as body blocks, leaving out those the body has (`known`: its text
+    folded) or that were added already (`seen`: their keys, to which the new ones are added)."""
     if part.find(".//h1") is not None:  # another article's headline: not a continuation
         return []
     blocks = list(part.iter(*_CONTINUATION_BLOCKS))
@@ -652,11 +650,21 @@ def _prose_blocks(part: _Element, known: str) -> list[_Element]:
     out: list[_Element] = []
     for block, text in zip(blocks, texts, strict=True):
         key = fold(text)[:60]
-        if key and key not in known:  # also skips a paragraph of a quote already added whole
-            el = Element("p" if block.tag in ("p", "blockquote") else "head")
-            if el.tag == "head":
-                el.set("rend", block.tag)
-            el.text = text
-            out.append(el)
-            known += "\n" + fold(text)
+        if not key or key in known or key in seen or _inside_block(block, part):
+            continue  # a paragraph of a quote is in the quote's text, added whole
+        el = Element("p" if block.tag in ("p", "blockquote") else "head")
+        if el.tag == "head":
+            el.set("rend", block.tag)
+        el.text = text
+        out.append(el)
+        seen.add(key)
     return out
+
+
+def _inside_block(block: _Element, part: _Element) -> bool:
+    for ancestor in block.iterancestors():
+        if ancestor is part:
+            return False
+        if ancestor.tag in _CONTINUATION_BLOCKS:
+            return True
+    return False
