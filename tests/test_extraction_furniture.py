@@ -1,6 +1,6 @@
 """Site furniture the extractor keeps inside a body: a blog's like button, cookie banners, sign-up consent
-lines, a footer's row of legal links, post navigation, contact boxes, an author box. Each goes; prose that
-only looks like it stays."""
+lines, a footer's row of legal links, the headings of post navigation and contact boxes (with the links
+under them), an author box. Each goes; prose that only looks like it stays."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def clean(xml: str, links: tuple[str, ...] = ()) -> str:
         "Like this:",
         "Like Loading...",
         "J'aime Chargement…",
+        "J’aime ceci :",
         "Auf unserer Website werden Cookies gemäß unserer Datenschutzerklärung verwendet. Sie können widersprechen.",
         "This website uses cookies to improve your experience. Accept all",
         "Mit der Registrierung akzeptieren Sie unsere Datenschutz- und Nutzungsbedingungen.",
@@ -75,6 +76,13 @@ def test_teaser_line_with_a_german_prefix_goes_when_it_links_another_story() -> 
     [
         "Gefällt mir sehr gut, sagte die Bürgermeisterin nach der Abstimmung.",
         "Berlin | Hamburg | München",  # a row of places, no legal page among them
+        "Kontakt | Telefonseelsorge 0800 111 0 111 | rund um die Uhr, anonym und kostenlos",  # a helpline box
+        "Mehl · Zucker · Cookies · Butter",
+        "Like loading a ship in a storm, the rescue took the crew most of the night, the captain said.",
+        "„Wir setzen Cookies nur mit Zustimmung der Nutzer ein“, sagte ein Sprecher des Verlags am Montag.",
+        "“We use cookies to personalise ads, as every publisher does,” a spokesperson said on Monday.",
+        "In Deutschland werden Cookies oft ohne wirksame Einwilligung eingesetzt, kritisiert die Verbraucherzentrale.",
+        "Mit der Anmeldung stimmen die Läufer den Teilnahmebedingungen des Veranstalters zu.",
         "Browsers will stop third-party cookies next year; we use cookies less than we did, the company said in a "
         "statement that went on to describe at length how advertising on the web would change for every publisher, "
         "large or small, and what readers would notice.",  # over the 40 words of a banner

@@ -10,8 +10,8 @@ to another region (a teaser list, a comment thread).
 
 What the chosen candidate misses is then put back where the page shows it belongs to the article: the
 standfirst (the page's visible copy of its description, outside the body container), headings and lists
-sitting between two consecutive paragraphs of the body, and the later parts of a body the CMS cut into
-several containers of one class around ad rows.
+sitting between two consecutive paragraphs of the body, and the other parts of a body the CMS cut into
+several containers of one class around ad rows and pictures.
 
 Why trafilatura's sequence is called directly instead of `bare_extraction`: `bare_extraction` deep-copies
 the tree it is given, and newsflow parses each page once and does not need the tree after the body is
@@ -24,7 +24,7 @@ by the tests' baselines): a TypeError/ValueError from a changed signature falls 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from copy import copy
 from dataclasses import dataclass
 
@@ -515,7 +515,9 @@ CONTINUATION_LEVELS = 3  # from the body's paragraph up to its container
 CONTINUATION_MIN_CHARS = 200
 CONTINUATION_MAX_LINKED_SHARE = 0.2
 CONTINUATION_MAX_GAP_CHARS = 200
-_CONTINUATION_BLOCKS = ("p", "h2", "h3", "h4", "blockquote")
+CONTINUATION_MAX_PARTS = 250  # each way: the work a page can ask for stays bounded (a thread of 10,000 posts)
+_CONTINUATION_BLOCKS = frozenset({"p", "h2", "h3", "h4", "blockquote"})
+_NO_TEXT = frozenset({"script", "style", "noscript", "template"})
 
 
 def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
@@ -534,28 +536,61 @@ def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
         before = _sibling_parts(container, preceding=True)[::-1]
         run = [*before, container, *_sibling_parts(container, preceding=False)]
         if len(run) > 1:
-            added = _restore_parts(candidate, run)
+            added = _restore_parts(candidate, [_Part(part) for part in run])
             if added:
                 return added
     return 0
 
 
-def _restore_parts(candidate: Candidate, run: list[_Element]) -> int:
+class _Part:
+    """A container of the run and its top-level blocks of text (nested ones are in their block's text)."""
+
+    def __init__(self, element: _Element) -> None:
+        self.element = element
+        self.blocks = [(block, block_text(block)) for block in _top_blocks(element)]
+
+    def openings(self) -> Iterator[str]:
+        """Openings of its blocks long enough to tell them apart (a repeated "Anzeige" label is not)."""
+        for _, text in self.blocks:
+            if len(text) >= CONTINUATION_PREFIX_CHARS:
+                yield text[:CONTINUATION_PREFIX_CHARS]
+
+
+def _top_blocks(element: _Element) -> list[_Element]:
+    """The element's blocks of text, in page order, not entering a block found (one walk however deep)."""
+    found: list[_Element] = []
+    stack = list(reversed(element))
+    while stack:
+        node = stack.pop()
+        if not isinstance(node.tag, str) or node.tag in _NO_TEXT:
+            continue
+        if node.tag in _CONTINUATION_BLOCKS:
+            found.append(node)
+        else:
+            stack.extend(reversed(node))
+    return found
+
+
+def _restore_parts(candidate: Candidate, run: list[_Part]) -> int:
     """Insert the prose of the parts of `run` (page order) that the body has nothing of, each after the body
     blocks of the parts before it; returns how many blocks were added."""
     body = candidate.body
     assert body is not None
-    if not any(_opens_outside(part, candidate.text) for part in run):  # the usual case: nothing is missing
-        return 0
     blocks = list(body)
-    index = {block_text(block)[:CONTINUATION_PREFIX_CHARS]: i for i, block in enumerate(blocks)}
+    index: dict[str, int] = {}
+    for i, block in enumerate(blocks):
+        text = block_text(block)
+        if len(text) >= CONTINUATION_PREFIX_CHARS:
+            index.setdefault(text[:CONTINUATION_PREFIX_CHARS], i)
+    owned = [[index[key] for key in part.openings() if key in index] for part in run]
+    if all(owned):  # the usual case: the body has every part
+        return 0
     known = fold(candidate.text)
-    seen: set[str] = set()  # keys of the blocks added (a set: a thread of thousands of posts stays linear)
-    after = -1  # the body block new ones go after (its index in `blocks`; -1: the body's start)
+    seen: set[str] = set()  # keys of the blocks added
+    first_own = next((min(own) for own in owned if own), 0)
+    after = first_own - 1  # parts before the first kept one go just before its first block
     inserts: dict[int, list[_Element]] = {}
-    for part in run:
-        keys = (block_text(b)[:CONTINUATION_PREFIX_CHARS] for b in part.iter(*_CONTINUATION_BLOCKS))
-        own = [index[key] for key in keys if key in index]
+    for part, own in zip(run, owned, strict=True):
         if own:
             after = max(after, *own)
             continue
@@ -565,17 +600,8 @@ def _restore_parts(candidate: Candidate, run: list[_Element]) -> int:
         return 0
     body[:] = [*inserts.get(-1, ()), *(el for i, block in enumerate(blocks) for el in (block, *inserts.get(i, ())))]
     # later steps (the standfirst) test the body's text for what it already has
-    candidate.text = candidate.text + "\n" + "\n".join(block.text or "" for block in added)
+    candidate.text = candidate.text + "\n" + "\n".join(block_text(block) for block in added)
     return len(added)
-
-
-def _opens_outside(part: _Element, text: str) -> bool:
-    """Whether the part's first block of text is not in `text` (a cheap first test: exact characters)."""
-    for block in part.iter(*_CONTINUATION_BLOCKS):
-        opening = block_text(block)[:CONTINUATION_PREFIX_CHARS]
-        if opening:
-            return opening not in text
-    return False
 
 
 def _source_paragraph(tree: HtmlElement, text: str) -> _Element | None:
@@ -595,7 +621,7 @@ def _source_paragraph(tree: HtmlElement, text: str) -> _Element | None:
 
 def _sibling_parts(container: _Element, preceding: bool) -> list[_Element]:
     """Elements of the container's class after it (before it, nearest first, when `preceding`): its siblings
-    or their children, until text comes between."""
+    or their children, until text comes between (or, going back, the headline), at most CONTINUATION_MAX_PARTS."""
     cls = container.get("class")
     parts: list[_Element] = []
     gap = 0
@@ -606,9 +632,13 @@ def _sibling_parts(container: _Element, preceding: bool) -> list[_Element]:
         for sib in node.itersiblings(preceding=preceding):
             if not isinstance(sib.tag, str):
                 continue
+            if preceding and (sib.tag == "h1" or sib.find(".//h1") is not None):
+                return parts  # the article starts below its headline
             match = [sib] if sib.get("class") == cls else [c for c in sib.iterchildren() if c.get("class") == cls]
             if match:
                 parts.extend(reversed(match) if preceding else match)
+                if len(parts) >= CONTINUATION_MAX_PARTS:
+                    return parts[:CONTINUATION_MAX_PARTS]
                 gap = 0
                 continue
             gap += _text_chars(sib, CONTINUATION_MAX_GAP_CHARS - gap + 1)
@@ -618,53 +648,37 @@ def _sibling_parts(container: _Element, preceding: bool) -> list[_Element]:
     return parts
 
 
-# The text nodes of an element outside scripts and styles, as plain strings (no element proxies: a walk of
-# the siblings of a body container made one per element, and these are most of the step's cost).
-_SHOWN_TEXT = XPath(
-    "descendant-or-self::text()[not(parent::script or parent::style or parent::noscript or parent::template)]",
-    smart_strings=False,
-)
-
-
 def _text_chars(el: _Element, enough: int) -> int:
     """Characters of text in `el` outside scripts and styles, counted until `enough` (a page's footer is long)."""
     total = 0
-    for text in _SHOWN_TEXT(el):
-        total += len(text.strip())
+    for node in el.iter():
+        if node.tag in _NO_TEXT or not isinstance(node.tag, str):
+            continue
+        total += len((node.text or "").strip()) + sum(len((c.tail or "").strip()) for c in node)
         if total >= enough:
             break
     return total
 
 
-def _prose_blocks(part: _Element, known: str, seen: set[str]) -> list[_Element]:
-    """The part's paragraphs and headings as body blocks, leaving out those the body has (`known`: its text
-    folded) or that were added already (`seen`: their keys, to which the new ones are added)."""
-    if part.find(".//h1") is not None:  # another article's headline: not a continuation
+def _prose_blocks(part: _Part, known: str, seen: set[str]) -> list[_Element]:
+    """The part's paragraphs, quotes and headings as body blocks, leaving out those the body has (`known`: its
+    text folded) or that were added already (`seen`: their keys, to which the new ones are added)."""
+    if part.element.find(".//h1") is not None:  # another article's headline: not a continuation
         return []
-    blocks = list(part.iter(*_CONTINUATION_BLOCKS))
-    texts = [block_text(b) for b in blocks]
-    chars = sum(len(t) for t in texts)
-    linked = sum(len(block_text(a)) for a in part.iter("a"))
+    chars = sum(len(text) for _, text in part.blocks)
+    linked = sum(len(block_text(a)) for a in part.element.iter("a"))
     if chars < CONTINUATION_MIN_CHARS or linked > CONTINUATION_MAX_LINKED_SHARE * chars:
         return []
     out: list[_Element] = []
-    for block, text in zip(blocks, texts, strict=True):
+    for block, text in part.blocks:
         key = fold(text)[:60]
-        if not key or key in known or key in seen or _inside_block(block, part):
-            continue  # a paragraph of a quote is in the quote's text, added whole
-        el = Element("p" if block.tag in ("p", "blockquote") else "head")
+        if not key or key in known or key in seen:
+            continue
+        # a blockquote stays a quote: a pull quote repeating a paragraph is then dropped by the cleanup
+        el = Element({"p": "p", "blockquote": "quote"}.get(block.tag, "head"))
         if el.tag == "head":
             el.set("rend", block.tag)
         el.text = text
         out.append(el)
         seen.add(key)
     return out
-
-
-def _inside_block(block: _Element, part: _Element) -> bool:
-    for ancestor in block.iterancestors():
-        if ancestor is part:
-            return False
-        if ancestor.tag in _CONTINUATION_BLOCKS:
-            return True
-    return False

@@ -22,7 +22,8 @@ from newsflow.extract.text import collapse, fold, similar, tidy, words
 # every language have them, so the common wordings of the languages the feeds carry are listed.
 _RELATED_HEADING = re.compile(
     r"^(related( (articles?|stories|posts?|content|coverage|news|reading))?|read more|see more|see also|more on this"
-    r"|don'?t miss|you (may|might) also like|also read|also on [\w.]+|more from [\w .]+|more stories|recommended"
+    r"|don'?t miss|you (may|might) also like|also read|also on [\w.]{1,60}|more from [\w .]{1,60}|more stories"
+    r"|recommended"
     r"|most (popular|read)|trending( now)?|further reading|editors'? picks|more news|top stories|what to read next"
     r"|latest( news)?|watch( now| next)?|(next|previous) (article|post|story)|(discover|explore) more( \w+)?"
     # de
@@ -51,7 +52,7 @@ _AUTHOR_BOX_WINDOW = 4  # the heading is one of the body's last blocks
 _AUTHOR_BOX_MAX_WORDS = 150  # and a biography follows it, not a section of the article
 # Teaser lines ("READ MORE: <headline>") are prefixes followed by a link to another story.
 _TEASER_PREFIX = re.compile(
-    r"^(related|read more|see more|see also|read also|also read|also on [\w.]+|more|don'?t miss|watch|listen"
+    r"^(related|read more|see more|see also|read also|also read|also on [\w.]{1,60}|more|don'?t miss|watch|listen"
     r"|recommended|click here|related post|related article|lesen sie auch|auch interessant|mehr zum thema"
     r"|lesen sie (hier|dazu)|hier lesen sie|lies (auch|hier)|passend dazu|dazu passend"
     r"|(à|a) lire aussi|lire aussi|voir aussi|mira|mire|lee también|lea también|(le|te) puede interesar"
@@ -65,8 +66,16 @@ _CALL_TO_ACTION_START = (
     # sharing widgets and loaders (de, fr, es)
     r"|^teilen mit:?$|^wird geladen|^(jetzt )?teilen:?$|^partager( sur)?:?$|^compartir:?$"
     # a blog's like button and its heading ("Like this:" / "Like Loading...")
-    r"|^(like|gefällt mir|j'aime|me gusta|mi piace)( this| ceci| esto)?:$"
-    r"|^(like|gefällt mir|j'aime|me gusta|mi piace) (loading|wird geladen|chargement|cargando|caricamento)"
+    r"|^(like|gefällt mir|j['’]aime|me gusta|mi piace)( this| ceci| esto)? ?:$"
+    r"|^(like|gefällt mir|j['’]aime|me gusta|mi piace) (loading|wird geladen|chargement|cargando|caricamento)[^\w]*$"
+    # cookie banners and the consent line of sign-up forms, as they open (a quote of one in an article
+    # starts with a quotation mark or the reporter's words)
+    r"|^(this (web)?site|we|our (web)?site) uses? cookies"
+    r"|^(diese|unsere) (website|webseite|seite) (verwendet|nutzt) cookies"
+    r"|^auf (unserer|dieser) (website|webseite|seite) werden cookies|^wir (verwenden|nutzen|setzen) cookies"
+    r"|^(ce site|nous) utilis(e|ons) des cookies|^(este sitio( web)?|esta web) utiliza cookies|^utilizamos cookies"
+    r"|^mit (der|ihrer|deiner) (registrierung|anmeldung),? (akzeptieren sie|stimmen sie|akzeptierst du|stimmst du)"
+    r"|^by (registering|signing up|subscribing),? you (agree|accept|consent)"
 )
 _CALL_TO_ACTION_ANYWHERE = (
     r"sign up (for|to)|subscribe (to|now|for|today)|newsletter|get the latest|delivered (to|right in) your inbox"
@@ -84,12 +93,6 @@ _CALL_TO_ACTION_ANYWHERE = (
     # log-in prompts and rights notices
     r"|(angemeldet|eingeloggt) sein,? um|must be logged in to|alle rechte vorbehalten|all rights reserved"
     r"|vervielfältigung nur mit|weitere infos unter (www\.|https?://)"
-    # cookie banners and the consent line of sign-up forms
-    r"|(we|this (web)?site) uses? cookies|(diese|unsere) (web)?seite (verwendet|nutzt) cookies"
-    r"|wir (verwenden|nutzen|setzen) cookies|werden cookies [\w ]{0,40}(verwendet|eingesetzt)"
-    r"|(ce site|nous) utilis(e|ons) des cookies|este sitio( web)? utiliza cookies|utilizamos cookies"
-    r"|mit (der|ihrer) (registrierung|anmeldung),? (akzeptier|stimm)"
-    r"|by (registering|signing up|subscribing),? you agree"
 )
 _CALL_TO_ACTION = re.compile(f"({_CALL_TO_ACTION_START}|{_CALL_TO_ACTION_ANYWHERE})", re.IGNORECASE)
 # The same wordings (all written in lower case) without IGNORECASE, for text already lower-cased: the
@@ -110,13 +113,16 @@ _CREDIT_MAX_WORDS = 15
 # A block that is only a date or a time ("23.10.2018", "19:49") is a dateline, not text.
 # So is a bare address: a link the extractor kept as text.
 _DATELINE = re.compile(r"^([\d\s.:/,-]{4,24}(uhr|h)?|https?://\S+)$", re.IGNORECASE)
-# A site footer's row of links kept as one line: "Impressum | Datenschutz | © 2021 ...".
+# A site footer's row of links kept as one line: "Impressum | Datenschutz | © 2021 ...": three or more items,
+# two of them legal pages, or one and a copyright notice (one "Kontakt" or "Cookies" item is not enough: a
+# helpline box or a list of ingredients has those).
 _FOOTER_SEPARATOR = re.compile(r"\s[|•·]\s")
-_FOOTER_ITEM = re.compile(
-    r"^(impressum|imprint|datenschutz(erklärung)?|privacy( policy)?|terms( of (use|service))?|cookies?( policy)?|agb"
-    r"|kontakt|contact( us)?|disclaimer|sitemap|mentions légales|aviso legal|política de privacidad)$",
+_FOOTER_LEGAL_ITEM = re.compile(
+    r"^(impressum|imprint|datenschutz(erklärung)?|privacy( policy)?|terms( of (use|service))?|cookie policy|agb"
+    r"|disclaimer|mentions légales|aviso legal|política de privacidad)$",
     re.IGNORECASE,
 )
+_COPYRIGHT = re.compile(r"^(©|\(c\)|copyright\b)", re.IGNORECASE)
 _FOOTER_MAX_WORDS = 20
 _CTA_MAX_WORDS = 40
 _LINK_BLOCK_MIN_RATIO = 0.8
@@ -415,7 +421,8 @@ def _is_footer_row(text: str, n_words: int) -> bool:
     if n_words > _FOOTER_MAX_WORDS or not _FOOTER_SEPARATOR.search(text):
         return False
     items = [item.strip() for item in _FOOTER_SEPARATOR.split(text)]
-    return len(items) >= 3 and any(_FOOTER_ITEM.match(item) for item in items)
+    legal = sum(1 for item in items if _FOOTER_LEGAL_ITEM.match(item))
+    return len(items) >= 3 and (legal >= 2 or (legal == 1 and any(_COPYRIGHT.match(item) for item in items)))
 
 
 def _is_credit_or_dateline(text: str, n_words: int) -> bool:
