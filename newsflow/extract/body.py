@@ -132,7 +132,7 @@ def looks_truncated(candidate: Candidate, page_chars: int) -> bool:
     return n < UNDER_CHARS and n < UNDER_SHARE * page_chars
 
 
-_TEXT_NODES = XPath(".//text()")
+_TEXT_NODES = XPath(".//text()", smart_strings=False)  # plain strings: no reference back to each node
 
 
 def page_text_length(tree: HtmlElement) -> int:
