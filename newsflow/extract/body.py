@@ -490,15 +490,21 @@ def fill_gaps(candidate: Candidate, gaps: list[Gap]) -> int:
 def _as_block(gap: Gap) -> _Element:
     """The gap in trafilatura's XML vocabulary (head with its level, list of items)."""
     if gap.tag in _HEADINGS:
-        head = Element("head")
-        head.set("rend", gap.tag)
-        head.text = gap.lines[0]
-        return head
+        return _text_block(gap.tag, gap.lines[0])
     block = Element("list")
     block.set("rend", gap.tag)
     for line in gap.lines:
         item = SubElement(block, "item")
         item.text = line
+    return block
+
+
+def _text_block(tag: str, text: str) -> _Element:
+    """A page's paragraph, blockquote or heading as a block of trafilatura's XML (p, quote, head with its level)."""
+    block = Element({"p": "p", "blockquote": "quote"}.get(tag, "head"))
+    if block.tag == "head":
+        block.set("rend", tag)
+    block.text = text
     return block
 
 
@@ -529,6 +535,7 @@ def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
     if start is None:
         start = _source_paragraph(tree, block_text(body[0]))
     container: _Element | None = start
+    index: dict[str, int] | None = None
     for _ in range(CONTINUATION_LEVELS if start is not None else 0):
         container = container.getparent() if container is not None else None
         if container is None or not container.get("class"):
@@ -536,10 +543,21 @@ def add_continuations(candidate: Candidate, tree: HtmlElement) -> int:
         before = _sibling_parts(container, preceding=True)[::-1]
         run = [*before, container, *_sibling_parts(container, preceding=False)]
         if len(run) > 1:
-            added = _restore_parts(candidate, [_Part(part) for part in run])
+            index = _opening_index(body) if index is None else index
+            added = _restore_parts(candidate, [_Part(part) for part in run], index)
             if added:
                 return added
     return 0
+
+
+def _opening_index(body: _Element) -> dict[str, int]:
+    """Each body block's opening (CONTINUATION_PREFIX_CHARS characters; shorter blocks left out) -> its position."""
+    index: dict[str, int] = {}
+    for i, block in enumerate(body):
+        text = block_text(block)
+        if len(text) >= CONTINUATION_PREFIX_CHARS:
+            index.setdefault(text[:CONTINUATION_PREFIX_CHARS], i)
+    return index
 
 
 class _Part:
@@ -571,17 +589,12 @@ def _top_blocks(element: _Element) -> list[_Element]:
     return found
 
 
-def _restore_parts(candidate: Candidate, run: list[_Part]) -> int:
+def _restore_parts(candidate: Candidate, run: list[_Part], index: dict[str, int]) -> int:
     """Insert the prose of the parts of `run` (page order) that the body has nothing of, each after the body
-    blocks of the parts before it; returns how many blocks were added."""
+    blocks of the parts before it (`index`: the body's `_opening_index`); returns how many blocks were added."""
     body = candidate.body
     assert body is not None
     blocks = list(body)
-    index: dict[str, int] = {}
-    for i, block in enumerate(blocks):
-        text = block_text(block)
-        if len(text) >= CONTINUATION_PREFIX_CHARS:
-            index.setdefault(text[:CONTINUATION_PREFIX_CHARS], i)
     owned = [[index[key] for key in part.openings() if key in index] for part in run]
     if all(owned):  # the usual case: the body has every part
         return 0
@@ -674,11 +687,6 @@ def _prose_blocks(part: _Part, known: str, seen: set[str]) -> list[_Element]:
         key = fold(text)[:60]
         if not key or key in known or key in seen:
             continue
-        # a blockquote stays a quote: a pull quote repeating a paragraph is then dropped by the cleanup
-        el = Element({"p": "p", "blockquote": "quote"}.get(block.tag, "head"))
-        if el.tag == "head":
-            el.set("rend", block.tag)
-        el.text = text
-        out.append(el)
+        out.append(_text_block(block.tag, text))  # a blockquote stays a quote, for the pull-quote rule
         seen.add(key)
     return out
