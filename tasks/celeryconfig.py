@@ -61,6 +61,21 @@ def soft_limit_s(stage_name: str, s: Settings) -> float:
     return limits.get(stage_name, float(s.task_time_limit_s))
 
 
+def restore_interval_s(s: Settings) -> int:
+    """Seconds between two sweeps of a worker for unacked messages past the visibility timeout."""
+    return max(1, min(10, s.visibility_timeout_s // 10))
+
+
+def restore_lock_expire_s(s: Settings) -> int:
+    """How long the lock one sweeper holds (all workers share it) outlives a sweeper that died
+    holding it. kombu's default, 300 s, stopped every worker's sweep for five minutes after a
+    worker was SIGKILLed in the middle of one: a busy worker's event loop can hold the lock for
+    a third of a second while its other threads have the GIL, and the fault suite lost its race
+    against that about once in three kills. Shorter is safe: a second sweeper restores nothing
+    twice (each restore is a transaction watching the unacked set)."""
+    return max(10, 3 * restore_interval_s(s))
+
+
 def celery_config(s: Settings) -> dict[str, Any]:
     return {
         "broker_url": s.redis_url,
@@ -74,8 +89,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": s.visibility_timeout_s,
             "socket_timeout": 30,
-            "unacked_restore_interval": max(1, min(10, s.visibility_timeout_s // 10)),
+            "unacked_restore_interval": restore_interval_s(s),
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": restore_lock_expire_s(s),
             # sentinel:// URLs: the master group and the sentinels' password (newsflow/sentinel.py).
             **broker_options(s.redis_url, s.redis_sentinel_master, s.redis_sentinel_password),
         },

@@ -25,8 +25,10 @@ from typing import Any
 
 import pytest
 import redis
+from kombu.transport import redis as kombu_redis
 
 from newsflow.state import connect
+from tasks.celeryconfig import celery_config
 from tests.hostile.origin import FaultyOrigin
 from tests.hostile.rig import (
     Counts,
@@ -240,6 +242,33 @@ def test_index_writer_killed_between_batch_and_commit(rig: Rig, origin: FaultyOr
     kill_whole_worker(rig.worker_proc("index"))
     print(f"index-writer-sigkill: killed with {held} articles enriched and awaiting commit")
     time.sleep(1.0)
+    rig.replace_worker("index")
+    batch.finish()
+    assert held >= 1
+
+
+def test_worker_killed_holding_the_restore_lock(rig: Rig, origin: FaultyOrigin) -> None:
+    """The index writer is SIGKILLed inside a sweep for expired unacked messages, holding the lock
+    all workers share for it (kombu's `unacked_mutex`). The lock is left to run out; until it does,
+    no worker sweeps, and the writer's messages wait in the unacked set (the reconciler leaves
+    carried articles alone). With kombu's default it lived 300 s, past this suite's stall limit:
+    the fault suite met it about once in three index-writer kills."""
+    batch = Batch(rig, origin, "restore-lock-sigkill")
+    batch.wait_terminal(0.2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and rig.count_states(batch.ids)["enriched"] < 3:
+        time.sleep(0.02)
+    held = rig.count_states(batch.ids)["enriched"]
+    victim = rig.worker_proc("index")
+    os.kill(victim.pid, signal.SIGSTOP)  # no sweep of its own may take the lock back meanwhile
+    # What a sweeper killed between acquiring and releasing leaves: the lock with the expiry the
+    # workers ask for (as redis-py's Lock writes it: a token, a TTL).
+    expire_s = celery_config(rig.settings)["broker_transport_options"].get(
+        "unacked_mutex_expire", kombu_redis.Channel.unacked_mutex_expire
+    )
+    connect(rig.redis.url).set(kombu_redis.Channel.unacked_mutex_key, "dead-sweeper", px=int(expire_s * 1000))
+    kill_whole_worker(victim)
+    print(f"restore-lock-sigkill: killed with {held} articles enriched, restore lock left for {expire_s} s")
     rig.replace_worker("index")
     batch.finish()
     assert held >= 1

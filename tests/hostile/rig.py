@@ -338,20 +338,29 @@ class Rig:
         bookkeeping (a worker SIGKILLed in that window).
         """
         r = connect(self.redis.url)  # the broker's own lists: what messages still carry
-        carried: set[str] = set()
+        carried: dict[str, str] = {}
         for queue in ("fetch", "clean", "enrich", "index"):
             for raw in r.lrange(queue, 0, -1):
-                carried.update(aid for aid in ids if aid.encode() in raw)
-        for raw in r.hvals("unacked"):
-            carried.update(aid for aid in ids if aid.encode() in raw)
-        out = []
+                carried.update((aid, f"queued in {queue}") for aid in ids if aid.encode() in raw)
+        now = time.time()
+        for tag, raw in r.hgetall("unacked").items():
+            score = r.zscore("unacked_index", tag)
+            age = f"{now - score:.0f} s ago" if score is not None else "no index entry"
+            carried.update((aid, f"unacked since {age}") for aid in ids if aid.encode() in raw)
+        ttl = r.pttl("unacked_mutex")  # kombu's restore sweep lock: held long means a sweeper died
+        lock = "free" if ttl < 0 else f"held, {ttl / 1000:.0f} s left"
+        out = [f"kombu's restore lock: {lock}"] if carried else []
         for entry in self.state.ledgers(ids):
             if entry is None or entry.state in TERMINAL_STATES:
                 continue
             aid = entry.article_id
             has_blob = self.state.has_blob(self.state.blob_key(aid))
             parked = "doc" if self.state.has_doc(aid) else "blob" if has_blob else "-"
-            where = "a message still carries it" if aid in carried else "NO message carries it (lost by the broker)"
+            where = (
+                f"a message still carries it ({carried[aid]})"
+                if aid in carried
+                else "NO message carries it (lost by the broker)"
+            )
             out.append(f"{aid} stopped at {entry.state} ({entry.stage}), parked: {parked}; {where}")
         return out
 
