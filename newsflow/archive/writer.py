@@ -2,8 +2,9 @@
 
 Each fetch appends three records, each its own gzip member: the response (status line and headers
 as received, the body as decoded by the fetcher), the request, and a metadata record (article
-id, source, requested URL, redirects, hints). warcio builds the records; this module only gzips
-them (at `archive_gzip_level`, warcio's own gzip is fixed at level 9) and appends them.
+id, source, requested URL, redirects, hints). `build_records` writes them (warcio's HTTP header
+encoding, not its record writer: `build_records` says why) and this module gzips them (at
+`archive_gzip_level`, warcio's own gzip is fixed at level 9) and appends them.
 
 Safety:
 - one lock around the append, the index line and rolling: a threads pool's fetches interleave
@@ -27,6 +28,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -92,14 +94,6 @@ def gzip_member(data: bytes, level: int) -> bytes:
     return bytes(z.compress(data) + z.flush())
 
 
-class _Writer(WARCWriter):  # type: ignore[misc]
-    """warcio's writer without WARC-Block-Digest (optional in WARC 1.1): a second SHA-1 pass over
-    every page for a digest no reader here uses; WARC-Payload-Digest (the CDX digest) stays."""
-
-    def ensure_digest(self, record: Any, block: bool = True, payload: bool = True) -> None:
-        super().ensure_digest(record, block=False, payload=payload)
-
-
 def response_headers(headers: Mapping[str, str], body_len: int) -> list[tuple[str, str]]:
     """The headers as received, with those the decoded body no longer matches renamed, and its length."""
     out: list[tuple[str, str]] = []
@@ -121,41 +115,70 @@ def build_records(
     meta: Mapping[str, Any],
     date: str,
 ) -> tuple[list[bytes], str]:
-    """The response, request and metadata records of one fetch (uncompressed), and the payload digest."""
-    buf = io.BytesIO()
-    writer = _Writer(buf, gzip=False, warc_version="1.1")
+    """The response, request and metadata records of one fetch (uncompressed), and the payload digest.
+
+    The records are those warcio's writer made (its HTTP header encoding, `StatusAndHeaders`:
+    non-ASCII values %-encoded), written here directly: warcio's record objects, streams and
+    digest passes cost about as much CPU as compressing the page, on every fetch. No
+    WARC-Block-Digest (optional in WARC 1.1, a second SHA-1 over every page that no reader here
+    uses); WARC-Payload-Digest (the CDX digest) stays."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Unknown"
     http = StatusAndHeaders(f"{status} {phrase}", response_headers(headers, len(body)), protocol="HTTP/1.1")
-    digest = "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")  # one C call, no copies
-    resp = writer.create_warc_record(
-        url, "response", payload=io.BytesIO(body), length=len(body), http_headers=http,
-        warc_headers_dict={"WARC-Date": date, "WARC-Payload-Digest": digest},
+    digest = _sha1(body)
+    resp_id = _record_id()
+    response = _record(
+        [("WARC-Type", "response"), ("WARC-Record-ID", resp_id), ("WARC-Target-URI", url), ("WARC-Date", date),
+         ("WARC-Payload-Digest", digest), ("Content-Type", "application/http; msgtype=response")],
+        http.to_ascii_bytes(), body,
     )  # fmt: skip
-    resp_id = resp.rec_headers.get_header("WARC-Record-ID")
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     req_headers = [("Host", parts.netloc), *((k, str(v)) for k, v in request_headers.items())]
     req_http = StatusAndHeaders(f"GET {target} HTTP/1.1", req_headers, protocol="HTTP/1.1", is_http_request=True)
-    req = writer.create_warc_record(
-        url, "request", http_headers=req_http, warc_headers_dict={"WARC-Date": date, "WARC-Concurrent-To": resp_id}
-    )
+    request = _record(
+        [("WARC-Type", "request"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", url), ("WARC-Date", date),
+         ("WARC-Concurrent-To", resp_id), ("WARC-Payload-Digest", _EMPTY_DIGEST),
+         ("Content-Type", "application/http; msgtype=request")],
+        req_http.to_ascii_bytes(), b"",
+    )  # fmt: skip
     fields = "".join(f"{k}: {_field(v)}\r\n" for k, v in meta.items() if v not in (None, "", [], {}))
     payload = fields.encode("utf-8")
-    md = writer.create_warc_record(
-        url, "metadata", payload=io.BytesIO(payload), length=len(payload),
-        warc_content_type="application/warc-fields",
-        warc_headers_dict={"WARC-Date": date, "WARC-Concurrent-To": resp_id},
+    metadata = _record(
+        [("WARC-Type", "metadata"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", url), ("WARC-Date", date),
+         ("WARC-Concurrent-To", resp_id), ("WARC-Payload-Digest", _sha1(payload)),
+         ("Content-Type", "application/warc-fields")],
+        b"", payload,
     )  # fmt: skip
-    out: list[bytes] = []
-    for record in (resp, req, md):
-        buf.seek(0)
-        buf.truncate()
-        writer.write_record(record)
-        out.append(buf.getvalue())
-    return out, str(resp.rec_headers.get_header("WARC-Payload-Digest") or "")
+    return [response, request, metadata], digest
+
+
+def _sha1(data: bytes) -> str:
+    return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+_EMPTY_DIGEST = _sha1(b"")
+
+
+def _record_id() -> str:
+    return f"<urn:uuid:{uuid.uuid4()}>"
+
+
+def _record(warc_headers: list[tuple[str, str]], http_block: bytes, payload: bytes) -> bytes:
+    """One uncompressed WARC 1.1 record: its header lines, a block of `http_block` + `payload`."""
+    length = len(http_block) + len(payload)
+    head = "".join(f"{name}: {_line(value)}\r\n" for name, value in warc_headers)
+    head = f"WARC/1.1\r\n{head}Content-Length: {length}\r\n\r\n"
+    # The target URI is the only value from outside; a URL is ASCII once requests has prepared it,
+    # and warcio wrote any other as UTF-8 too.
+    return b"".join((head.encode("utf-8"), http_block, payload, b"\r\n\r\n"))
+
+
+def _line(value: str) -> str:
+    """A header value on one line: a CR or LF would end the header early and forge the next."""
+    return value if "\r" not in value and "\n" not in value else " ".join(value.split())
 
 
 def _field(value: Any) -> str:

@@ -22,7 +22,11 @@ def meta_noindex(html: str, bot: str) -> bool:
     end = _HEAD_END.search(head)
     if end:
         head = head[: end.start()]
+    names = ("robots", bot.lower())
     for tag in _META.findall(head):
+        low = tag.lower()
+        if not any(name in low for name in names):
+            continue  # a page's dozens of other meta tags: not worth parsing (this runs on every fetch)
         attrs = {k.lower(): v.strip("\"'") for k, v in _ATTR.findall(tag)}
         if attrs.get("name", "").lower() in ("robots", bot) and _directives(attrs.get("content", "")) & _BLOCKING:
             return True
