@@ -38,7 +38,7 @@ from newsflow.logs import get_logger
 from newsflow.pipeline import Message, Stage, stage
 from tasks.base import StageContext, attempt_of, observe, process_stores, resend, run_stage, stalled
 from tasks.celeryconfig import soft_limit_s
-from tasks.transport import acks_grouped, orphans
+from tasks.transport import orphans
 from tasks.watchdog import soft_limit
 
 log = get_logger("newsflow.batch")
@@ -108,9 +108,10 @@ class BatchStage:
             log.exception("batch_failed", size=len(deliveries))
             for d in deliveries:
                 d.error = d.error or exc
-        with acks_grouped():  # the batch's acks in one round trip, once every message has its fate
-            for d in deliveries:
-                self._settle(d, stores, settings)
+        # Each ack is a callback of the consumer's event loop, which writes the acks of one turn
+        # together (tasks/transport.py): a batch settled here in one go is one round trip.
+        for d in deliveries:
+            self._settle(d, stores, settings)
 
     def _commit_batch(self, deliveries: Sequence[Delivery], settings: Any) -> None:
         """Commit the deliveries that can be (parseable, not poison); run_stage gives the others theirs."""

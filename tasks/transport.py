@@ -19,8 +19,9 @@ visibility timeout to bring back; a message just popped whose unacked record is 
 parked in the worker (not delivered, no more pops) until a later tick of the event loop can write
 it; the sweep for expired messages skips a round.
 
-The index stage's batch is acknowledged as a batch: `acks_grouped` turns its acks into one round
-trip instead of one per message.
+Acks are written once per turn of the worker's event loop (`QoS.ack`): Celery runs every ack as
+a callback of that loop, and the ones that land in one turn (a whole batch of the index stage,
+fetch threads that finished together) reach Redis in one round trip instead of one each.
 
 A broken broker connection (a Redis restart, a Sentinel failover) is settled when the worker has a
 new one (`Orphans`): the messages it held and will not run (prefetched, or held for a retry's
@@ -35,7 +36,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from queue import Empty
 from typing import Any
 
@@ -251,39 +251,6 @@ def redis_full(exc: BaseException) -> bool:
 UNACKED_RECORD_RETRY_S = (0.05, 1.0)
 
 
-_group = threading.local()
-
-
-@contextmanager
-def acks_grouped() -> Iterator[None]:
-    """Acks made in this thread inside the block reach Redis together, in one round trip per
-    channel when the block ends (the batch stage settles a whole batch this way). Each message
-    leaves the worker's prefetch count as it is acked; a crash before the block ends leaves its
-    acked messages' records behind, and they come back after the visibility timeout: the ledger
-    makes that redelivery a no-op, as for any message whose ack was lost."""
-    if getattr(_group, "acks", None) is not None:  # nested: the outer block sends them
-        yield
-        return
-    acks: list[tuple[QoS, str]] = []
-    _group.acks = acks
-    try:
-        yield
-    finally:
-        _group.acks = None
-        _flush_acks(acks)
-
-
-def _flush_acks(acks: list[tuple[QoS, str]]) -> None:
-    by_qos: dict[int, tuple[QoS, list[str]]] = {}
-    for qos, tag in acks:
-        by_qos.setdefault(id(qos), (qos, []))[1].append(tag)
-    for qos, tags in by_qos.values():
-        try:
-            qos.remove_many(tags)
-        except redis.RedisError as exc:  # left in the unacked set: back after the visibility timeout
-            log.warning("grouped_acks_deferred", acks=len(tags), error=str(exc)[:200])
-
-
 class Orphans:
     """What this process held when its broker connection broke, settled on the next connection.
 
@@ -383,7 +350,13 @@ orphans = Orphans()
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation, made to ride out a full Redis (see the module's docstring)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turn_acks: list[str] = []  # acked in this turn of the event loop, not yet in Redis
+
     def can_consume(self) -> bool:
+        # The event loop asks before every poll, after running the turn's callbacks (the acks).
+        self.flush_acks()
         # No more BRPOP while a popped message waits for room to be recorded (Channel.park).
         if not self.channel.deliver_parked():
             return False
@@ -446,10 +419,13 @@ class QoS(kombu_redis.QoS):
             pipe.hdel(self.unacked_key, *tags).zrem(self.unacked_index_key, *tags).execute()
 
     def ack(self, delivery_tag: str) -> None:
-        acks = getattr(_group, "acks", None)
-        if acks is not None and not self.connection_gone():
-            acks.append((self, delivery_tag))  # sent when the group ends (acks_grouped)
-            virtual.QoS.ack(self, delivery_tag)
+        if self._in_event_loop() and not self.connection_gone():
+            # Celery acks from its event loop, one callback per message; the acks of one turn go
+            # out together before the loop polls again (`can_consume`, `flush_acks`). A process
+            # killed in between leaves their records behind: they come back after the visibility
+            # timeout, and the ledger makes that redelivery a no-op, as for any ack that was lost.
+            self._turn_acks.append(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # leaves the prefetch count at once
             return
         if self.connection_gone():
             # A task that ended after its channel's connection broke: the ack is made on the next
@@ -460,6 +436,31 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
             return
         super().ack(delivery_tag)
+
+    def _in_event_loop(self) -> bool:
+        """Whether this runs in the thread of the worker's event loop, which calls `can_consume`
+        on every turn (a consumer outside one, e.g. `basic_get`, acks at once)."""
+        transport = self.channel.connection
+        return transport is not None and getattr(transport, "loop_thread", None) == threading.get_ident()
+
+    def flush_acks(self) -> None:
+        """Write the acks of this turn of the event loop in one round trip."""
+        tags, self._turn_acks = self._turn_acks, []
+        if not tags:
+            return
+        if self.connection_gone():
+            for tag in tags:
+                orphans.settled(tag, requeue=False)  # made on the next live channel
+            return
+        try:
+            self.remove_many(tags)
+        except redis.RedisError as exc:
+            if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                for tag in tags:
+                    orphans.settled(tag, requeue=False)  # made once a channel works again
+            # Else (a full Redis refuses nothing of a delete, so a rare error): the records stay,
+            # and the messages come back after the visibility timeout as no-ops.
+            log.warning("acks_deferred", acks=len(tags), error=str(exc)[:200])
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self.connection_gone():
@@ -481,6 +482,7 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        self.flush_acks()  # a message acked this turn must not look expired to the sweep
         try:
             super().restore_visible(*args, **kwargs)
         except redis.RedisError as exc:
@@ -490,6 +492,7 @@ class QoS(kombu_redis.QoS):
 
     def restore_unacked(self, client: Any = None) -> None:
         # At shutdown: what Redis cannot take back now stays in the unacked set (visibility timeout).
+        self.flush_acks()  # the last turn's acks first: those messages are done, not to be restored
         if client is None and self.connection_gone():
             # The channel is closed after its connection broke: what this process held stays in
             # the unacked set until the next live channel settles it (`orphans`).
@@ -511,7 +514,17 @@ class QoS(kombu_redis.QoS):
 Channel.QoS = QoS  # Channel (and SentinelChannel) make their QoS from this attribute
 
 
-class Transport(kombu_redis.Transport):
+class _EventLoop:
+    """Notes the thread of the worker's event loop (see `QoS.ack`)."""
+
+    loop_thread: int | None = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)  # type: ignore[misc]
+        self.loop_thread = threading.get_ident()  # Celery registers from the loop's own thread
+
+
+class Transport(_EventLoop, kombu_redis.Transport):
     Channel = Channel
 
 
@@ -521,5 +534,5 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     sentinels for the master) next."""
 
 
-class SentinelTransport(kombu_redis.SentinelTransport):
+class SentinelTransport(_EventLoop, kombu_redis.SentinelTransport):
     Channel = SentinelChannel

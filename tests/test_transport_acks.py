@@ -1,14 +1,16 @@
 """Grouped acks, a publish on a closed channel and a queue length asked of a full Redis
 (tasks/transport.py), on a real Redis of the test's own, through kombu's own consumer and producer.
 
-The index stage settles a batch inside `acks_grouped`: its acks reach Redis in one round trip. A
-producer holding a channel that was closed under it must reconnect (kombu 5.7 raised AttributeError,
+The acks of one turn of a worker's event loop (the index stage's whole batch) reach Redis in one
+round trip. A producer holding a channel that was closed under it must reconnect (kombu 5.7 raised AttributeError,
 which the stage took for a bug), and kombu's read of a queue's length must not need a MULTI (a full
 Redis refuses one whole).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,8 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Consumer, Producer, Queue
+from kombu.asynchronous import Hub
 
-from tasks.transport import acks_grouped
 from tests.conftest import start_private_redis
 
 pytestmark = pytest.mark.integration
@@ -70,28 +72,47 @@ class Taker:
         self.conn.release()
 
 
-def test_acks_in_a_group_reach_redis_in_one_round_trip(broker: tuple[str, redis.Redis]) -> None:
+def hdel_calls(r: redis.Redis) -> int:
+    return int(r.info("commandstats").get("cmdstat_hdel", {}).get("calls", 0))
+
+
+def test_acks_of_one_turn_of_the_event_loop_reach_redis_in_one_round_trip(broker: tuple[str, redis.Redis]) -> None:
+    """As a Celery worker acks: each ack a callback scheduled on the consumer's event loop from a
+    pool thread (`call_soon_ack`); the index stage settles a whole batch that way at once."""
     url, r = broker
     publish(url, list(range(10)))
-    taker = Taker(url, prefetch=10)
+    hub = Hub()
+    conn = Connection(url, transport="tasks.transport:Transport")
+    got: list[Any] = []
     try:
-        while len(taker.got) < 10:
-            taker.turn()
-        assert [m.payload for m in taker.got] == list(range(10))
+        channel = conn.channel()
+        channel.basic_qos(0, 10, False)
+        consumer = Consumer(channel, queues=[Queue(QUEUE, routing_key=QUEUE)], accept=["json"])
+        consumer.register_callback(lambda body, message: got.append(message))
+        consumer.consume()
+        conn.transport.register_with_event_loop(conn.connection, hub)
+        deadline = time.monotonic() + 10
+        while len(got) < 10 and time.monotonic() < deadline:
+            hub.run_once()
+        assert sorted(m.payload for m in got) == list(range(10))
         assert r.hlen(UNACKED) == 10 and r.zcard(UNACKED_INDEX) == 10
-        calls = r.info("commandstats").get("cmdstat_hdel", {}).get("calls", 0)
-        with acks_grouped():
-            for m in taker.got:
-                m.ack()
-            assert r.hlen(UNACKED) == 10  # not sent yet
-            assert taker.channel.qos.can_consume()  # but no longer held by this consumer
+        calls = hdel_calls(r)
+        pool_thread = threading.Thread(target=lambda: [hub.call_soon(m.ack) for m in got])
+        pool_thread.start()
+        pool_thread.join()
+        assert r.hlen(UNACKED) == 10  # scheduled, not run yet
+        hub.run_once()  # the turn runs the ten acks, then asks whether to consume (and writes them)
         assert r.hlen(UNACKED) == 0 and r.zcard(UNACKED_INDEX) == 0
-        assert r.info("commandstats")["cmdstat_hdel"]["calls"] == calls + 1
+        assert hdel_calls(r) == calls + 1
+        assert channel.qos.can_consume()  # none is held by this consumer any more
     finally:
-        taker.close()
+        hub.close()
+        conn.release()
 
 
-def test_acks_outside_a_group_go_one_by_one(broker: tuple[str, redis.Redis]) -> None:
+def test_acks_outside_an_event_loop_go_at_once(broker: tuple[str, redis.Redis]) -> None:
+    """A consumer that runs no event loop (a script draining a queue) gets no later turn to write
+    its acks in: each goes to Redis as it is made."""
     url, r = broker
     publish(url, [1, 2])
     taker = Taker(url, prefetch=2)
