@@ -69,6 +69,36 @@ def test_capture_reads_back_by_offset(tmp_path: Path) -> None:
     assert types == ["warcinfo"] + ["response", "request", "metadata"] * 5
 
 
+def test_records_are_valid_warc_with_digests_and_one_line_headers(tmp_path: Path) -> None:
+    """The records newsflow writes itself read back through warcio with their digests checked; a
+    header value carrying a line break cannot add a header of its own."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    from newsflow.archive.writer import build_records
+
+    records, digest = build_records(
+        "http://example.com/a?x=1\r\nWARC-Type: forged", 200,
+        {"Content-Type": "text/html", "X-Note": "caf\u00e9"}, HTML,
+        {"User-Agent": "newsflow-test"}, {"article_id": "id", "hints": {"section": "a b"}},
+        "2026-12-01T00:00:00.000000Z",
+    )  # fmt: skip
+    got, content = [], []
+    for record in ArchiveIterator(io.BytesIO(b"".join(records)), check_digests=True):
+        got.append(record)
+        content.append(record.content_stream().read())  # a stream: read while iterating
+    assert [r.rec_type for r in got] == ["response", "request", "metadata"]
+    response, request, _ = got
+    assert [k for k, _ in response.rec_headers.headers].count("WARC-Type") == 1
+    assert b"\r\nWARC-Type: forged" not in records[0]  # the break became a space inside the URI's value
+    assert response.rec_headers.get_header("WARC-Payload-Digest") == digest
+    assert response.http_headers.get_header("X-Note") == "caf%C3%A9"  # as warcio encodes non-ASCII
+    assert content[0] == HTML
+    record_id = response.rec_headers.get_header("WARC-Record-ID")
+    assert request.rec_headers.get_header("WARC-Concurrent-To") == record_id
+    assert request.http_headers.get_header("User-Agent") == "newsflow-test"
+    assert content[2] == b'article_id: id\r\nhints: {"section":"a b"}\r\n'
+
+
 def test_missing_and_bad_locations(tmp_path: Path) -> None:
     with pytest.raises(CaptureUnavailable) as missing:
         read_capture(tmp_path, {"file": "nope.warc.gz", "offset": 0, "length": 10})
