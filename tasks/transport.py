@@ -419,11 +419,12 @@ class QoS(kombu_redis.QoS):
             pipe.hdel(self.unacked_key, *tags).zrem(self.unacked_index_key, *tags).execute()
 
     def ack(self, delivery_tag: str) -> None:
-        if self._in_event_loop() and not self.connection_gone():
+        if self._in_event_loop() and not self.channel.closed and not self.connection_gone():
             # Celery acks from its event loop, one callback per message; the acks of one turn go
             # out together before the loop polls again (`can_consume`, `flush_acks`). A process
             # killed in between leaves their records behind: they come back after the visibility
             # timeout, and the ledger makes that redelivery a no-op, as for any ack that was lost.
+            # A closed channel (a worker shutting down) has no later turn: its acks go at once.
             self._turn_acks.append(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # leaves the prefetch count at once
             return
