@@ -71,8 +71,9 @@ def restore_lock_expire_s(s: Settings) -> int:
     holding it. kombu's default, 300 s, stopped every worker's sweep for five minutes after a
     worker was SIGKILLed in the middle of one: a busy worker's event loop can hold the lock for
     a third of a second while its other threads have the GIL, and the fault suite lost its race
-    against that about once in three kills. Shorter is safe: a second sweeper restores nothing
-    twice (each restore is a transaction watching the unacked set)."""
+    against that about once in three kills. Shorter is safe: a sweep that outlives the lock and
+    meets a second one restores nothing twice (`QoS.restore_visible` checks each message's age
+    again in the transaction that restores it)."""
     return max(10, 3 * restore_interval_s(s))
 
 

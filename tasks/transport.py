@@ -151,6 +151,10 @@ class Channel(kombu_redis.Channel):
         return True
 
     def close(self) -> None:
+        # The last turn's acks first: kombu restores what is still held only when something is
+        # (restore_unacked_once), and a warm shutdown cancels the consumer before it closes.
+        if self._qos is not None:
+            self._qos.flush_acks()
         # Parked messages are in no queue and not unacked: put them back at the head of their
         # queue if Redis takes them now; else say which are lost (the reconciler resumes them).
         for payload, queue in self.parked:
@@ -419,12 +423,13 @@ class QoS(kombu_redis.QoS):
             pipe.hdel(self.unacked_key, *tags).zrem(self.unacked_index_key, *tags).execute()
 
     def ack(self, delivery_tag: str) -> None:
-        if self._in_event_loop() and not self.channel.closed and not self.connection_gone():
+        if self._polled() and not self.connection_gone():
             # Celery acks from its event loop, one callback per message; the acks of one turn go
             # out together before the loop polls again (`can_consume`, `flush_acks`). A process
             # killed in between leaves their records behind: they come back after the visibility
             # timeout, and the ledger makes that redelivery a no-op, as for any ack that was lost.
-            # A closed channel (a worker shutting down) has no later turn: its acks go at once.
+            # Only while the loop polls this channel: a closed one, or one whose consumer was
+            # cancelled (`celery control cancel_consumer`, a draining host), gets no later turn.
             self._turn_acks.append(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # leaves the prefetch count at once
             return
@@ -438,11 +443,18 @@ class QoS(kombu_redis.QoS):
             return
         super().ack(delivery_tag)
 
-    def _in_event_loop(self) -> bool:
-        """Whether this runs in the thread of the worker's event loop, which calls `can_consume`
-        on every turn (a consumer outside one, e.g. `basic_get`, acks at once)."""
-        transport = self.channel.connection
-        return transport is not None and getattr(transport, "loop_thread", None) == threading.get_ident()
+    def _polled(self) -> bool:
+        """Whether this runs in the thread of the worker's event loop while the loop polls this
+        channel: only then does it call `can_consume` on every turn. Elsewhere (a consumer with no
+        event loop, `basic_get`, a closed or cancelled channel) an ack is written at once."""
+        channel = self.channel
+        transport = channel.connection
+        return (
+            transport is not None
+            and getattr(transport, "loop_thread", None) == threading.get_ident()
+            and not channel.closed
+            and bool(channel.active_queues)
+        )
 
     def flush_acks(self) -> None:
         """Write the acks of this turn of the event loop in one round trip."""
@@ -482,14 +494,49 @@ class QoS(kombu_redis.QoS):
             log.warning("requeue_deferred_redis_full", delivery_tag=delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
 
-    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
+        """kombu's sweep for messages past the visibility timeout, with each message's age checked
+        again in the transaction that restores it: a sweep that stalled (a frozen Redis, a busy
+        process) past its lock's expiry, while another sweep restored the same message and a
+        worker took it again, would otherwise restore that worker's live copy a second time."""
         self.flush_acks()  # a message acked this turn must not look expired to the sweep
+        self._vrestore_count += 1
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
         try:
-            super().restore_visible(*args, **kwargs)
+            with self.channel.conn_or_acquire() as client:
+                ceil = time.time() - self.visibility_timeout
+                try:
+                    with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
+                        visible = client.zrange(
+                            self.unacked_index_key, ceil, 0, desc=True, byscore=True,
+                            offset=num and start, num=num, withscores=True,
+                        )  # fmt: skip
+                        for tag, _score in visible or []:
+                            self._restore_if_expired(bytes_to_str(tag), client, ceil)
+                except kombu_redis.MutexHeld:
+                    pass
         except redis.RedisError as exc:
             if not redis_full(exc):
                 raise
             log.info("restore_visible_deferred_redis_full")  # the next sweep tries again
+
+    def _restore_if_expired(self, tag: str, client: Any, ceil: float) -> None:
+        """kombu's `restore_by_tag`, done only if the message's unacked record is still older than
+        `ceil` when the transaction starts (a redelivery records it again, with a new time)."""
+
+        def restore(pipe: Any) -> None:
+            score = pipe.zscore(self.unacked_index_key, tag)
+            raw = pipe.hget(self.unacked_key, tag)
+            if score is not None and score > ceil:
+                return  # taken again since the sweep looked: not ours to restore
+            pipe.multi()
+            self._remove_from_indices(tag, pipe)
+            if raw:
+                payload, exchange, routing_key = loads(bytes_to_str(raw))
+                self.channel._do_restore_message(payload, exchange, routing_key, pipe, False)
+
+        client.transaction(restore, self.unacked_key, self.unacked_index_key)
 
     def restore_unacked(self, client: Any = None) -> None:
         # At shutdown: what Redis cannot take back now stays in the unacked set (visibility timeout).

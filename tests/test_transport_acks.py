@@ -76,38 +76,92 @@ def hdel_calls(r: redis.Redis) -> int:
     return int(r.info("commandstats").get("cmdstat_hdel", {}).get("calls", 0))
 
 
-def test_acks_of_one_turn_of_the_event_loop_reach_redis_in_one_round_trip(broker: tuple[str, redis.Redis]) -> None:
-    """As a Celery worker acks: each ack a callback scheduled on the consumer's event loop from a
-    pool thread (`call_soon_ack`); the index stage settles a whole batch that way at once."""
+class Looped:
+    """A kombu consumer over tasks.transport driven by kombu's event loop (`Hub`), as a Celery
+    worker's is: registered from this thread, which is then the loop's."""
+
+    def __init__(self, url: str, prefetch: int) -> None:
+        self.hub = Hub()
+        self.conn = Connection(url, transport="tasks.transport:Transport")
+        self.got: list[Any] = []
+        self.channel = self.conn.channel()
+        self.channel.basic_qos(0, prefetch, False)
+        self.consumer = Consumer(self.channel, queues=[Queue(QUEUE, routing_key=QUEUE)], accept=["json"])
+        self.consumer.register_callback(lambda body, message: self.got.append(message))
+        self.consumer.consume()
+        self.conn.transport.register_with_event_loop(self.conn.connection, self.hub)
+
+    def take(self, n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.got) < n and time.monotonic() < deadline:
+            self.hub.run_once()
+        assert len(self.got) == n
+
+    def close(self) -> None:
+        self.hub.close()
+        self.conn.release()
+
+
+@pytest.fixture
+def looped(broker: tuple[str, redis.Redis]) -> Iterator[tuple[Looped, redis.Redis]]:
     url, r = broker
     publish(url, list(range(10)))
-    hub = Hub()
-    conn = Connection(url, transport="tasks.transport:Transport")
-    got: list[Any] = []
+    consumer = Looped(url, prefetch=10)
     try:
-        channel = conn.channel()
-        channel.basic_qos(0, 10, False)
-        consumer = Consumer(channel, queues=[Queue(QUEUE, routing_key=QUEUE)], accept=["json"])
-        consumer.register_callback(lambda body, message: got.append(message))
-        consumer.consume()
-        conn.transport.register_with_event_loop(conn.connection, hub)
-        deadline = time.monotonic() + 10
-        while len(got) < 10 and time.monotonic() < deadline:
-            hub.run_once()
-        assert sorted(m.payload for m in got) == list(range(10))
+        consumer.take(10)
         assert r.hlen(UNACKED) == 10 and r.zcard(UNACKED_INDEX) == 10
-        calls = hdel_calls(r)
-        pool_thread = threading.Thread(target=lambda: [hub.call_soon(m.ack) for m in got])
-        pool_thread.start()
-        pool_thread.join()
-        assert r.hlen(UNACKED) == 10  # scheduled, not run yet
-        hub.run_once()  # the turn runs the ten acks, then asks whether to consume (and writes them)
-        assert r.hlen(UNACKED) == 0 and r.zcard(UNACKED_INDEX) == 0
-        assert hdel_calls(r) == calls + 1
-        assert channel.qos.can_consume()  # none is held by this consumer any more
+        yield consumer, r
     finally:
-        hub.close()
-        conn.release()
+        consumer.close()
+
+
+def test_acks_of_one_turn_of_the_event_loop_reach_redis_in_one_round_trip(looped: tuple[Looped, redis.Redis]) -> None:
+    """As a Celery worker acks: each ack a callback scheduled on the consumer's event loop from a
+    pool thread (`call_soon_ack`); the index stage settles a whole batch that way at once."""
+    consumer, r = looped
+    assert sorted(m.payload for m in consumer.got) == list(range(10))
+    calls = hdel_calls(r)
+    pool_thread = threading.Thread(target=lambda: [consumer.hub.call_soon(m.ack) for m in consumer.got])
+    pool_thread.start()
+    pool_thread.join()
+    assert r.hlen(UNACKED) == 10  # scheduled, not run yet
+    consumer.hub.run_once()  # the turn runs the ten acks, then asks whether to consume (and writes them)
+    assert r.hlen(UNACKED) == 0 and r.zcard(UNACKED_INDEX) == 0
+    assert hdel_calls(r) == calls + 1
+    assert consumer.channel.qos.can_consume()  # none is held by this consumer any more
+
+
+def test_acks_of_the_last_turn_are_written_when_the_channel_closes(looped: tuple[Looped, redis.Redis]) -> None:
+    """A warm shutdown runs the last acks and closes the channel with no turn in between; kombu
+    restores what is still held only when something is, so the close itself writes them."""
+    consumer, r = looped
+    for m in consumer.got:
+        m.ack()  # in the loop's thread: held for the turn's end
+    assert r.hlen(UNACKED) == 10
+    consumer.channel.close()
+    assert r.hlen(UNACKED) == 0 and r.zcard(UNACKED_INDEX) == 0
+    assert r.llen(QUEUE) == 0  # acked, not restored
+
+
+def test_acks_after_the_consumer_is_cancelled_go_at_once(looped: tuple[Looped, redis.Redis]) -> None:
+    """`celery control cancel_consumer` (a draining host): the loop no longer polls the channel,
+    so it has no later turn for the acks of the tasks still running."""
+    consumer, r = looped
+    consumer.consumer.cancel()
+    consumer.got[0].ack()
+    assert r.hlen(UNACKED) == 9
+
+
+def test_a_sweep_restores_only_what_is_still_expired(looped: tuple[Looped, redis.Redis]) -> None:
+    """A sweep that stalled past its lock (another sweep meanwhile restored a message and a worker
+    took it again) must not restore that worker's live copy: the age is checked again."""
+    consumer, r = looped
+    qos = consumer.channel.qos
+    tag = str(consumer.got[0].delivery_tag)
+    qos._restore_if_expired(tag, r, time.time() - 60)  # recorded just now: not expired
+    assert r.llen(QUEUE) == 0 and r.hexists(UNACKED, tag)
+    qos._restore_if_expired(tag, r, time.time() + 1)  # past the visibility timeout
+    assert r.llen(QUEUE) == 1 and not r.hexists(UNACKED, tag) and r.zscore(UNACKED_INDEX, tag) is None
 
 
 def test_acks_outside_an_event_loop_go_at_once(broker: tuple[str, redis.Redis]) -> None:
