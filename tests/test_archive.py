@@ -99,6 +99,32 @@ def test_records_are_valid_warc_with_digests_and_one_line_headers(tmp_path: Path
     assert content[2] == b'article_id: id\r\nhints: {"section":"a b"}\r\n'
 
 
+def test_headers_warcio_cannot_encode_still_give_a_capture() -> None:
+    """A non-ASCII header name, a non-ASCII value beside parameters, bytes that did not decode (lone
+    surrogates), a non-ASCII path: warcio's encoder raises on each, and the page went unarchived."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    from newsflow.archive.writer import build_records
+
+    headers = {"Content-Type": "text/html", "X-Caf\u00e9": "1", "X-V": 'wert \u00fc; a="\u00e4"', "X-S": "a\udcff"}
+    records, digest = build_records(
+        "http://example.com/caf\u00e9/\udcff", 200, headers, HTML,
+        {"User-Agent": "newsflow-test"}, {"article_id": "id"}, "2026-12-01T00:00:00.000000Z",
+    )  # fmt: skip
+    got, content = [], []
+    for record in ArchiveIterator(io.BytesIO(b"".join(records)), check_digests=True):
+        got.append(record)
+        content.append(record.content_stream().read())
+    assert [r.rec_type for r in got] == ["response", "request", "metadata"]
+    response, request, _ = got
+    assert content[0] == HTML and response.rec_headers.get_header("WARC-Payload-Digest") == digest
+    assert response.http_headers.get_header("X-Caf%C3%A9") == "1"
+    assert response.http_headers.get_header("X-V") == 'wert %C3%BC; a="%C3%A4"'
+    assert response.http_headers.get_header("X-S") == "a%ED%B3%BF"
+    assert request.http_headers.protocol == "GET"
+    assert request.http_headers.statusline == "/caf%C3%A9/%ED%B3%BF HTTP/1.1"
+
+
 def test_missing_and_bad_locations(tmp_path: Path) -> None:
     with pytest.raises(CaptureUnavailable) as missing:
         read_capture(tmp_path, {"file": "nope.warc.gz", "offset": 0, "length": 10})

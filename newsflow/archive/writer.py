@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
@@ -132,7 +132,7 @@ def build_records(
     response = _record(
         [("WARC-Type", "response"), ("WARC-Record-ID", resp_id), ("WARC-Target-URI", url), ("WARC-Date", date),
          ("WARC-Payload-Digest", digest), ("Content-Type", "application/http; msgtype=response")],
-        http.to_ascii_bytes(), body,
+        _header_block(http), body,
     )  # fmt: skip
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -142,7 +142,7 @@ def build_records(
         [("WARC-Type", "request"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", url), ("WARC-Date", date),
          ("WARC-Concurrent-To", resp_id), ("WARC-Payload-Digest", _EMPTY_DIGEST),
          ("Content-Type", "application/http; msgtype=request")],
-        req_http.to_ascii_bytes(), b"",
+        _header_block(req_http), b"",
     )  # fmt: skip
     fields = "".join(f"{k}: {_field(v)}\r\n" for k, v in meta.items() if v not in (None, "", [], {}))
     payload = fields.encode("utf-8")
@@ -153,6 +153,28 @@ def build_records(
         b"", payload,
     )  # fmt: skip
     return [response, request, metadata], digest
+
+
+def _header_block(http: StatusAndHeaders) -> bytes:
+    """An HTTP header block as warcio encodes it (non-ASCII values %-encoded, `name="value"`
+    parameters as RFC 8187 says), or, where warcio cannot (a non-ASCII header name, a non-ASCII
+    value beside parameters, a request path or value carrying undecodable bytes), with every
+    non-ASCII character %-encoded as UTF-8: an odd header must not cost the page its capture."""
+    try:
+        return bytes(http.to_ascii_bytes())
+    except UnicodeError:
+        pass
+    first = " ".join(part for part in (http.protocol, http.statusline) if part)
+    lines = [_ascii(first), *(f"{_ascii(name)}: {_ascii(value)}" for name, value in http.headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def _ascii(text: str) -> str:
+    """`text` with each non-ASCII character %-encoded as UTF-8 (a lone surrogate, from bytes that
+    did not decode, as its code point), and line breaks made spaces."""
+    if text.isascii():
+        return _line(text)
+    return _line("".join(c if c.isascii() else quote(c.encode("utf-8", "surrogatepass")) for c in text))
 
 
 def _sha1(data: bytes) -> str:
@@ -172,8 +194,13 @@ def _record(warc_headers: list[tuple[str, str]], http_block: bytes, payload: byt
     head = "".join(f"{name}: {_line(value)}\r\n" for name, value in warc_headers)
     head = f"WARC/1.1\r\n{head}Content-Length: {length}\r\n\r\n"
     # The target URI is the only value from outside; a URL is ASCII once requests has prepared it,
-    # and warcio wrote any other as UTF-8 too.
-    return b"".join((head.encode("utf-8"), http_block, payload, b"\r\n\r\n"))
+    # and warcio wrote any other as UTF-8 too (a lone surrogate is %-encoded: it has no UTF-8).
+    try:
+        encoded = head.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = "".join(c if c < "\ud800" or c > "\udfff" else quote(c.encode("utf-8", "surrogatepass"))
+                          for c in head).encode("utf-8")  # fmt: skip
+    return b"".join((encoded, http_block, payload, b"\r\n\r\n"))
 
 
 def _line(value: str) -> str:
