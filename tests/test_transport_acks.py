@@ -209,3 +209,33 @@ def test_a_queue_length_is_read_without_a_transaction(broker: tuple[str, redis.R
             assert conn.default_channel._size(QUEUE) == 2
     finally:
         r.config_set("maxmemory", 0)
+
+
+def test_a_sweep_restores_at_most_its_limit(broker: tuple[str, redis.Redis]) -> None:
+    """The sweep runs in the worker's event loop: after an outage, restoring every expired message
+    at once would stall the worker for as long (`unacked_restore_limit` bounds each sweep)."""
+    from config.defaults import Settings
+    from tasks.celeryconfig import RESTORE_PER_SWEEP, celery_config
+
+    assert celery_config(Settings())["broker_transport_options"]["unacked_restore_limit"] == RESTORE_PER_SWEEP
+    url, r = broker
+    publish(url, list(range(30)))
+    options = {"visibility_timeout": 1, "unacked_restore_limit": 10}
+    conn = Connection(url, transport="tasks.transport:Transport", transport_options=options)
+    try:
+        channel = conn.channel()
+        channel.basic_qos(0, 30, False)
+        got: list[Any] = []
+        consumer = Consumer(channel, queues=[Queue(QUEUE, routing_key=QUEUE)], accept=["json"])
+        consumer.register_callback(lambda body, message: got.append(message))
+        consumer.consume()
+        deadline = time.monotonic() + 10
+        while len(got) < 30 and time.monotonic() < deadline:
+            conn.drain_events(timeout=5)
+        time.sleep(1.2)  # every one of them past the visibility timeout
+        channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
+        assert r.llen(QUEUE) == 10 and r.hlen(UNACKED) == 20
+        channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
+        assert r.llen(QUEUE) == 20 and r.hlen(UNACKED) == 10
+    finally:
+        conn.release()
