@@ -267,6 +267,40 @@ def _old_v1_index(path: Path, docs: list[dict[str, Any]]) -> None:
     writer.wait_merging_threads()
 
 
+def test_a_writer_stopped_while_creating_the_index_leaves_it_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index writer's first batch creates the index; a worker shut down at that moment ends
+    its batch thread wherever it is. Stopped after tantivy wrote its meta.json, it left an index
+    without a version, which every later writer refused as pre-versioned (`index_schema_mismatch`,
+    the articles dead-lettered). Found by tests/test_shutdown.py in CI."""
+    path = tmp_path / "index"
+    real_open = SearchIndex._open
+
+    def open_then_stop(self: SearchIndex) -> None:
+        real_open(self)
+        raise SystemExit("the process ends here")
+
+    monkeypatch.setattr(SearchIndex, "_open", open_then_stop)
+    with pytest.raises(SystemExit):
+        SearchIndex(path)
+    monkeypatch.setattr(SearchIndex, "_open", real_open)
+    index = SearchIndex(path)  # the next writer
+    index.upsert_batch(sample_docs()[:2])
+    assert sorted(d["id"] for d in iter_sources(path)) == sorted(d["id"] for d in sample_docs()[:2])
+
+
+def test_an_empty_index_left_without_a_version_is_taken_as_new(tmp_path: Path) -> None:
+    """What such a stop left on disk before the fix: tantivy's files, no segment, no version."""
+    from newsflow.search.schema import SCHEMA_FILE
+
+    path = tmp_path / "index"
+    SearchIndex(path)
+    (path / SCHEMA_FILE).unlink()
+    SearchIndex(path).upsert_batch(sample_docs()[:1])
+    assert [d["id"] for d in iter_sources(path)] == [sample_docs()[0]["id"]]
+
+
 def test_old_schema_is_refused_until_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "index"
     _old_v1_index(path, sample_docs()[:4])

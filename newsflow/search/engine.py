@@ -59,15 +59,24 @@ LOOKUP_CANDIDATES = 20  # documents sharing one URL key that a lookup by URL wei
 
 
 def read_version(path: Path) -> int | None:
-    """Schema version of the index at path; None when there is no index; 1 for pre-versioned ones."""
+    """Schema version of the index at path; None when there is no index (or one that never held a
+    document and has no version: see `SearchIndex`); 1 for pre-versioned ones."""
     if not (path / "meta.json").exists():
         return None
     try:
         return int(json.loads((path / S.SCHEMA_FILE).read_text())["schema_version"])
     except FileNotFoundError:
-        return 1
+        return None if _never_committed(path) else 1
     except (ValueError, KeyError, TypeError):
         return 0
+
+
+def _never_committed(path: Path) -> bool:
+    """Whether the index at path has no segment: created, and nothing ever committed to it."""
+    try:
+        return bool(json.loads((path / "meta.json").read_text()).get("segments") == [])
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_version(path: Path) -> None:
@@ -143,9 +152,12 @@ class SearchIndex:
                 f"{S.SCHEMA_VERSION}: rebuild it from its stored articles with `newsflow reindex`"
             )
         self.schema = S.schema()
-        self._open()
         if version is None:
+            # The version first: a process stopped between the two (a worker's shutdown ends its
+            # batch thread wherever it is) left an index that every later writer took for a
+            # pre-versioned one and refused. An empty index without a version is taken as new.
             write_version(self.path)
+        self._open()
         self._writer: tantivy.IndexWriter | None = None
         self._langs: tuple[float, int, tuple[str, ...]] = (0.0, -1, ())
 
