@@ -230,15 +230,20 @@ def test_redis_frozen_mid_run(rig: Rig, origin: FaultyOrigin) -> None:
     assert not exited, f"workers exited while Redis was frozen: {exited}"
 
 
-def test_index_writer_killed_between_batch_and_commit(rig: Rig, origin: FaultyOrigin) -> None:
-    """The single index writer is SIGKILLed while it holds an uncommitted batch; a new writer takes over."""
-    batch = Batch(rig, origin, "index-writer-sigkill")
+def writer_holding_a_batch(rig: Rig, batch: Batch) -> int:
+    """Wait (past 20 % of the batch) for a moment when articles are enriched but not yet indexed:
+    the index writer holds them, awaiting a commit. How many it holds."""
     batch.wait_terminal(0.2)
-    # Wait for a moment when articles are enriched but not yet indexed: the writer's threads hold them.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and rig.count_states(batch.ids)["enriched"] < 3:
         time.sleep(0.02)
-    held = rig.count_states(batch.ids)["enriched"]
+    return rig.count_states(batch.ids)["enriched"]
+
+
+def test_index_writer_killed_between_batch_and_commit(rig: Rig, origin: FaultyOrigin) -> None:
+    """The single index writer is SIGKILLed while it holds an uncommitted batch; a new writer takes over."""
+    batch = Batch(rig, origin, "index-writer-sigkill")
+    held = writer_holding_a_batch(rig, batch)
     kill_whole_worker(rig.worker_proc("index"))
     print(f"index-writer-sigkill: killed with {held} articles enriched and awaiting commit")
     time.sleep(1.0)
@@ -254,11 +259,7 @@ def test_worker_killed_holding_the_restore_lock(rig: Rig, origin: FaultyOrigin) 
     carried articles alone). With kombu's default it lived 300 s, past this suite's stall limit:
     the fault suite met it about once in three index-writer kills."""
     batch = Batch(rig, origin, "restore-lock-sigkill")
-    batch.wait_terminal(0.2)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and rig.count_states(batch.ids)["enriched"] < 3:
-        time.sleep(0.02)
-    held = rig.count_states(batch.ids)["enriched"]
+    held = writer_holding_a_batch(rig, batch)
     victim = rig.worker_proc("index")
     os.kill(victim.pid, signal.SIGSTOP)  # no sweep of its own may take the lock back meanwhile
     # What a sweeper killed between acquiring and releasing leaves: the lock with the expiry the

@@ -21,10 +21,12 @@ from typing import Any
 
 import redis
 from celery import Celery
+from kombu.transport import redis as kombu_redis
 
 from config.defaults import Settings
 from config.settings import load_settings
 from newsflow.pipeline import TERMINAL_STATES
+from newsflow.queues import UNACKED_INDEX_KEY, UNACKED_KEY
 from newsflow.reconcile import reconcile
 from newsflow.state import connect
 from newsflow.stores import Stores
@@ -343,11 +345,11 @@ class Rig:
             for raw in r.lrange(queue, 0, -1):
                 carried.update((aid, f"queued in {queue}") for aid in ids if aid.encode() in raw)
         now = time.time()
-        for tag, raw in r.hgetall("unacked").items():
-            score = r.zscore("unacked_index", tag)
+        for tag, raw in r.hgetall(UNACKED_KEY).items():
+            score = r.zscore(UNACKED_INDEX_KEY, tag)
             age = f"{now - score:.0f} s ago" if score is not None else "no index entry"
             carried.update((aid, f"unacked since {age}") for aid in ids if aid.encode() in raw)
-        ttl = r.pttl("unacked_mutex")  # kombu's restore sweep lock: held long means a sweeper died
+        ttl = r.pttl(kombu_redis.Channel.unacked_mutex_key)  # the sweep's lock: held long, a sweeper died
         lock = "free" if ttl < 0 else f"held, {ttl / 1000:.0f} s left"
         out = [f"kombu's restore lock: {lock}"] if carried else []
         for entry in self.state.ledgers(ids):
