@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re
@@ -39,7 +38,6 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from newsflow.archive.cdx import cdx_line, cdx_path
 
@@ -174,7 +172,12 @@ def _ascii(text: str) -> str:
     did not decode, as its code point), and line breaks made spaces."""
     if text.isascii():
         return _line(text)
-    return _line("".join(c if c.isascii() else quote(c.encode("utf-8", "surrogatepass")) for c in text))
+    return _line("".join(c if c.isascii() else _percent(c) for c in text))
+
+
+def _percent(char: str) -> str:
+    """One character %-encoded as UTF-8; a lone surrogate (bytes that did not decode) as its code point."""
+    return quote(char.encode("utf-8", "surrogatepass"))
 
 
 def _sha1(data: bytes) -> str:
@@ -198,8 +201,7 @@ def _record(warc_headers: list[tuple[str, str]], http_block: bytes, payload: byt
     try:
         encoded = head.encode("utf-8")
     except UnicodeEncodeError:
-        encoded = "".join(c if c < "\ud800" or c > "\udfff" else quote(c.encode("utf-8", "surrogatepass"))
-                          for c in head).encode("utf-8")  # fmt: skip
+        encoded = "".join(_percent(c) if "\ud800" <= c <= "\udfff" else c for c in head).encode("utf-8")
     return b"".join((encoded, http_block, payload, b"\r\n\r\n"))
 
 
@@ -326,13 +328,15 @@ class ArchiveWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         f = _Open(self.directory, file_name(time.time(), self.host, self._pid, self._seq))
-        info = io.BytesIO()
-        w = WARCWriter(info, gzip=False, warc_version="1.1")
-        w.write_record(
-            w.create_warcinfo_record(f.name, {"software": "newsflow (warcio)", "format": "WARC File Format 1.1",
-                                              "hostname": socket.gethostname(), "pid": str(self._pid)})
+        fields = {"software": "newsflow", "format": "WARC File Format 1.1", "hostname": socket.gethostname(),
+                  "pid": str(self._pid)}  # fmt: skip
+        payload = "".join(f"{k}: {_field(v)}\r\n" for k, v in fields.items()).encode("utf-8")
+        info = _record(
+            [("WARC-Type", "warcinfo"), ("WARC-Record-ID", _record_id()), ("WARC-Filename", f.name),
+             ("WARC-Date", warc_date()), ("Content-Type", "application/warc-fields")],
+            b"", payload,
         )  # fmt: skip
-        f.append(gzip_member(info.getvalue(), self.level))
+        f.append(gzip_member(info, self.level))
         self._file = f
         return f
 
