@@ -357,6 +357,7 @@ class QoS(kombu_redis.QoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._turn_acks: list[str] = []  # acked in this turn of the event loop, not yet in Redis
+        self._sweep_ceil: float | None = None  # while sweeping: restore only records older than this
 
     def can_consume(self) -> bool:
         # The event loop asks before every poll, after running the turn's callbacks (the acks).
@@ -461,19 +462,18 @@ class QoS(kombu_redis.QoS):
         tags, self._turn_acks = self._turn_acks, []
         if not tags:
             return
-        if self.connection_gone():
-            for tag in tags:
-                orphans.settled(tag, requeue=False)  # made on the next live channel
-            return
         try:
-            self.remove_many(tags)
+            if not self.connection_gone():
+                self.remove_many(tags)
+                return
         except redis.RedisError as exc:
-            if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-                for tag in tags:
-                    orphans.settled(tag, requeue=False)  # made once a channel works again
-            # Else (a full Redis refuses nothing of a delete, so a rare error): the records stay,
-            # and the messages come back after the visibility timeout as no-ops.
             log.warning("acks_deferred", acks=len(tags), error=str(exc)[:200])
+            if not isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                # A rare refusal (a full Redis takes deletes): the records stay, and the messages
+                # come back after the visibility timeout as no-ops.
+                return
+        for tag in tags:
+            orphans.settled(tag, requeue=False)  # made on the next live channel
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self.connection_gone():
@@ -494,38 +494,30 @@ class QoS(kombu_redis.QoS):
             log.warning("requeue_deferred_redis_full", delivery_tag=delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # this process no longer holds it
 
-    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         """kombu's sweep for messages past the visibility timeout, with each message's age checked
-        again in the transaction that restores it: a sweep that stalled (a frozen Redis, a busy
-        process) past its lock's expiry, while another sweep restored the same message and a
-        worker took it again, would otherwise restore that worker's live copy a second time."""
+        again in the transaction that restores it (`restore_by_tag`): a sweep that stalled (a
+        frozen Redis, a busy process) past its lock's expiry, while another sweep restored the
+        same message and a worker took it again, would otherwise restore that worker's live copy
+        a second time."""
         self.flush_acks()  # a message acked this turn must not look expired to the sweep
-        self._vrestore_count += 1
-        if (self._vrestore_count - 1) % (interval or 1):
-            return
+        self._sweep_ceil = time.time() - self.visibility_timeout
         try:
-            with self.channel.conn_or_acquire() as client:
-                ceil = time.time() - self.visibility_timeout
-                try:
-                    with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
-                        visible = client.zrange(
-                            self.unacked_index_key, ceil, 0, desc=True, byscore=True,
-                            offset=num and start, num=num, withscores=True,
-                        )  # fmt: skip
-                        for tag, _score in visible or []:
-                            self._restore_if_expired(bytes_to_str(tag), client, ceil)
-                except kombu_redis.MutexHeld:
-                    pass
+            super().restore_visible(*args, **kwargs)
         except redis.RedisError as exc:
             if not redis_full(exc):
                 raise
             log.info("restore_visible_deferred_redis_full")  # the next sweep tries again
+        finally:
+            self._sweep_ceil = None
 
-    def _restore_if_expired(self, tag: str, client: Any, ceil: float) -> None:
-        """kombu's `restore_by_tag`, done only if the message's unacked record is still older than
-        `ceil` when the transaction starts (a redelivery records it again, with a new time)."""
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        if self._sweep_ceil is None:  # a requeue, a restore at shutdown or of orphans: kombu's
+            super().restore_by_tag(tag, client, leftmost)
+            return
+        ceil, tag = self._sweep_ceil, bytes_to_str(tag)
 
-        def restore(pipe: Any) -> None:
+        def restore(pipe: Any) -> None:  # kombu's restore transaction, if the record is still old
             score = pipe.zscore(self.unacked_index_key, tag)
             raw = pipe.hget(self.unacked_key, tag)
             if score is not None and score > ceil:
@@ -534,9 +526,10 @@ class QoS(kombu_redis.QoS):
             self._remove_from_indices(tag, pipe)
             if raw:
                 payload, exchange, routing_key = loads(bytes_to_str(raw))
-                self.channel._do_restore_message(payload, exchange, routing_key, pipe, False)
+                self.channel._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
 
-        client.transaction(restore, self.unacked_key, self.unacked_index_key)
+        with self.channel.conn_or_acquire(client) as conn:
+            conn.transaction(restore, self.unacked_key, self.unacked_index_key)
 
     def restore_unacked(self, client: Any = None) -> None:
         # At shutdown: what Redis cannot take back now stays in the unacked set (visibility timeout).

@@ -158,9 +158,12 @@ def test_a_sweep_restores_only_what_is_still_expired(looped: tuple[Looped, redis
     consumer, r = looped
     qos = consumer.channel.qos
     tag = str(consumer.got[0].delivery_tag)
-    qos._restore_if_expired(tag, r, time.time() - 60)  # recorded just now: not expired
+    qos._sweep_ceil = time.time() - 60  # a sweep that looked a minute ago: recorded since, not expired
+    qos.restore_by_tag(tag)
     assert r.llen(QUEUE) == 0 and r.hexists(UNACKED, tag)
-    qos._restore_if_expired(tag, r, time.time() + 1)  # past the visibility timeout
+    qos._sweep_ceil = time.time() + 1  # past the visibility timeout
+    qos.restore_by_tag(tag)
+    qos._sweep_ceil = None
     assert r.llen(QUEUE) == 1 and not r.hexists(UNACKED, tag) and r.zscore(UNACKED_INDEX, tag) is None
 
 
