@@ -1,7 +1,8 @@
 """The extraction's cost cuts change no result: each cheaper path is checked against the path it replaced.
 
 - parse_html skips trafilatura's regex deletion of invalid characters on pages that have none, and
-  otherwise goes through trafilatura's loader: both give the loader's tree;
+  otherwise goes through trafilatura's loader: both give the loader's tree; its parser picks element
+  classes in C (every element an HtmlElement), not in lxml.html's Python callback: the same articles;
 - metadata reads <meta>, <script>, <link>, <title>, <h1> and <time> from one walk of the tree, and finds
   byline and datePublished candidates by attribute nodes: the same elements, in the same order, as the
   XPath expressions they replace;
@@ -16,11 +17,12 @@ from functools import cache
 
 import pytest
 from lxml.etree import XPath
-from lxml.html import HtmlElement, tostring
+from lxml.html import HtmlElement, HtmlElementClassLookup, tostring
 from trafilatura.utils import INVALID_XML_CHARS, load_html
 
 from newsflow.extract import htmlprep as prep
 from newsflow.extract import metadata as meta
+from newsflow.extract.article import extract_article
 from newsflow.extract.evaluate import load_benchmark
 from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 from tests.conftest import BENCH_DIR
@@ -96,6 +98,26 @@ def test_parse_gives_the_loaders_tree_on_benchmark_pages() -> None:
     assert [_serialized(prep.parse_html(h)) for h, _ in bench_pages()] == [
         _serialized(_loader(h)) for h, _ in bench_pages()
     ]
+
+
+def test_c_class_lookup_gives_the_same_articles() -> None:
+    """The parser's class lookup in C gives every benchmark page the article lxml.html's own lookup
+    (form elements as FormElement, InputElement...) gave."""
+    pages = bench_pages()
+    fast = [extract_article(h, u).to_dict() for h, u in pages]
+    prep.HTML_PARSER.set_element_class_lookup(HtmlElementClassLookup())
+    try:
+        slow = [extract_article(h, u).to_dict() for h, u in pages]
+    finally:
+        prep.HTML_PARSER.set_element_class_lookup(prep.CLASS_LOOKUP)
+    assert fast == slow
+
+
+def test_parsed_elements_are_html_elements() -> None:
+    tree = prep.parse_html("<html><body><form><input name='q' value='x'><p>Text</p></form></body></html>")
+    assert tree is not None
+    assert {type(e) for e in tree.iter()} == {HtmlElement}
+    assert tree.text_content() == "Text"
 
 
 # --- metadata ----------------------------------------------------------------------------------------------
