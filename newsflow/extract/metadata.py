@@ -13,7 +13,6 @@ from datetime import date
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from htmldate import find_date
 from lxml.etree import XPath
 from lxml.html import HtmlElement, tostring
 
@@ -21,6 +20,7 @@ from newsflow.extract import jsonld
 from newsflow.extract.byline import clean_author
 from newsflow.extract.dates import date_from_url, parse_date
 from newsflow.extract.htmlprep import elements_by_tag, text_lines
+from newsflow.extract.pagedate import marked_date
 from newsflow.extract.text import collapse, fold, similar
 
 _TITLE_SEPARATORS = re.compile(r"\s+[|\-–—:·•»]\s+|\s+::\s+")
@@ -402,17 +402,17 @@ def _first_time(times: Iterable[HtmlElement]) -> str | None:
 def _htmldate(tree: HtmlElement, url: str | None) -> str | None:
     """Last resort: htmldate's heuristics, without the ones that make a date up.
 
-    One extensive search: it reads the markup first, then the text (dates written in bylines, e.g.
-    "publiziert am 25. September 2018"), but its last resorts there are the copyright year
-    ("© 2026" -> 2026-01-01), a lone year or a year and month, padded to the 1st. A result on the 1st
-    of a month is therefore dropped, as the day may be no fact of the page (the markup sources htmldate
-    would have found it in, JSON-LD, meta tags, <time>, the URL, were all tried before). So is a result
-    carrying today's day in another month: a year-month padded by dateutil. (A fast search first and an
-    extensive one only when it fails told the two origins apart, at twice the cost on date-less pages.)
+    It reads the markup first, then the text (dates written in bylines, e.g. "publiziert am 25.
+    September 2018"), but not the whole page's source (`marked_date`: that search dated scripts and
+    image names). Its last resorts in the text are still a lone year or a year and month, padded to
+    the 1st. A result on the 1st of a month is therefore dropped, as the day may be no fact of the page
+    (the markup sources htmldate would have found it in, JSON-LD, meta tags, <time>, the URL, were all
+    tried before). So is a result carrying today's day in another month: a year-month padded by
+    dateutil. (A fast search first and an extensive one only when it fails told the two origins apart,
+    at twice the cost on date-less pages.)
     """
     try:
-        # No copy here: htmldate copies a tree it is given before pruning it, and only when it gets that far.
-        found = find_date(tree, url=url, original_date=True, extensive_search=True)
+        found = marked_date(tree, url)  # the tree is copied only if the search gets to pruning it
         day = date.fromisoformat(str(found)[:10]) if found else None
     except Exception:  # htmldate raises a variety of parsing errors; a missing date is not fatal
         return None
