@@ -113,11 +113,24 @@ def test_c_class_lookup_gives_the_same_articles() -> None:
     assert fast == slow
 
 
-def test_parsed_elements_are_html_elements() -> None:
-    tree = prep.parse_html("<html><body><form><input name='q' value='x'><p>Text</p></form></body></html>")
+@pytest.mark.parametrize("control", ["", "\x0c"])
+def test_parsed_elements_are_html_elements(control: str) -> None:
+    """With or without a character the loader deletes: both go through this module's parser."""
+    tree = prep.parse_html(f"<html><body>{control}<form><input name='q' value='x'><p>Text</p></form></body></html>")
     assert tree is not None
     assert {type(e) for e in tree.iter()} == {HtmlElement}
     assert tree.text_content() == "Text"
+
+
+@pytest.mark.parametrize("control", ["", "\x0c"])
+def test_a_deep_page_keeps_its_text(control: str) -> None:
+    """libxml2 without huge mode stops 256 levels deep; a page with a control character used to be
+    parsed by trafilatura's loader, without it, and lost its article."""
+    paragraph = "<p>" + "Deep article text about the council and the budget vote. " * 5 + "</p>"
+    html = f"<html><body>{control}" + "<div>" * 300 + paragraph * 3 + "</div>" * 300 + "</body></html>"
+    tree = prep.parse_html(html)
+    assert tree is not None
+    assert len(tree.findall(".//p")) == 3
 
 
 # --- metadata ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from lxml import etree
 from lxml.etree import XPath
 from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HTMLParser, HtmlProcessingInstruction, fromstring
-from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, is_dubious_html, load_html
+from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, INVALID_XML_CHARS, is_dubious_html
 
 from newsflow.extract.options import ExtractOptions
 
@@ -43,8 +43,9 @@ HTML_PARSER = HTMLParser(
 # lxml.html's parser picks each element's Python class in a Python callback (`HtmlElementClassLookup`,
 # for the form classes: FormElement, InputElement...), called every time lxml makes a proxy for an
 # element, ~3,000 times per page as trafilatura walks and copies the tree. A class lookup in C that
-# always answers HtmlElement costs 0.3-0.5 us per proxy instead of 0.7-1.3, and ~5% of extract_article's
-# CPU (tests/test_extraction_cost.py). Nothing here uses the form classes' extra properties.
+# always answers HtmlElement costs 0.2-0.5 us per proxy instead of 0.5-1.3: 28.0 -> 26.7 ms per page of
+# extract_article on the 400 dev pages (each page's best of 4 interleaved rounds). Neither newsflow nor
+# trafilatura, htmldate or justext uses the form classes' extra properties (FormElement.inputs...).
 CLASS_LOOKUP = etree.ElementDefaultClassLookup(
     element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity
 )
@@ -59,17 +60,21 @@ def parse_html(html: str) -> HtmlElement | None:
 
     The loader deletes invalid characters with a regex over the whole page (~0.4 ms on a news page), which
     finds none on nearly every page; a test for each character with `in` costs a quarter of that, and only
-    a page that has one goes through the loader itself.
+    a page that has one pays for the regex. Either way the page is parsed with this module's parser (huge
+    mode, element classes in C), not the loader's.
     """
-    has_invalid = any(char in html for char in _INVALID_XML_CHARS)
-    tree = load_html(html) if has_invalid else _load_valid_html(html)
+    if any(char in html for char in _INVALID_XML_CHARS):
+        tree = _load_valid_html(INVALID_XML_CHARS.sub("", html), beginning=html[:50].lower())
+    else:
+        tree = _load_valid_html(html)
     return tree if isinstance(tree, HtmlElement) else None
 
 
-def _load_valid_html(html: str) -> HtmlElement | None:
-    """trafilatura.utils.load_html for a string without invalid characters: its steps but the deletion
-    (tests/test_extraction_cost.py checks both give the same tree)."""
-    beginning = html[:50].lower()
+def _load_valid_html(html: str, beginning: str | None = None) -> HtmlElement | None:
+    """trafilatura.utils.load_html's steps for a string without invalid characters, with HTML_PARSER
+    (tests/test_extraction_cost.py checks both give the same tree). `beginning`: the loader's look at
+    the first characters, taken before it deleted any."""
+    beginning = html[:50].lower() if beginning is None else beginning
     # libxml2 fails on a doctype with a slash (https://bugs.launchpad.net/lxml/+bug/1955915)
     if "doctype" in beginning:
         first_line, _, rest = html.partition("\n")

@@ -404,8 +404,8 @@ def _htmldate(tree: HtmlElement, url: str | None) -> str | None:
 
     It reads the markup first, then the text (dates written in bylines, e.g. "publiziert am 25.
     September 2018"), but not the whole page's source (`marked_date`: that search dated scripts and
-    image names). Its last resorts in the text are still a lone year or a year and month, padded to
-    the 1st. A result on the 1st of a month is therefore dropped, as the day may be no fact of the page
+    image names). A year and month in the text ("03/2019") still comes back padded to the 1st. A
+    result on the 1st of a month is therefore dropped, as the day may be no fact of the page
     (the markup sources htmldate would have found it in, JSON-LD, meta tags, <time>, the URL, were all
     tried before). So is a result carrying today's day in another month: a year-month padded by
     dateutil. (A fast search first and an extensive one only when it fails told the two origins apart,
