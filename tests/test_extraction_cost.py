@@ -1,8 +1,9 @@
 """The extraction's cost cuts change no result: each cheaper path is checked against the path it replaced.
 
 - parse_html skips trafilatura's regex deletion of invalid characters on pages that have none, and
-  otherwise goes through trafilatura's loader: both give the loader's tree; its parser picks element
-  classes in C (every element an HtmlElement), not in lxml.html's Python callback: the same articles;
+  follows trafilatura's loader with its own parser either way: the loader's tree; that parser picks
+  element classes in C (every element an HtmlElement), not in lxml.html's Python callback: the same
+  articles;
 - metadata reads <meta>, <script>, <link>, <title>, <h1> and <time> from one walk of the tree, and finds
   byline and datePublished candidates by attribute nodes: the same elements, in the same order, as the
   XPath expressions they replace;
@@ -105,8 +106,7 @@ def test_c_class_lookup_gives_the_same_articles(monkeypatch: pytest.MonkeyPatch)
     (form elements as FormElement, InputElement...) gave."""
     pages = bench_pages()
     fast = [extract_article(h, u).to_dict() for h, u in pages]
-    options = {"collect_ids": False, "default_doctype": False, "encoding": "utf-8", "huge_tree": True}
-    python_lookup = HTMLParser(remove_comments=True, remove_pis=True, **options)  # as lxml.html makes it
+    python_lookup = HTMLParser(**prep.PARSER_OPTIONS)  # the same options, lxml.html's own class lookup
     monkeypatch.setattr(prep, "HTML_PARSER", python_lookup)  # a parser of its own: the shared one is not touched
     slow = [extract_article(h, u).to_dict() for h, u in pages]
     assert fast == slow

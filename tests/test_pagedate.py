@@ -61,13 +61,39 @@ def test_the_tree_is_left_as_it_was() -> None:
     assert tostring(tree) == before
 
 
-def test_a_script_version_is_not_a_date() -> None:
-    tree = parse_html(
-        "<html><head><script src='/wp-includes/js/swfobject.js?ver=2.2-20120417'></script></head>"
-        "<body><h1>Jens Weber</h1><p>Designer and researcher in Berlin.</p></body></html>"
-    )
+def _page(body: str, head: str = "") -> HtmlElement:
+    tree = parse_html(f"<html><head>{head}</head><body>{body}</body></html>")
     assert tree is not None
-    assert find_date(tree, original_date=True, extensive_search=True) == "2012-04-17"
+    return tree
+
+
+def _find_date(tree: HtmlElement) -> str | None:
+    """htmldate's own answer, last resort included."""
+    return find_date(tree, original_date=True, extensive_search=True)
+
+
+NEWS = "<p>Bis einschließlich Oktober wurden 1.087 Feststellungen gezählt.</p>"
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "whole_page_date"),
+    [
+        # a script's version: the kind of date the last resort was left out for
+        (
+            "<script src='/wp-includes/js/swfobject.js?ver=2.2-20120417'></script>",
+            "<h1>Jens Weber</h1><p>Designer and researcher in Berlin.</p>",
+            "2012-04-17",
+        ),
+        # a lone year, padded to the 1st of January
+        ("", "<h1>Bilanz</h1><p>Das Jahr 2019 im Rückblick: was blieb.</p>", "2019-01-01"),
+        # the price: a date alone in inline markup under the headline (one dev page, a running update)
+        # is found by no earlier step, so the page goes undated
+        ("", f"<h1>Die Lage</h1><p><em>10.11.2021</em></p>{NEWS}", "2021-11-10"),
+    ],
+)
+def test_what_only_the_whole_page_search_finds_is_left_undated(head: str, body: str, whole_page_date: str) -> None:
+    tree = _page(body, head)
+    assert _find_date(tree) == whole_page_date
     assert pagedate.marked_date(tree, None) is None
 
 
@@ -80,30 +106,7 @@ def test_a_script_version_is_not_a_date() -> None:
     ],
 )
 def test_a_dateline_is_still_read(dateline: str) -> None:
-    tree = parse_html(
-        f"<html><body><h1>Die Lage</h1>{dateline}"
-        "<p>Bis einschließlich Oktober wurden 1.087 Feststellungen gezählt.</p></body></html>"
-    )
-    assert tree is not None
-    assert pagedate.marked_date(tree, None) == "2021-11-10"
-
-
-def test_a_bare_date_in_emphasis_is_left_to_the_whole_page_search() -> None:
-    """The price of leaving the last resort out: a date alone in inline markup under the headline (one
-    dev page, a running update) is found by no earlier step, so the page goes undated."""
-    tree = parse_html(
-        "<html><body><h1>Die Lage</h1><p><em>10.11.2021</em></p>"
-        "<p>Bis einschließlich Oktober wurden 1.087 Feststellungen gezählt.</p></body></html>"
-    )
-    assert tree is not None
-    assert find_date(tree, original_date=True, extensive_search=True) == "2021-11-10"
-    assert pagedate.marked_date(tree, None) is None
-
-
-def test_a_lone_year_is_not_a_date() -> None:
-    tree = parse_html("<html><body><h1>Bilanz</h1><p>Das Jahr 2019 im Rückblick: was blieb.</p></body></html>")
-    assert tree is not None
-    assert pagedate.marked_date(tree, None) is None
+    assert pagedate.marked_date(_page(f"<h1>Die Lage</h1>{dateline}{NEWS}"), None) == "2021-11-10"
 
 
 def test_falls_back_on_find_date_when_htmldate_changed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,6 +114,5 @@ def test_falls_back_on_find_date_when_htmldate_changed(monkeypatch: pytest.Monke
         raise TypeError("a new signature")
 
     monkeypatch.setattr(pagedate, "_sequence", changed)
-    tree = parse_html("<html><body><p>Published 2021-11-10 by the desk.</p></body></html>")
-    assert tree is not None
-    assert pagedate.marked_date(tree, None) == find_date(tree, original_date=True, extensive_search=True)
+    tree = _page("<p>Published 2021-11-10 by the desk.</p>")
+    assert pagedate.marked_date(tree, None) == _find_date(tree)

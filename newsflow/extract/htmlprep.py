@@ -37,9 +37,11 @@ _INVALID_XML_CHARS = tuple(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *ran
 # nest that deep) came out empty, dead-lettered `no_article`. Huge mode allows 2048 levels; it also
 # lifts libxml2's 10 MB cap on one text node, moot under the clean stage's page size cap
 # (clean_max_html_bytes, 5 MiB).
-HTML_PARSER = HTMLParser(
-    collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True, huge_tree=True
-)
+PARSER_OPTIONS = {
+    "collect_ids": False, "default_doctype": False, "encoding": "utf-8", "remove_comments": True,
+    "remove_pis": True, "huge_tree": True,
+}  # fmt: skip
+HTML_PARSER = HTMLParser(**PARSER_OPTIONS)
 # lxml.html's parser picks each element's Python class in a Python callback (`HtmlElementClassLookup`,
 # for the form classes: FormElement, InputElement...), called every time lxml makes a proxy for an
 # element, ~3,000 times per page as trafilatura walks and copies the tree. A class lookup in C that
