@@ -25,6 +25,7 @@ test-all: $(STAMP) ## everything, including the fault-injection suite
 
 lint: $(STAMP) ## ruff, mypy, and the import layers (config <- newsflow <- tasks <- workers)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

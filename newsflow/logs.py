@@ -53,4 +53,3 @@ def configure(level: str = "INFO") -> None:
 
 def get_logger(name: str = "newsflow") -> Any:
     return structlog.stdlib.get_logger(name)
-

@@ -209,7 +209,8 @@ class PipelineCollector(Collector):
     def _stage_metrics(self) -> Iterator[Any]:
         p = self.prefix
         processed = CounterMetricFamily(
-            "newsflow_stage_processed", "Stage task runs by outcome (ok, skipped, retry, dead)",
+            "newsflow_stage_processed",
+            "Stage task runs by outcome (ok, skipped, retry, dead)",
             labels=["stage", "outcome"],
         )
         duration = HistogramMetricFamily("newsflow_stage_duration_seconds", "Stage task run time", labels=["stage"])

@@ -52,6 +52,7 @@ def test_ingest_wait_rides_out_a_redis_restart(tmp_path: Path) -> None:
     from newsflow.state import State
     from newsflow.urls import article_id
     from tests.conftest import suite_settings
+
     server = start_private_redis(free_port(), tmp_path / "redis")
     url = "https://news.example/outage"
     aid = article_id(url)

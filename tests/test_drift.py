@@ -109,7 +109,7 @@ def new_template(n: int, site: str) -> bytes:
     links = "".join(f"<li><a href='/more/{n}-{i}'>More {site} coverage number {i}</a></li>" for i in range(30))
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{site} report {n}</title>"
-        f"<script>window.meta={{\"d\":\"x\"}}</script></head><body><div class='app'>"
+        f'<script>window.meta={{"d":"x"}}</script></head><body><div class=\'app\'>'
         f"<div class='h'>{site} report {n}</div><div class='t'>{teaser}</div>"
         f"<div class='t'>{_paras(n)[1]}</div><ul class='more'>{links}</ul></div></body></html>"
     ).encode()
@@ -135,9 +135,7 @@ class TwoSites:
 
 
 @pytest.mark.integration
-def test_a_source_that_changes_template_is_flagged_and_its_neighbour_is_not(
-    deployment: Any, tmp_path: Path
-) -> None:
+def test_a_source_that_changes_template_is_flagged_and_its_neighbour_is_not(deployment: Any, tmp_path: Path) -> None:
     first, second = 150, 50  # a baseline of more than drift_min_baseline, then one window
     sites = TwoSites((first, second))
     with sites.server:

@@ -80,8 +80,10 @@ def test_entity_precision_recall_on_gold(benchmark: dict[str, str]) -> None:
 
 
 def test_person_mentions_merge_to_longest_form() -> None:
-    text = ("Prime Minister Boris Johnson met Emmanuel Macron in Paris on Monday.\n"
-            "Johnson said the talks went well. Macron did not comment.")
+    text = (
+        "Prime Minister Boris Johnson met Emmanuel Macron in Paris on Monday.\n"
+        "Johnson said the talks went well. Macron did not comment."
+    )
     got = extract_entities(text)
     assert got["person"] == ["Boris Johnson", "Emmanuel Macron"]
     assert got["place"] == ["Paris"]
@@ -93,10 +95,12 @@ def test_country_aliases_are_canonical() -> None:
 
 
 def test_non_english_article() -> None:
-    body = ("Die Bundesregierung hat am Mittwoch ein neues Klimaschutzgesetz beschlossen. "
-            "Nach Angaben des Umweltministeriums sollen die Emissionen im Verkehr bis 2030 deutlich sinken. "
-            "Kritiker aus der Opposition halten die Maßnahmen für unzureichend und fordern ein Tempolimit. "
-            "Bundeskanzler Olaf Scholz verteidigte das Gesetz in Berlin als ausgewogenen Kompromiss.")
+    body = (
+        "Die Bundesregierung hat am Mittwoch ein neues Klimaschutzgesetz beschlossen. "
+        "Nach Angaben des Umweltministeriums sollen die Emissionen im Verkehr bis 2030 deutlich sinken. "
+        "Kritiker aus der Opposition halten die Maßnahmen für unzureichend und fordern ein Tempolimit. "
+        "Bundeskanzler Olaf Scholz verteidigte das Gesetz in Berlin als ausgewogenen Kompromiss."
+    )
     out = enrich_article({"body": body, "language": None})
     assert out["language"] == "de"
     assert "Olaf Scholz" in out["entities"]["person"] and "Berlin" in out["entities"]["place"]
@@ -114,8 +118,15 @@ def test_empty_article() -> None:
 def test_benchmark_articles_get_every_field(benchmark: dict[str, str]) -> None:
     for body in list(benchmark.values())[:40]:
         out = enrich_article({"body": body})
-        assert set(out) == {"language", "language_confidence", "entities", "keywords", "summary", "word_count",
-                            "reading_time_min"}
+        assert set(out) == {
+            "language",
+            "language_confidence",
+            "entities",
+            "keywords",
+            "summary",
+            "word_count",
+            "reading_time_min",
+        }
         assert len(out["keywords"]) <= 10
         if out["word_count"] >= 100:
             assert len(out["keywords"]) >= 5

@@ -72,8 +72,10 @@ def capitalised(n: int) -> str:
     parts = []
     for i in range(8_000):
         g, s = rng.choice(given), rng.choice(surnames)
-        parts.append(f"{g} {s} said {s} met President Prime Minister {rng.choice(surnames)} of "
-                     f"{rng.choice(surnames)} National Bank in {rng.choice(surnames)} County.")
+        parts.append(
+            f"{g} {s} said {s} met President Prime Minister {rng.choice(surnames)} of "
+            f"{rng.choice(surnames)} National Bank in {rng.choice(surnames)} County."
+        )
         if i % 50 == 0:
             parts.append(" ".join(rng.choice(surnames) for _ in range(300)) + ".")  # one very long run
     return _tile(" ".join(parts) + " ", n)
@@ -121,8 +123,17 @@ class Work:
     abbrev_span: list[int] = field(default_factory=list)  # characters searched for a closing abbreviation
 
     def key(self) -> tuple[Any, ...]:
-        return (self.language_chars, self.keyword_chars, self.phrases, self.summary_chars, self.scored,
-                self.entity_chars, self.classified, self.known_words, self.abbrev_span)
+        return (
+            self.language_chars,
+            self.keyword_chars,
+            self.phrases,
+            self.summary_chars,
+            self.scored,
+            self.entity_chars,
+            self.classified,
+            self.known_words,
+            self.abbrev_span,
+        )
 
 
 class _Regex:
@@ -269,7 +280,9 @@ def test_abbreviation_chain_is_split_in_linear_time() -> None:
     chain = no_spaces(LIMIT)
     assert split_sentences(chain) == [chain]
     assert split_sentences("Talks with the U.S. went well.\nA. B. Smith said no.") == [
-        "Talks with the U.S. went well.", "A. B. Smith said no."]
+        "Talks with the U.S. went well.",
+        "A. B. Smith said no.",
+    ]
 
 
 @HANG
@@ -311,8 +324,10 @@ def test_thousands_of_names_are_classified_at_most_max_mentions(spy: Any) -> Non
 
 @HANG
 def test_entity_output_of_a_normal_text_is_unchanged_by_a_hostile_tail() -> None:
-    lead = ("Prime Minister Boris Johnson met Emmanuel Macron in Paris on Monday.\n"
-            "Johnson said the talks went well. Macron did not comment.\n")
+    lead = (
+        "Prime Minister Boris Johnson met Emmanuel Macron in Paris on Monday.\n"
+        "Johnson said the talks went well. Macron did not comment.\n"
+    )
     assert extract_entities(lead + giant_word(LIMIT)) == extract_entities(lead)
 
 

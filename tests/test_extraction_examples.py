@@ -89,8 +89,19 @@ def test_table_layout_page_gives_the_article_paragraphs_only() -> None:
     for line, start in zip(lines, ARTS_PARAGRAPHS, strict=True):
         assert line.startswith(start)
     body = "\n".join(lines)
-    for clutter in ("Obituaries", "SECTIONS", "READER POLL", "fourth night?", "Sign Up", "MOST VIEWED",
-                    "Reader comments", "MORE ARTS", "Copyright", "Print this story", "Gazette photo by"):
+    for clutter in (
+        "Obituaries",
+        "SECTIONS",
+        "READER POLL",
+        "fourth night?",
+        "Sign Up",
+        "MOST VIEWED",
+        "Reader comments",
+        "MORE ARTS",
+        "Copyright",
+        "Print this story",
+        "Gazette photo by",
+    ):
         assert clutter not in body
 
 
@@ -166,8 +177,9 @@ def test_clean_author_job_titles(raw: str, expected: str | None) -> None:
 
 
 def test_byline_with_br_in_markup() -> None:
-    html = _page('<article><h1>Budget vote</h1><div class="byline">By Jo Lee<br><i>City Hall Reporter</i></div>'
-                 "PROSE</article>")
+    html = _page(
+        '<article><h1>Budget vote</h1><div class="byline">By Jo Lee<br><i>City Hall Reporter</i></div>PROSE</article>'
+    )
     article = extract_article(html)
     assert article.author == "Jo Lee"
     assert article.provenance["author"] == "html:byline"

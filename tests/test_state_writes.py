@@ -46,7 +46,6 @@ def test_a_full_redis_takes_none_of_a_stage_s_writes(full_redis: redis.Redis) ->
     assert state.ledger("a1") is None
 
 
-
 def test_a_full_redis_takes_none_of_a_guarded_write_either(full_redis: redis.Redis) -> None:
     # The guarded write (the stale-copy check and the writes in one script) must be all or none too:
     # a script Redis lets start would keep the writes made before the one refused.
@@ -64,6 +63,7 @@ def test_a_full_redis_takes_none_of_a_guarded_write_either(full_redis: redis.Red
     assert state.get_blob(key) is not None and state.get_doc("a2") is None
     entry = state.ledger("a2")
     assert entry is not None and entry.state == "fetched"
+
 
 def test_counts_a_full_redis_refuses_are_dropped_not_retried_forever(full_redis: redis.Redis) -> None:
     buf = CounterBuffer(full_redis, flush_every_s=60)

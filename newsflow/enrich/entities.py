@@ -24,6 +24,7 @@ PERSON, ORG, PLACE = "person", "organization", "place"
 def _words(text: str) -> list[str]:
     return text.split()
 
+
 MAX_PER_TYPE = 15
 # Name mentions classified per article, in text order; later ones are not read (and the text is clipped
 # at text.MAX_TEXT_CHARS). The most in one body of our 900-page samples is 989.
@@ -41,6 +42,8 @@ _DATELINE = re.compile(
     r"\s*(?:\((?P<agency>[^)]{2,40})\)\s*(?:--|[—–-])?|--|[—–-])\s+"
 )
 
+# Word tables, laid out by hand (ruff format would put every word on its own line).
+# fmt: off
 _CONNECTORS = frozenset({"de", "da", "del", "della", "der", "van", "von", "den", "la", "le", "bin", "ibn", "du",
                          "dos", "am", "&"})
 _TITLES = frozenset({
@@ -116,6 +119,7 @@ _OPENERS = frozenset({"according", "despite", "following", "after", "as", "since
 _ORG_INNER = frozenset({"of", "and", "on", "for"})
 _ENGLISH_SMALL = frozenset({"in", "on", "it", "out", "is", "to", "at", "or", "and", "the", "we", "us", "no", "so",
                             "up", "get", "all", "not", "now", "new", "can", "one"})
+# fmt: on
 
 
 @dataclass
@@ -199,7 +203,7 @@ def _dateline(text: str, gaz: Gazetteer) -> tuple[str, dict[str, Found]]:
     agency = (match.group("agency") or "").strip()
     if agency and agency[0].isupper():
         _add(found, ORG, gaz.organizations.get(agency, agency), -1)
-    return text[match.end():], found
+    return text[match.end() :], found
 
 
 def _is_possessive(tok: str) -> bool:
@@ -283,8 +287,11 @@ def _mentions(sent: list[str], offset: int, lower_words: set[str], gaz: Gazettee
             piece.append(tok)
         if piece:
             said = after in _SAID or before == "said"
-            out.append(Mention(piece, offset + piece_start, titled or said, start in place_cued,
-                               after_the=before in ("the", "The")))
+            out.append(
+                Mention(
+                    piece, offset + piece_start, titled or said, start in place_cued, after_the=before in ("the", "The")
+                )
+            )
     cleaned = (_clean(m, sentence_start=(m.position == offset), lower_words=lower_words, gaz=gaz) for m in out)
     return [m for m in cleaned if m is not None]
 
@@ -301,8 +308,9 @@ def _edge_noise(tok: str) -> bool:
 def _clean(m: Mention, sentence_start: bool, lower_words: set[str], gaz: Gazetteer) -> Mention | None:
     """Drop sentence openers and calendar words at the edges, lone demonyms; strip possessives."""
     start, end = 0, len(m.tokens)  # indices, not list.pop(0): that is O(n²) on a long run of noise
-    while start < end and (_edge_noise(m.tokens[start]) or (sentence_start and start == 0
-                                                            and _common_word(m.tokens[0], lower_words, gaz))):
+    while start < end and (
+        _edge_noise(m.tokens[start]) or (sentence_start and start == 0 and _common_word(m.tokens[0], lower_words, gaz))
+    ):
         start += 1
     while start < end and _edge_noise(m.tokens[end - 1]):
         end -= 1
@@ -358,8 +366,12 @@ def _classify(m: Mention, gaz: Gazetteer, singles: set[str]) -> tuple[str, str] 
 def _name_shaped(word: str, gaz: Gazetteer) -> bool:
     """'Mujahid', 'Ngo-Anh', "O'Brien" — not 'AFC', 'North', 'Shanghai' or 'York-listed'."""
     parts = re.split(r"[-'’]", word)
-    return (all(p[:1].isupper() and p[1:].islower() for p in parts if p) and word not in gaz.places
-            and word not in _PLACE_STARTS and word not in gaz.organizations)
+    return (
+        all(p[:1].isupper() and p[1:].islower() for p in parts if p)
+        and word not in gaz.places
+        and word not in _PLACE_STARTS
+        and word not in gaz.organizations
+    )
 
 
 def _classify_single(name: str, m: Mention, gaz: Gazetteer) -> tuple[str, str] | None:
@@ -419,7 +431,7 @@ def _merge_organizations(found: dict[str, Found]) -> None:
     for org in (f for f in found.values() if f.kind == ORG):
         space = org.name.find(" ")
         while space >= 0:
-            by_suffix.setdefault(org.name[space + 1:], []).append(org)
+            by_suffix.setdefault(org.name[space + 1 :], []).append(org)
             space = org.name.find(" ", space + 1)
     for key, item in list(found.items()):
         if item.kind != ORG:

@@ -150,8 +150,11 @@ def _norm(name: str) -> str:
     return name[4:] if name.startswith("the ") else name
 
 
-def entity_scores(gold: Iterable[Mapping[str, list[str]]], predicted: Iterable[Mapping[str, list[str]]],
-                  kinds: tuple[str, ...] = ("person", "organization", "place")) -> dict[str, tuple[float, float]]:
+def entity_scores(
+    gold: Iterable[Mapping[str, list[str]]],
+    predicted: Iterable[Mapping[str, list[str]]],
+    kinds: tuple[str, ...] = ("person", "organization", "place"),
+) -> dict[str, tuple[float, float]]:
     """Micro precision/recall per kind and overall ("all"); a gold entry 'A|B' accepts either form."""
     counts = {kind: [0, 0, 0] for kind in (*kinds, "all")}  # tp, fp, fn
     for gold_doc, pred_doc in zip(gold, predicted, strict=True):
@@ -168,5 +171,7 @@ def entity_scores(gold: Iterable[Mapping[str, list[str]]], predicted: Iterable[M
             missed = len(alternatives) - len(matched)
             counts[kind][2] += missed
             counts["all"][2] += missed
-    return {k: (tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0)
-            for k, (tp, fp, fn) in counts.items()}
+    return {
+        k: (tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0)
+        for k, (tp, fp, fn) in counts.items()
+    }

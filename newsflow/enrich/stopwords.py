@@ -14,7 +14,8 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-_ENGLISH = frozenset(_words("""
+_ENGLISH = frozenset(
+    _words("""
 a about above after again against ago all almost also although am among an and another any anyone anything are
 around as at away back be became because become been before being below between both but by can cannot could did
 do does doing done down during each either else enough even ever every few first for from further get gets got
@@ -31,7 +32,8 @@ want wants wanted happen happens happened make makes making take takes took take
 came know knows knew think thinks thought give gives gave given use used uses find found seem seems seemed feel
 felt try tried leave left call called keep kept help show shows showed shown start started begin began run hold
 held bring brought get getting become becomes added asked able likely already something nothing
-"""))
+""")
+)
 
 # Words every news text repeats in any language list's gaps.
 _NEWS_NOISE = frozenset({"said", "says", "told", "also", "would", "could", "per", "cent", "mr", "ms", "mrs"})

@@ -86,6 +86,7 @@ _ROLE_HEAD = re.compile(
     re.IGNORECASE,
 )
 # Words that qualify a job title ("Arts Editor", "Senior Political Correspondent").
+# fmt: off
 _DESK_WORDS = frozenset(
     {
         "arts", "art", "sports", "sport", "business", "political", "politics", "science", "health", "education",
@@ -97,6 +98,7 @@ _DESK_WORDS = frozenset(
         "desk", "copy", "night", "weekend",
     }
 )
+# fmt: on
 # "OlsenGazette": a name glued to the next word (often the site's name) by markup without a space.
 _GLUE_POINT = re.compile(r"(?<=[a-z]{2})(?=[A-Z][a-z])")
 

@@ -53,7 +53,11 @@ class SegmentCounts:
 
     def add(self, other: SegmentCounts) -> None:
         self.tp, self.fn, self.fp, self.tn = (
-            self.tp + other.tp, self.fn + other.fn, self.fp + other.fp, self.tn + other.tn)
+            self.tp + other.tp,
+            self.fn + other.fn,
+            self.fp + other.fp,
+            self.tn + other.tn,
+        )
 
     @property
     def precision(self) -> float:

@@ -96,7 +96,6 @@ def make_layout(settings: Settings) -> list[WorkerSpec]:
     ]
 
 
-
 def origin_only_env(origin_port: int) -> dict[str, str]:
     """Only the test origin is reachable, with per-host politeness and robots.txt lifted for it so
     a suite stays short; no crawl beat; INFO logs (the suites read the workers' log)."""
@@ -141,6 +140,7 @@ def short_delivery_env(visibility_timeout_s: int) -> dict[str, str]:
         "NEWSFLOW_RETRY_BACKOFF_BASE_S": "0.5",
         "NEWSFLOW_RETRY_BACKOFF_MAX_S": "3",
     }
+
 
 @dataclass
 class Counts:

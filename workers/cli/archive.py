@@ -184,7 +184,9 @@ def _dry_run(settings: Settings, docs: Any, n_examples: int) -> dict[str, Any]:
 
     options = extract_options(settings.clean_extract_disable)
     max_html, min_body, max_elements = (
-        settings.clean_max_html_bytes, settings.clean_min_body_chars, settings.clean_max_elements
+        settings.clean_max_html_bytes,
+        settings.clean_min_body_chars,
+        settings.clean_max_elements,
     )
     fields: Counter[str] = Counter()
     fails: Counter[str] = Counter()

@@ -8,8 +8,14 @@ from workers.cli.common import emit_json, settings_or_exit
 
 
 @click.command()
-@click.option("--older-than", "older_than_s", type=float, default=None, metavar="SECONDS",
-              help="Resume articles with no transition for this long (default NEWSFLOW_RECONCILE_AFTER_S).")
+@click.option(
+    "--older-than",
+    "older_than_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Resume articles with no transition for this long (default NEWSFLOW_RECONCILE_AFTER_S).",
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be resumed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {article_id, url, state, stage, idle_s}.")
 def reconcile(older_than_s: float | None, dry_run: bool, as_json: bool) -> None:
