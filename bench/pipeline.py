@@ -120,7 +120,19 @@ def round_figures(before: dict[str, Any], after: dict[str, Any], res: dict[str, 
             "added_per_task_share": (cpu - lim_cpu) / 4 / lim_cpu,
             # Where a round's CPU went, to tell a noisy round's cause from the code's cost.
             "by_process_ms": by_process_ms(run),
+            # Exact where CPU timings on a shared machine are not (each includes the bench's polling).
+            **redis_per_article(run),
         }
+    return out
+
+
+def redis_per_article(run: dict[str, Any]) -> dict[str, float]:
+    """Redis socket reads (~ round trips) and commands per indexed article, where the run counted them."""
+    n, out = max(1, run["indexed"]), {}
+    if run.get("redis_reads"):
+        out["redis_reads"] = run["redis_reads"] / n
+    if run.get("redis_commands"):
+        out["redis_commands"] = sum(run["redis_commands"].values()) / n
     return out
 
 
@@ -139,8 +151,12 @@ def rounds_report(rounds: list[dict[str, Any]]) -> str:
             ("added_per_task_share", "added per task/loop", "{:.1%}"),
             ("rate_ratio", "throughput ratio", "{:.2f}"),
             ("cpu_ms", "CPU/article", "{:.1f} ms"),
+            ("redis_reads", "Redis reads/article", "{:.1f}"),
+            ("redis_commands", "Redis cmds/article", "{:.0f}"),
         ):
-            xs = [r[name][key] for r in rounds if name in r]
+            xs = [r[name][key] for r in rounds if key in r.get(name, {})]
+            if not xs:
+                continue
             each = ", ".join(fmt.format(x) for x in xs)
             lines.append(f"  {name:14s} {label:20s} {fmt.format(statistics.median(xs))}  ({each})")
         for i, r in enumerate(rounds, 1):
@@ -717,7 +733,11 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
             (
                 f"variant {name}",
                 f"{run['rate']:.1f} articles/s, ratio {run['rate'] / lim_rate:.2f}, "
-                f"CPU/article {cpu_article:.1f} ms (CPU ratio {lim_cpu_ms / cpu_article:.2f})",
+                f"CPU/article {cpu_article:.1f} ms (CPU ratio {lim_cpu_ms / cpu_article:.2f}, "
+                f"{(cpu_article - lim_cpu_ms) / 4:.2f} ms added per task); "
+                + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in redis_per_article(run).items())
+                + " per article; CPU by process, ms/article: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in by_process_ms(run).items() if v >= 0.05),
             )
         )
     width = max(len(k) for k, _ in rows)

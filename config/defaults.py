@@ -281,6 +281,11 @@ class Settings:
     # about a sixth of a CPU-bound worker's time. Off by default: `newsflow flower` turns them on in
     # running workers by itself (Flower's enable_events), and the ledger already records every step.
     worker_task_events: bool = False
+    # A stage's commit also writes its forward (the next stage's message) and its ack, in the same
+    # atomic script, where the broker is the state's Redis: two round trips fewer per hop
+    # (tasks.base.commit). Off: each is its own round trip after the commit, as before (kept for
+    # side-by-side measurement: bench/pipeline.py --variant NAME:commit_carries=false).
+    commit_carries: bool = True
 
     # Derived: state Redis URL with the fallback applied.
     @property

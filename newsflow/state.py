@@ -25,7 +25,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,13 +247,18 @@ class State:
         them (maxmemory) must not let the others through, e.g. free the blob without the document."""
         return self._r.pipeline(transaction=True)
 
-    def commit_unless_beyond(self, pipe: Pipe, article_id: str, stage: str) -> str | None:
+    def commit_unless_beyond(
+        self, pipe: Pipe, article_id: str, stage: str, also: Sequence[Sequence[Any]] = ()
+    ) -> str | None:
         """Apply `pipe`'s queued writes unless the article's ledger state is already past `stage`
         (`newsflow.pipeline.beyond`); one atomic script, all or none. Returns None when written,
-        else the state that stood in the way (nothing was written: the delivery is stale)."""
+        else the state that stood in the way (nothing was written: the delivery is stale).
+
+        `also`: raw commands on keys that are not the state's (the broker's: the next stage's
+        message and this delivery's ack, tasks.base.commit), written in the same step."""
         later = [s for s in STATES if beyond(s, stage)]
         argv: list[Any] = [len(later), *later]
-        for args, _options in pipe.command_stack:
+        for args in [*(args for args, _options in pipe.command_stack), *also]:
             argv.append(len(args))
             argv.extend(args)  # encoded once, by the script call (as the pipeline would have)
         pipe.reset()

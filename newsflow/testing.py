@@ -6,7 +6,7 @@ real Redis; these only mimic what the decision logic reads and writes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -43,6 +43,7 @@ class MemoryState:
     down: bool = False  # True: every call raises redis.ConnectionError, as with Redis away
     full: bool = False  # what `room()` says: the Redis is at maxmemory
     marks: dict[str, str] = field(default_factory=dict)
+    carried: list[tuple[Any, ...]] = field(default_factory=list)  # commit_unless_beyond's `also`
 
     def _check(self) -> None:
         if self.down:
@@ -113,13 +114,16 @@ class MemoryState:
         self._check()
         return MemoryPipe()
 
-    def commit_unless_beyond(self, pipe: MemoryPipe, article_id: str, stage: str) -> str | None:
+    def commit_unless_beyond(
+        self, pipe: MemoryPipe, article_id: str, stage: str, also: Sequence[Sequence[Any]] = ()
+    ) -> str | None:
         self._check()
         entry = self.entries.get(article_id)
         if entry is not None and beyond(entry.state, stage):
             pipe.ops = []
             return entry.state
         pipe.execute()
+        self.carried.extend(tuple(command) for command in also)  # the broker's commands: kept, not run
         return None
 
     # ledger

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -42,10 +42,27 @@ from newsflow.logs import get_logger
 from newsflow.pipeline import FIRST, LAST, Input, Message, Stage, next_stage, on_lost_input, stage
 from newsflow.stores import Stores
 from tasks.celeryconfig import soft_limit_s
-from tasks.transport import redis_full
+from tasks.transport import CannotCarry, ack_commands, captured_publish, redis_full, settled
 from tasks.watchdog import soft_limit
 
 log = get_logger("newsflow.stage")
+
+
+@dataclass(frozen=True)
+class Along:
+    """A forward and an ack to be written by the stage's commit (`commit`): raw Redis commands on
+    the broker's keys, and what to note once they are written."""
+
+    commands: Sequence[Sequence[Any]]
+    done: Callable[[], None]
+
+
+class Carrier(Protocol):
+    """Gives the commands that put `message` on stage `to`'s queue and settle the delivery being
+    run, for the stage's commit to write with its own; None where they cannot go together (the
+    broker is not the state's Redis)."""
+
+    def along(self, to: Stage, message: Message) -> Along | None: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class StageContext:
     stores: Stores
     worker: str
     task_id: str
+    carrier: Carrier | None = None  # None: the forward is sent after the commit, as its own publish
 
     @property
     def state(self) -> Any:  # newsflow.state.State (or the in-memory stand-in in unit tests)
@@ -67,7 +85,10 @@ Handler = Callable[[StageContext, Message], Message | None]
 class Outbox(Protocol):
     """Where a stage's messages go: the next stage, a fresh start, or a retry of this one."""
 
-    def send(self, to: Stage, message: Message) -> None: ...
+    def send(self, to: Stage, message: Message) -> None:
+        """Publish `message` to `to`'s queue, unless this outbox already carried it in the stage's
+        commit (`Carrier.along`)."""
+        ...
 
     def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
         """Send `payload` to this stage again after `countdown`; `counted`: as one more of the
@@ -309,29 +330,31 @@ class StageTask(Task):  # type: ignore[misc]
         """
         return backoff_s(1, get_settings())
 
-    def context(self) -> StageContext:
+    def context(self, carrier: Carrier | None = None) -> StageContext:
         return StageContext(
             stage=stage(self.stage),
             settings=get_settings(),
             stores=process_stores(),
             worker=str(self.request.hostname or ""),
             task_id=str(self.request.id or ""),
+            carrier=carrier,
         )
 
     def run_stage(self, payload: Any, handler: Handler) -> str:
         started = time.perf_counter()
         outcome = "retry"  # the only thing `run_stage` lets escape is Celery's Retry
-        ctx = self.context()
+        outbox = _CeleryOutbox(self)
+        ctx = self.context(outbox)
         try:
             # On the threads pool (fetch, index) Celery enforces no time limit: the watchdog does.
             with soft_limit(soft_limit_s(self.stage, ctx.settings), self.stage):
-                outcome = run_stage(ctx, payload, handler, self._attempt(payload), _CeleryOutbox(self))
+                outcome = run_stage(ctx, payload, handler, self._attempt(payload), outbox)
             return outcome
         except SoftTimeLimitExceeded:
             # The watchdog fired outside the runner's own handler (as the task began or ended):
             # the message still gets a fate, never a bare failure that acks it unrecorded.
             detail = "the stage ran past its soft time limit"
-            outcome = _dead(ctx, payload, "time_limit", detail, 0, _CeleryOutbox(self))
+            outcome = _dead(ctx, payload, "time_limit", detail, 0, outbox)
             return outcome
         finally:
             self._observe(payload, outcome, started)
@@ -387,6 +410,25 @@ def superseded(ctx: StageContext, message: Message, now: str | None) -> Message 
     return None  # nothing for the next stage
 
 
+def commit(ctx: StageContext, pipe: Any, msg: Message, forward: Message) -> Message | None:
+    """Write the stage's result queued in `pipe` and return `forward`, the next stage's message;
+    unless a later delivery took the article further meanwhile (a stale copy that read its input
+    before freezing): then nothing is written (`superseded`). The check and the writes are one
+    atomic step (State.commit_unless_beyond).
+
+    Where the broker is the state's Redis, the same step puts `forward` on the next stage's queue
+    and acknowledges this delivery: no moment where the result is written and its message not yet
+    sent, and two round trips fewer per hop (the publish, the ack)."""
+    after = next_stage(ctx.stage.name)
+    along = ctx.carrier.along(after, forward) if ctx.carrier is not None and after is not None else None
+    now = ctx.state.commit_unless_beyond(pipe, msg.id, ctx.stage.name, also=along.commands if along else ())
+    if now is not None:
+        return superseded(ctx, msg, now)
+    if along is not None:
+        along.done()
+    return forward
+
+
 def stage_task(name: str) -> dict[str, Any]:
     """The `app.task` options of stage `name`'s task: its wire name from the stage table, the base."""
     return {"name": stage(name).task, "base": StageTask, "bind": True, "stage": name}
@@ -395,6 +437,27 @@ def stage_task(name: str) -> dict[str, Any]:
 class _CeleryOutbox:
     def __init__(self, task: StageTask) -> None:
         self.task = task
+        self.carried: Message | None = None  # the forward the stage's commit wrote
+
+    def along(self, to: Stage, message: Message) -> Along | None:
+        task = self.task
+        tag = (task.request.delivery_info or {}).get("delivery_tag")
+        if not tag or not carries(get_settings(), task.app.conf):
+            return None
+        try:
+            with captured_publish() as pushes:
+                send(task.app, to, message)
+        except CannotCarry:
+            return None
+        if len(pushes) != 1:
+            return None  # nothing was captured, so nothing was sent: the runner sends it
+        commands = (pushes[0].push_command(), *ack_commands(pushes[0].channel, str(tag)))
+
+        def done() -> None:
+            self.carried = message
+            settled.add(str(tag))
+
+        return Along(commands, done)
 
     def _wait(self, payload: Any, countdown: float) -> NoReturn:
         task, request = self.task, self.task.request
@@ -402,6 +465,8 @@ class _CeleryOutbox:
         resend(task.app, stage(task.stage), again, countdown, int(request.retries or 0), str(request.id or ""))
 
     def send(self, to: Stage, message: Message) -> None:
+        if message is self.carried:
+            return
         send(self.task.app, to, message)
 
     def retry(self, payload: Any, countdown: float, counted: bool = True) -> NoReturn:
@@ -418,6 +483,13 @@ class _CeleryOutbox:
             # "Known limits" in docs/reliability.md).
             log.warning("dead_letter_not_written", task_id=str(self.task.request.id or ""), requeued=True)
             raise Reject(exc, requeue=True) from exc
+
+
+def carries(settings: Settings, conf: Any) -> bool:
+    """Whether a stage's commit carries its forward and ack (`commit_carries`): only where the broker
+    is the state's Redis (one server, one database), and no task-sent event is due (Celery sends
+    those with its own publish)."""
+    return settings.commit_carries and settings.state_url == settings.redis_url and not conf.task_send_sent_event
 
 
 def resend(app: Any, to: Stage, message: Message, countdown: float, retries: int, task_id: str) -> NoReturn:

@@ -19,7 +19,7 @@ from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
 from newsflow.pipeline import Message, beyond
 from newsflow.search.tombstones import site_of_url
 from tasks.app import app
-from tasks.base import StageContext, StageTask, stage_task, superseded
+from tasks.base import StageContext, StageTask, commit, stage_task, superseded
 
 
 @cache
@@ -101,12 +101,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     ctx.stores.drift.observe(_drift_key(msg), Observation.of_article(doc, _fallback_body(doc)), pipe)
     ctx.state.delete_blob(key, pipe)
     ctx.state.record(aid, msg.url, "cleaned", ctx.stage.name, worker=ctx.worker, pipe=pipe)
-    # Written only if no later delivery took the article further while this one worked (a stale
-    # copy that read its input before freezing): the check and the writes are one atomic step.
-    now = ctx.state.commit_unless_beyond(pipe, aid, ctx.stage.name)
-    if now is not None:
-        return superseded(ctx, msg, now)
-    return msg.forward()
+    return commit(ctx, pipe, msg, msg.forward())
 
 
 def _drift_key(msg: Message) -> str:

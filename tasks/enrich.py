@@ -10,7 +10,7 @@ from newsflow.enrich import enrich_article, warm_up
 from newsflow.errors import InputGone
 from newsflow.pipeline import Message, beyond
 from tasks.app import app
-from tasks.base import StageContext, StageTask, stage_task, superseded
+from tasks.base import StageContext, StageTask, commit, stage_task, superseded
 
 
 def handle(ctx: StageContext, msg: Message) -> Message | None:
@@ -25,12 +25,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     pipe = ctx.state.pipeline()  # document and ledger in one round trip
     ctx.state.put_doc(aid, doc, pipe)
     ctx.state.record(aid, msg.url, "enriched", ctx.stage.name, worker=ctx.worker, pipe=pipe)
-    # Written only if no later delivery took the article further while this one worked (a stale
-    # copy that read its input before freezing): the check and the writes are one atomic step.
-    now = ctx.state.commit_unless_beyond(pipe, aid, ctx.stage.name)
-    if now is not None:
-        return superseded(ctx, msg, now)
-    return msg.forward()
+    return commit(ctx, pipe, msg, msg.forward())
 
 
 @app.task(**stage_task("enrich"))

@@ -39,7 +39,7 @@ from newsflow.polite.robots import bot_token
 from newsflow.stores import Stores
 from newsflow.urls import normalize_url
 from tasks.app import app
-from tasks.base import Handler, StageContext, StageTask, process_stores, stage_task, superseded
+from tasks.base import Handler, StageContext, StageTask, commit, process_stores, stage_task
 
 log = get_logger("newsflow.fetch")
 _session: requests.Session | None = None
@@ -149,9 +149,6 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
         origin=msg.origin_json(),
         pipe=pipe,
     )
-    now = ctx.state.commit_unless_beyond(pipe, msg.id, ctx.stage.name)
-    if now is not None:
-        return superseded(ctx, msg, now)  # a later delivery took the article further meanwhile
     fetch_meta = {
         "final_url": result.final_url,
         "status": result.status,
@@ -163,7 +160,7 @@ def handle(ctx: StageContext, msg: Message) -> Message | None:
     }
     if capture is not None:
         fetch_meta["capture"] = capture
-    return msg.forward(blob=key, fetch=fetch_meta)
+    return commit(ctx, pipe, msg, msg.forward(blob=key, fetch=fetch_meta))
 
 
 def _check_noindex(html: str, tag: str, user_agent: str) -> None:

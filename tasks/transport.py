@@ -23,6 +23,11 @@ Acks are written once per turn of the worker's event loop (`QoS.ack`): Celery ru
 a callback of that loop, and the ones that land in one turn (a whole batch of the index stage,
 fetch threads that finished together) reach Redis in one round trip instead of one each.
 
+A stage's forward and its ack can ride in the stage's own commit (`tasks.base.commit`): a publish
+made inside `captured_publish` is not sent but handed back as the queue entry kombu would have
+pushed (`Carried`), with the commands that remove the delivery's unacked record (`ack_commands`);
+the delivery tag is then noted (`settled`) so Celery's ack that follows costs no round trip.
+
 A broken broker connection (a Redis restart, a Sentinel failover) is settled when the worker has a
 new one (`Orphans`): the messages it held and will not run (prefetched, or held for a retry's
 countdown: Celery drops them with the old connection) go back to their queue at once instead of
@@ -35,7 +40,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
@@ -43,7 +51,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 from config.settings import get_settings
 from newsflow.logs import get_logger
@@ -202,6 +210,17 @@ class Channel(kombu_redis.Channel):
             self._shared_client = shared
         return shared[1]
 
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        pushes = _capture.pushes
+        if pushes is None:
+            super()._put(queue, message, **kwargs)
+            return
+        if kwargs.get("_publish_batch") is not None or (self._expires and queue in self._expires):
+            # kombu would write more than one LPUSH (a batch, a queue's expiry): not carried.
+            raise CannotCarry(f"a publish to {queue!r} is more than one list push")
+        pri = self._get_message_priority(message, reverse=False)
+        pushes.append(Carried(self.global_keyprefix + self._q_for_pri(queue, pri), dumps(message), self))
+
     def _get(self, queue: Any, timeout: Any = None) -> Any:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
@@ -253,6 +272,77 @@ def redis_full(exc: BaseException) -> bool:
 
 # How long a popped message waits between two tries of its unacked record while Redis is full.
 UNACKED_RECORD_RETRY_S = (0.05, 1.0)
+
+
+class CannotCarry(Exception):
+    """This publish cannot be written by another atomic step; send it the ordinary way."""
+
+
+@dataclass(frozen=True)
+class Carried:
+    """One captured publish: the queue list and the entry kombu would have pushed onto it."""
+
+    key: str
+    entry: str
+    channel: Channel
+
+    def push_command(self) -> tuple[str, ...]:
+        return ("LPUSH", self.key, self.entry)
+
+
+class _Capture(threading.local):
+    pushes: list[Carried] | None = None
+
+
+_capture = _Capture()
+
+
+@contextmanager
+def captured_publish() -> Iterator[list[Carried]]:
+    """Publishes on this thread inside the block are collected, not sent (kombu builds the message
+    exactly as it would: delivery tag, body encoding, the priority's list)."""
+    pushes: list[Carried] = []
+    _capture.pushes = pushes
+    try:
+        yield pushes
+    finally:
+        _capture.pushes = None
+
+
+def ack_commands(channel: Channel, delivery_tag: str) -> tuple[tuple[str, ...], ...]:
+    """What acking `delivery_tag` writes (QoS._remove_from_indices: payload first, then index)."""
+    prefix = channel.global_keyprefix
+    return (
+        ("HDEL", prefix + channel.unacked_key, delivery_tag),
+        ("ZREM", prefix + channel.unacked_index_key, delivery_tag),
+    )
+
+
+class _Settled:
+    """Delivery tags whose unacked record a stage's commit already removed (`ack_commands`), so the
+    ack Celery makes next writes nothing. Bounded: a tag acked by another process (a prefork
+    child commits, its parent acks) is never asked for here and ages out; that parent's ack is an
+    ordinary one, deleting what is already gone."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._tags: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, tag: str) -> None:
+        with self._lock:
+            self._tags[tag] = None
+            if len(self._tags) > self.MAX:
+                self._tags.popitem(last=False)
+
+    def take(self, tag: str) -> bool:
+        """Whether `tag` was settled by a commit (and forget it)."""
+        with self._lock:
+            return self._tags.pop(tag, False) is None
+
+
+settled = _Settled()
 
 
 class Orphans:
@@ -424,6 +514,9 @@ class QoS(kombu_redis.QoS):
             pipe.hdel(self.unacked_key, *tags).zrem(self.unacked_index_key, *tags).execute()
 
     def ack(self, delivery_tag: str) -> None:
+        if settled.take(delivery_tag):
+            virtual.QoS.ack(self, delivery_tag)  # its record went with the stage's commit
+            return
         if self._polled() and not self.connection_gone():
             # Celery acks from its event loop, one callback per message; the acks of one turn go
             # out together before the loop polls again (`can_consume`, `flush_acks`). A process
@@ -476,6 +569,7 @@ class QoS(kombu_redis.QoS):
             orphans.settled(tag, requeue=False)  # made on the next live channel
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        settled.take(delivery_tag)  # a committed delivery has nothing left to requeue: its forward is out
         if self.connection_gone():
             log.warning("reject_deferred_connection_gone", delivery_tag=delivery_tag, requeue=requeue)
             orphans.settled(delivery_tag, requeue=requeue)  # on the next live channel

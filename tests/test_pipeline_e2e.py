@@ -47,9 +47,9 @@ def seed_ingested(deployment: Any, origin: Any) -> dict[str, Any]:
 def test_seed_page_becomes_a_search_hit(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
     assert seed_ingested["state"] == "indexed"
     result = search("Stoltenberg")
-    assert result["total"] == 1
-    hit = result["hits"][0]
-    assert hit["id"] == seed_ingested["article_id"]
+    # Other tests of the session index the same page under other URLs (test_transport's
+    # `seed.html?after-garbage`): the seed's own article is one hit among them, found once.
+    (hit,) = [h for h in result["hits"] if h["id"] == seed_ingested["article_id"]]
     assert hit["title"] == seed_expected["title"]
     assert hit["published"].startswith(seed_expected["published"])
     assert hit["site_name"] == seed_expected["site_name"]

@@ -99,6 +99,8 @@ def test_fetch_frozen_after_downloading_writes_nothing(stores: Stores, monkeypat
         return FetchResult(url, url, 200, html, "text/html", "utf-8", len(html), None, None, "2026-11-29T00:00:00Z")
 
     monkeypatch.setattr(fetch, "fetch_page", frozen)
+    # Not archived: the page is made up, and the session's archive is other tests' to read back.
+    monkeypatch.setattr(fetch, "archive", lambda: None)
     assert fetch.handle(_ctx(stores, "fetch"), msg) is None
     _assert_untouched(stores, msg)
     assert not stores.state.has_blob(stores.state.blob_key(msg.id))
