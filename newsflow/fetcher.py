@@ -444,7 +444,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit to it, not to float
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -536,8 +536,8 @@ def looks_binary(body: bytes, charset: str | None = None) -> bool:
     head = body[:1024]
     if head.startswith(BINARY_MAGIC):
         return True
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _is_wide(charset):
-        return False  # UTF-16 with a BOM or declared: text, decoded below
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _is_wide(charset) or sniff_utf16(body):
+        return False  # UTF-16 with a BOM, declared, or told by its NULs (decode_html): text
     return len(head) - len(head.translate(None, _BINARY_BYTES)) >= _BINARY_BYTES_MIN
 
 
@@ -815,7 +815,10 @@ def _fetch(url: str, get: _Get) -> FetchedBytes:
         with _send(current, get) as resp:
             if resp.is_redirect:
                 extract_cookies_to_jar(get.cookies, resp.request, resp.raw)  # type: ignore[no-untyped-call]
-                target = wire_url(urljoin(current, resp.headers.get("Location", "")))
+                try:
+                    target = wire_url(urljoin(current, resp.headers.get("Location", "")))
+                except ValueError as exc:  # urljoin: "Invalid IPv6 URL"
+                    raise PermanentError("bad_url", f"redirect to a malformed URL: {exc}"[:300]) from None
                 if target in hops:
                     raise PermanentError("redirect_loop", " -> ".join([*hops[-5:], target])[:500])
                 hops.append(target)
@@ -847,7 +850,11 @@ def _send(url: str, get: _Get) -> requests.Response:
         if deadline.fired:
             raise _timed_out(deadline) from None
         raise TransientError("connection_error", str(exc)[:300]) from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, UnicodeError) as exc:
+    except requests.exceptions.InvalidHeader as exc:  # the response's (conflicting Content-Lengths)
+        raise PermanentError("bad_response", str(exc)[:300]) from None
+    except ValueError as exc:  # (UnicodeError is one)
+        # requests.InvalidURL, and what requests raises reading a redirect's Location for the hop we
+        # follow by hand (`Invalid IPv6 URL` from urlparse, a raw non-ASCII byte): a bad target URL.
         raise PermanentError("bad_url", str(exc)[:300]) from None
 
 

@@ -29,7 +29,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from newsflow.errors import PermanentError
+from newsflow.errors import PermanentError, TransientError
 from newsflow.urls import InvalidURL, wire_host
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -205,6 +205,11 @@ def check_address(ip: str, host: str, port: int, policy: NetPolicy) -> None:
         raise PermanentError("private_address", f"{host} resolves to {ip}, which is not a public address")
 
 
+# getaddrinfo's "temporary failure in name resolution" (a resolver down or timing out): the name may
+# well exist. Every other failure (no such name, no address) is the URL's, and permanent.
+_DNS_TRY_AGAIN = frozenset({socket.EAI_AGAIN})
+
+
 def resolve(host: str, port: int, policy: NetPolicy) -> list[str]:
     """The addresses `host` maps to: the pinned ones, else the system resolver's."""
     pinned = policy.pinned(host, port)
@@ -212,7 +217,11 @@ def resolve(host: str, port: int, policy: NetPolicy) -> list[str]:
         return list(pinned)
     try:
         infos = socket.getaddrinfo(ascii_host(host), port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
+    except socket.gaierror as exc:
+        if exc.errno in _DNS_TRY_AGAIN:  # the resolver failed, not the name: ask again later
+            raise TransientError("dns_unavailable", f"cannot resolve {host} now: {exc}") from None
+        raise PermanentError("dns_error", f"cannot resolve {host}: {exc}") from None
+    except (UnicodeError, OSError) as exc:
         raise PermanentError("dns_error", f"cannot resolve {host}: {exc}") from None
     return [str(info[4][0]) for info in infos]
 

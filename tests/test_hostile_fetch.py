@@ -186,9 +186,12 @@ def test_a_stray_nul_byte_does_not_make_a_page_binary() -> None:
     assert looks_binary(b"<html>" + b"\x00\x01\x02\x03\x04\x05\x06\x07" + b"</html>")
 
 
-def test_utf16_declared_is_not_binary() -> None:
-    body = "<html><body>hello</body></html>".encode("utf-16-le")
-    assert looks_binary(body) and not looks_binary(body, "utf-16le")
+def test_utf16_declared_or_told_by_its_nuls_is_not_binary() -> None:
+    for codec in ("utf-16-le", "utf-16-be"):
+        body = "<html><body>hello, harbour council</body></html>".encode(codec)
+        assert not looks_binary(body, "utf-16") and not looks_binary(body)  # decode_html sniffs it
+    # NULs on both sides of the pairs: not UTF-16, binary.
+    assert looks_binary(b"\x00\x00\x01\x00\x00\x02" * 40)
 
 
 def test_deadline_fires_once_and_cancels() -> None:

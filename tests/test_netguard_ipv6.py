@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from newsflow.errors import PermanentError
+from newsflow.errors import PermanentError, TransientError
 from newsflow.fetcher import check_url, fetch_page, make_session
 from newsflow.netguard import (
     NetPolicy,
@@ -318,6 +318,25 @@ def test_a_name_resolving_to_an_embedded_private_address_is_refused(pinned: str)
     with pytest.raises(PermanentError) as info:
         resolve_and_check("news.example", 443, policy)
     assert info.value.reason == "private_address" and pinned in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "reason"),
+    [
+        (socket.EAI_AGAIN, TransientError, "dns_unavailable"),  # the resolver failed: try again later
+        (socket.EAI_NONAME, PermanentError, "dns_error"),  # no such name
+    ],
+)
+def test_a_resolver_failure_is_transient_and_an_unknown_name_permanent(
+    monkeypatch: pytest.MonkeyPatch, code: int, error: type[Exception], reason: str
+) -> None:
+    def failing(*_: Any, **__: Any) -> Any:
+        raise socket.gaierror(code, "resolver says no")
+
+    monkeypatch.setattr(socket, "getaddrinfo", failing)
+    with pytest.raises(error) as info:
+        resolve_and_check("news.example", 443, NetPolicy())
+    assert info.value.reason == reason  # type: ignore[attr-defined]
 
 
 def test_a_name_resolving_to_dns64_of_a_public_address_passes() -> None:

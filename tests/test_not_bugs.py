@@ -269,6 +269,9 @@ HOSTILE_LD = {
         {"@id": "#b", "@type": "Person", "worksFor": {"@id": "#a"}, "sameAs": {"@id": "#b"}},
     ]}),
     "not_json": "{'@type': 'NewsArticle', headline: }",
+    # A string never closed, full of escaped quotes: the depth check once tried every quote as the
+    # start of a string again (quadratic: 200 kB held a clean worker for its whole time limit).
+    "unterminated_escaped_quotes": '{"headline": "' + '\\"' * 100_000,
 }  # fmt: skip
 
 
@@ -303,6 +306,9 @@ def test_jsonld_bounds() -> None:
     assert jsonld.parse_block("[" * jsonld.MAX_DEPTH + "]" * jsonld.MAX_DEPTH) is not None
     assert jsonld.parse_block('{"s": "' + "[{" * 500 + '"}') == {"s": "[{" * 500}  # brackets in strings
     assert jsonld.parse_block('{"s": "\\"[[[[\\"", "n": [1]}') == {"s": '"[[[["', "n": [1]}
+    # A string left open runs to the end of the text: its brackets are a string's, not nesting.
+    assert jsonld.nesting_within('["' + '\\"' * 50 + "[[[[[[", limit=1)
+    assert not jsonld.nesting_within('[["\\\\"]]', limit=1)  # an escaped backslash ends no string early
     assert jsonld.parse_block('["' + "x" * jsonld.MAX_BLOCK_CHARS + '"]') is None
     assert jsonld.parse_block('{"a": NaN, "b": Infinity, "c": 1e999, "d": 1.5}') == {
         "a": None, "b": None, "c": None, "d": 1.5}  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 from config.defaults import Settings
 from newsflow.polite.hosts import host_key, interval_s, origin_of, rate_for
 from newsflow.polite.limiter import HostLimiter
-from newsflow.polite.noindex import header_noindex, meta_noindex
+from newsflow.polite.noindex import _META, header_noindex, meta_noindex
 from newsflow.polite.robots import RobotsCache, RobotsRules, bot_token
 from newsflow.state import connect
 from workers.staticserver import StaticServer
@@ -148,6 +148,15 @@ def test_robots_cache_fetches_once_and_maps_statuses(redis_url: str, tmp_path: P
     assert down.kind == "error" and not down.allowed(f"{origin}/a", "newsflow")
     ttl = cache.r.ttl(cache.key(origin))
     assert 0 < int(ttl) <= settings.polite_robots_error_ttl_s  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)  # a hang guard: the old pattern took 12-18 s here, holding the GIL
+def test_noindex_scan_of_unclosed_meta_tags_is_linear() -> None:
+    # An unclosed `<meta` ends at the next tag instead of running to the end of the page, so the
+    # scan does not start over from every one of 40,000 of them.
+    assert _META.findall("<meta a<meta name=robots content=noindex>") == ["<meta name=robots content=noindex>"]
+    assert not meta_noindex("<html><head>" + "<meta" * 40_000, "newsflow")
+    assert meta_noindex("<html><head>" + "<meta" * 1000 + "<meta name=robots content=noindex></head>", "newsflow")
 
 
 def test_noindex() -> None:

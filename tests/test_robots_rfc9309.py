@@ -257,6 +257,8 @@ def test_cache_lifetime_is_at_most_24_hours_and_max_age_only_shortens_it() -> No
         (PermanentError("http_403", "Forbidden"), "allow_all"),
         (PermanentError("too_many_redirects", "more than 5"), "allow_all"),
         (PermanentError("private_address", "a redirect to 10.0.0.1"), "allow_all"),
+        # A response that cannot be framed (two Content-Lengths that disagree) is no answer at all.
+        (PermanentError("bad_response", "Content-Length: 26, 27"), "error"),
     ],
 )
 def test_which_failures_are_unreachable(exc: PermanentError | TransientError, kind: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_META = re.compile(r"<meta\b[^>]*>", re.I)
+_META = re.compile(r"<meta\b[^<>]*>", re.I)  # [^<>]: an unclosed tag ends at the next one (linear)
 _ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""")
 _HEAD_END = re.compile(r"</head\s*>|<body\b", re.I)
 _BLOCKING = frozenset({"noindex", "none"})

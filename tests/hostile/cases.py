@@ -95,6 +95,8 @@ CASES: list[Case] = [
     Case("codec_trick_charset", "/codec-trick", "ok", must_contain="flood wall",
          why="charset=zlib_codec: a bytes-to-bytes codec is never run on input"),
     Case("unknown_charset", "/unknown-charset", "ok", must_contain="flood wall", why="charset=x-no-such-charset"),
+    Case("utf16_no_bom_no_charset", "/utf16-no-bom", "ok", must_contain="Городской совет",
+         why="UTF-16LE with neither a BOM nor a charset: told by its NULs, not refused as binary"),
     # --- status codes ---------------------------------------------------------------------------------
     Case("empty_200", "/empty", "empty_body", why="200 with no body"),
     Case("blank_200", "/blank", "empty_body", why="200 with only whitespace"),
@@ -105,6 +107,8 @@ CASES: list[Case] = [
          why="304 to a request that was not conditional must not count as 'indexed'"),
     Case("server_error_500", "/error-500", "http_500", transient=True, why="retried with backoff, then dead-lettered"),
     Case("rate_limited_429", "/rate-limited", "http_429", transient=True, why="Retry-After honoured, then dead"),
+    Case("retry_after_not_ascii", "/rate-limited-odd-retry-after", "http_429", transient=True,
+         why="Retry-After: ² (a digit to str.isdigit, not to float): a 429 like any other, not a crash"),
     # --- redirects ------------------------------------------------------------------------------------
     Case("redirect_loop", "/loop-a", "redirect_loop", why="/loop-a -> /loop-b -> /loop-a"),
     Case("self_redirect", "/self-redirect", "redirect_loop"),
@@ -119,6 +123,7 @@ CASES: list[Case] = [
     Case("redirect_to_file", "/redirect-file", "bad_scheme", why="302 to file:///etc/passwd"),
     Case("redirect_to_gopher", "/redirect-gopher", "bad_scheme"),
     Case("redirect_then_ok", "/redirect-ok", "ok", must_contain="flood wall", why="an ordinary same-host redirect"),
+    Case("redirect_malformed_ipv6", "/redirect-bad-ipv6", "bad_url", why="Location: http://[::1/x, refused"),
     # --- slow and broken servers ------------------------------------------------------------------------
     Case("trickle_body_1_byte_per_s", "/trickle-body", "timeout", transient=True,
          why="one byte a second: the total deadline ends it, not the read timeout"),
@@ -127,6 +132,11 @@ CASES: list[Case] = [
     Case("closes_without_answer", "/close-no-answer", "connection_error", transient=True),
     Case("too_many_headers", "/too-many-headers", "connection_error", transient=True,
          why="500 response headers: refused by the HTTP client"),
+    Case("conflicting_content_length", "/conflicting-length", "bad_response",
+         why="two Content-Length headers that disagree: the body cannot be framed"),
+    Case("meta_spam_unclosed", "/meta-spam", "ok", must_contain="flood wall",
+         why="40,000 unclosed <meta in the head: the noindex check stays linear (it once held the "
+         "fetch worker's every thread for 12-18 s)"),
     # --- URLs -----------------------------------------------------------------------------------------
     Case("file_url", "file:///etc/passwd", "bad_scheme", outcome="bad_url"),
     Case("ftp_url", "ftp://127.0.0.1:{port}/ok", "bad_scheme", outcome="bad_url"),

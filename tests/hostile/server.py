@@ -213,6 +213,17 @@ class HostileServer(RouteServer):
             "/hang": _hang,
             "/close-no-answer": _close,
             "/too-many-headers": _many_headers,
+            "/meta-spam": lambda h: send(
+                h, 200, ARTICLE_EN.replace("<head>", "<head>" + "<meta" * 40_000, 1).encode(), u8
+            ),
+            "/rate-limited-odd-retry-after": lambda h: send(
+                h, 429, b"slow down", "text/plain", {"Retry-After": "\u00b2"}
+            ),
+            "/redirect-bad-ipv6": lambda h: redirect(h, "http://[::1/x"),
+            "/conflicting-length": _conflicting_length,
+            "/utf16-no-bom": lambda h: send(
+                h, 200, article_in(RU_TEXT, "Совет утвердил бюджет").encode("utf-16-le"), html
+            ),
         }
 
     def _endless(self, h: BaseHTTPRequestHandler) -> None:
@@ -238,6 +249,18 @@ def redirect(h: BaseHTTPRequestHandler, location: str) -> None:
     h.send_header("Location", location)
     h.send_header("Content-Length", "0")
     h.end_headers()
+
+
+def _conflicting_length(h: BaseHTTPRequestHandler) -> None:
+    """Two Content-Length headers that disagree: no client can tell where the body ends."""
+    body = ARTICLE_EN.encode()
+    h.send_response(200)
+    h.send_header("Content-Type", "text/html; charset=utf-8")
+    h.send_header("Content-Length", str(len(body)))
+    h.send_header("Content-Length", str(len(body) + 1))
+    h.end_headers()
+    h.wfile.write(body)
+    h.close_connection = True
 
 
 def _varied(n: int, topic: str) -> str:
