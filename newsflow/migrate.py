@@ -86,21 +86,22 @@ class MigrationReport:
 def stored_id_version(settings: Settings, stores: Any = None) -> int | None:
     """The oldest id version among the stored articles (the state Redis and the index); None for a
     fresh deployment (nothing stored under an article id yet). Redis holding articles but no
-    version, or an index without one, predate versioning: version 1."""
+    version, or an index without one, predate versioning: version 1 - unless the index records a
+    version: then Redis lost its record (a restart without persistence, a failover to a replica
+    that had not caught up) while workers still held articles, and wrote those again since."""
     from newsflow.search.engine import count_docs, read_id_version
     from newsflow.stores import Stores
 
     stores = stores or Stores.from_settings(settings)
-    found: list[int] = []
+    path = Path(settings.index_dir)
+    index_version = read_id_version(path)
+    indexed = index_version is not None and count_docs(path) > 0
+    found: list[int] = [index_version] if indexed and index_version is not None else []
     recorded = stores.state.id_version()
     if recorded is not None:
         found.append(recorded)
-    elif stores.state.holds_articles() or stores.tombstones.has_ids() or stores.crawl.seen_count():
+    elif not indexed and (stores.state.holds_articles() or stores.tombstones.has_ids() or stores.crawl.seen_count()):
         found.append(1)
-    path = Path(settings.index_dir)
-    index_version = read_id_version(path)
-    if index_version is not None and count_docs(path) > 0:
-        found.append(index_version)
     return min(found) if found else None
 
 

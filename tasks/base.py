@@ -225,8 +225,10 @@ def _input_gone(ctx: StageContext, message: Message, exc: InputGone, outbox: Out
 # up the article's retries, up to INFRA_WAITS_MAX times per stage (with the backoff capped at
 # retry_backoff_max_s, hours), after which they count like any other. With Redis itself in trouble
 # (REDIS_TROUBLE) the retry is not noted for `newsflow trace` either: the note would need Redis.
+# `index_unavailable`: another writer holds the index's lock (an index worker of an `up` killed with
+# SIGKILL, still finishing): that writer's doing, not the article's.
 REDIS_TROUBLE = frozenset({"redis_unavailable", "redis_full"})
-INFRA_REASONS = REDIS_TROUBLE | {"stalled"}
+INFRA_REASONS = REDIS_TROUBLE | {"stalled", "index_unavailable"}
 INFRA_WAITS_MAX = 48
 
 

@@ -262,3 +262,21 @@ def test_newer_ids_are_refused(settings: Settings) -> None:
     stores.state.set_id_version(ID_VERSION + 1)
     with pytest.raises(IdVersionError, match="upgrade newsflow"):
         ensure_current(settings, stores)
+
+
+def test_redis_that_lost_its_record_takes_the_indexs_version(settings: Settings) -> None:
+    """Redis restarted empty (no persistence) while workers held articles: they wrote ledger entries
+    again before anything wrote the id version. The index still records it; no migrate is asked for,
+    and ingest and the workers go on (they refused before, and restarted workers crashed in a loop)."""
+    from newsflow.migrate import ensure_current, stored_id_version
+
+    index = SearchIndex(Path(settings.index_dir))  # marked with this code's version
+    index.upsert_batch([_doc("https://news.example/kept-1", "Kept", "2026-01-02T03:04:05Z")])
+    index.close()
+    stores = Stores(connect(settings.state_url), settings)
+    url = "https://news.example/in-flight-2"
+    stores.state.record(article_id(url), url, "cleaned", "clean")  # a worker's write after the wipe
+    assert stores.state.id_version() is None
+    assert stored_id_version(settings, stores) == ID_VERSION
+    assert ensure_current(settings, stores) == ID_VERSION
+    assert stores.state.id_version() == ID_VERSION

@@ -139,6 +139,18 @@ def test_redis_trouble_is_transient(exc: Exception, reason: str) -> None:
     assert outcome == "dead" and stores.state.dead["a" * 32]["reason"] == reason
 
 
+def test_a_locked_index_is_waited_for_without_using_up_retries() -> None:
+    """Another writer holds the index (the index worker of an `up` killed with SIGKILL, still
+    finishing): the article waits for it, even past its last retry (a batch of them died before)."""
+
+    def locked(ctx: Any, m: Message) -> None:
+        raise TransientError("index_unavailable", "Failed to acquire Lockfile: LockBusy")
+
+    with pytest.raises(Retried) as last:
+        _run("index", locked, attempt=SETTINGS.max_retries)
+    assert not last.value.counted and last.value.payload["waits"] == 1
+
+
 def test_infrastructure_waits_back_off_on_their_own_count() -> None:
     def fail(ctx: Any, m: Message) -> None:
         raise redis.ConnectionError("Connection refused")
