@@ -23,6 +23,7 @@ import redis
 
 from newsflow.domains import host_of
 from newsflow.search.schema import normalize_site, site_of
+from newsflow.urls import looks_like_article_id
 
 
 def site_of_url(url: str | None) -> str:
@@ -36,12 +37,67 @@ def takedown_sites(doc: Mapping[str, Any]) -> list[str]:
     return sorted(s for s in found if s)
 
 
+class BadAuditLog(ValueError):
+    """A file `replay` refuses: the message names the file, the line and what is wrong with it."""
+
+
+def read_audit_log(path: Path) -> list[dict[str, Any]]:
+    """Every change of a tombstones.jsonl audit log, all checked before any is applied: a stray file
+    or one bad line must not half-apply. BadAuditLog names the first bad line; OSError if unreadable."""
+    rows: list[dict[str, Any]] = []
+    for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if raw.strip():
+            rows.append(_audit_row(path, n, raw))
+    return rows
+
+
+def _audit_row(path: Path, n: int, raw: bytes) -> dict[str, Any]:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        problem: str | None = "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"it is not JSON ({exc.msg}, column {exc.colno})"
+    else:
+        problem = _change_problem(row)
+    if problem:
+        raise BadAuditLog(f"{path} line {n} is not a tombstone change: {problem}")
+    return dict(row)
+
+
+def _change_problem(row: Any) -> str | None:
+    """What keeps `row` from being a change `_log` writes ({"op": "add"|"lift", "id"|"site": ...}), or None."""
+    if not isinstance(row, dict):
+        return "it is not a JSON object"
+    if row.get("op") not in ("add", "lift"):
+        return 'its "op" is not "add" or "lift"'
+    named = [key for key in ("id", "site") if key in row]
+    if len(named) != 1:
+        return 'it names neither an article "id" nor a "site"' if not named else 'it names both an "id" and a "site"'
+    value = row[named[0]]
+    if named[0] == "id" and not (isinstance(value, str) and looks_like_article_id(value)):
+        return f'its "id" {json.dumps(value)[:80]} is not an article id (32 hex digits)'
+    if named[0] == "site" and not (isinstance(value, str) and normalize_site(value)):
+        return f'its "site" {json.dumps(value)[:80]} is not a host name'
+    wrong = [key for key in ("url", "reason") if row.get(key) is not None and not isinstance(row[key], str)]
+    return f'its "{wrong[0]}" is not a string' if wrong else None
+
+
 class Tombstones:
     def __init__(self, r: redis.Redis, prefix: str, log_path: Path | None = None) -> None:
         self.r = r
         self.ids_key = f"{prefix}tombstone:ids"
         self.sites_key = f"{prefix}tombstone:sites"
         self.log_path = log_path
+
+    def check_log(self) -> None:
+        """OSError when the audit log cannot be appended to. Asked before Redis is changed: a
+        takedown the log misses would be lost by the next `purge --replay` to a new Redis."""
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8"):
+            pass
 
     def _log(self, rows: Iterable[dict[str, Any]]) -> None:
         if self.log_path is None:
@@ -55,6 +111,7 @@ class Tombstones:
         """Tombstone (article id, url) pairs."""
         if not entries:
             return
+        self.check_log()
         now = time.time()
         self.r.hset(
             self.ids_key, mapping={aid: json.dumps({"url": url, "reason": reason, "at": now}) for aid, url in entries}
@@ -62,11 +119,13 @@ class Tombstones:
         self._log({"op": "add", "id": aid, "url": url, "reason": reason, "at": now} for aid, url in entries)
 
     def add_site(self, host: str, reason: str) -> None:
+        self.check_log()
         now = time.time()
         self.r.hset(self.sites_key, normalize_site(host), json.dumps({"reason": reason, "at": now}))
         self._log([{"op": "add", "site": normalize_site(host), "reason": reason, "at": now}])
 
     def lift(self, ids: Sequence[str] = (), sites: Sequence[str] = ()) -> int:
+        self.check_log()
         n = 0
         if ids:
             n += int(self.r.hdel(self.ids_key, *ids))
@@ -123,6 +182,7 @@ class Tombstones:
         found = {old: json.loads(raw) for old, raw in zip(olds, rows, strict=True) if raw is not None}
         if not found:
             return 0
+        self.check_log()
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
         rows_new = {moves[o]: json.dumps({**row, "migrated_from": o}) for o, row in found.items()}
@@ -148,6 +208,7 @@ class Tombstones:
                    for new, old in copies.items() if rows.get(old) is not None}  # fmt: skip
         if not mapping:
             return 0
+        self.check_log()
         self.r.hset(self.sites_key, mapping=mapping)  # type: ignore[arg-type]
         now = time.time()
         self._log(
@@ -157,21 +218,25 @@ class Tombstones:
         return len(mapping)
 
     def replay(self, path: Path) -> int:
-        """Re-apply an audit log (after Redis was lost or replaced). Returns the rows applied."""
-        n = 0
+        """Re-apply an audit log (after Redis was lost or replaced). Returns the rows applied.
+
+        BadAuditLog (nothing applied) when any line is not a change `_log` writes; OSError when
+        the file cannot be read."""
+        rows = read_audit_log(path)
         saved, self.log_path = self.log_path, None  # replaying must not duplicate the log
         try:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                if row.get("op") == "add" and "id" in row:
-                    self.add_ids([(row["id"], row.get("url", ""))], row.get("reason", "purged"))
-                elif row.get("op") == "add" and "site" in row:
-                    self.add_site(row["site"], row.get("reason", "purged"))
-                elif row.get("op") == "lift":
-                    self.lift([row["id"]] if "id" in row else [], [row["site"]] if "site" in row else [])
-                n += 1
+            for row in rows:
+                self._apply(row)
         finally:
             self.log_path = saved
-        return n
+        return len(rows)
+
+    def _apply(self, row: Mapping[str, Any]) -> None:
+        """One checked audit log row (`_change_problem`), done again."""
+        reason = row.get("reason") or "purged"
+        if row["op"] == "add" and "id" in row:
+            self.add_ids([(row["id"], row.get("url") or "")], reason)
+        elif row["op"] == "add":
+            self.add_site(row["site"], reason)
+        else:
+            self.lift([row["id"]] if "id" in row else [], [row["site"]] if "site" in row else [])

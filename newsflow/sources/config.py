@@ -124,7 +124,64 @@ def parse_schedule(raw: str, where: str) -> Schedule | None:
             f"{where}: schedule {raw!r} is not a 5-field cron expression (minute hour day month weekday), "
             "@hourly/@daily/@weekly/@monthly, or '@every 30s|5m|1h'"
         )
+    for spec, text_field in zip(_CRON_FIELDS, fields, strict=True):
+        problem = _cron_field_problem(text_field, spec)
+        if problem:
+            raise SourcesFileError(f"{where}: schedule {raw!r}: {problem}")
     return Schedule(cron=(fields[0], fields[1], fields[2], fields[3], fields[4]))
+
+
+@dataclass(frozen=True)
+class _CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # the 3-letter names of low, low + 1, ... (months, weekdays)
+
+    def allowed(self) -> str:
+        named = f" or {self.names[0]}-{self.names[-1]}" if self.names else ""
+        return f"{self.low}-{self.high}{named}"
+
+
+# Checked here, when the file is read, so that `crawl --list` and every crawl refuse what Celery
+# beat's crontab would refuse only when beat starts (or, for a wrapped range like `fri-mon`, would
+# read differently from cron). What passes is a subset of what celery.schedules.crontab takes.
+_CRON_FIELDS = (
+    _CronField("minute", 0, 59),
+    _CronField("hour", 0, 23),
+    _CronField("day of month", 1, 31),
+    _CronField("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    _CronField("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_CRON_PART = re.compile(r"^(?:(\*)|([^-/]+)(?:-([^-/]+))?)(?:/(\d+))?$")
+
+
+def _cron_field_problem(value: str, spec: _CronField) -> str | None:
+    """What is wrong with one cron field (`*`, `*/N`, `A`, `A-B`, `A-B/N`, comma-separated), or None."""
+    for part in value.split(","):
+        m = _CRON_PART.match(part)
+        if not m or (m.group(4) is not None and m.group(1) is None and m.group(3) is None):
+            return f"{spec.name} {part!r} is not *, */N, A, A-B or A-B/N (A, B in {spec.allowed()})"
+        if m.group(4) is not None and int(m.group(4)) < 1:
+            return f"{spec.name} {part!r}: the step after '/' must be at least 1"
+        if m.group(1):
+            continue
+        ends = [e for e in (m.group(2), m.group(3)) if e is not None]
+        numbers = [n for n in (_cron_value(e, spec) for e in ends) if n is not None]
+        if len(numbers) < len(ends):
+            return f"{spec.name} {part!r}: each value must be in {spec.allowed()}"
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            return f"{spec.name} {part!r}: a range goes from low to high (write it as two ranges)"
+    return None
+
+
+def _cron_value(text: str, spec: _CronField) -> int | None:
+    """A field's number or name as its number, or None if outside the field's range."""
+    if text.isdigit():
+        number = int(text)
+        return number if spec.low <= number <= spec.high else None
+    lowered = text.lower()
+    return spec.low + spec.names.index(lowered) if lowered in spec.names else None
 
 
 def sources_path(settings: Settings, override: str | None = None) -> Path:
@@ -197,7 +254,8 @@ def _source(raw: dict[str, Any], where: str, base_dir: Path, settings: Settings)
     location = str(raw.get("location", "")).strip()
     if not location:
         raise SourcesFileError(f"{where}: location is missing")
-    if kind != "urls" and urlsplit(location).scheme.lower() not in ("http", "https"):
+    scheme = _location_scheme(location, where)
+    if kind != "urls" and scheme not in ("http", "https"):
         raise SourcesFileError(f"{where}: a {kind} location must be an http(s) URL, not {location!r}")
     # Outside the try below: its SourcesFileError already names the source (a ValueError, it would
     # be caught there and prefixed a second time).
@@ -231,6 +289,23 @@ def _source(raw: dict[str, Any], where: str, base_dir: Path, settings: Settings)
     except re.error as exc:
         raise SourcesFileError(f"{where}: bad path pattern: {exc}") from None
     return src
+
+
+def _location_scheme(location: str, where: str) -> str:
+    """The location's URL scheme ('' for a file path), checked here: a URL that does not parse
+    would otherwise raise ValueError wherever it is next split (`crawl --list`, the crawl itself)."""
+    try:
+        parts = urlsplit(location)
+        scheme = parts.scheme.lower()
+        if scheme in ("http", "https"):
+            _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+            if not parts.hostname:
+                raise ValueError("no host")
+    except ValueError as exc:
+        raise SourcesFileError(
+            f"{where}: location {location!r} is not a valid URL ({exc}); write it as https://host/path"
+        ) from None
+    return scheme
 
 
 def select(sources: list[Source], names: list[str] | tuple[str, ...], all_enabled: bool) -> list[Source]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from workers.cli.common import (
     EXIT_REDIS_UNREACHABLE,
     emit_json,
     fail,
+    json_line,
     require_current_ids,
     settings_or_exit,
 )
@@ -56,12 +59,54 @@ def _redis_or_fail(settings: Settings, what: str) -> None:
         )
 
 
-def _read_backup(path: Path) -> Iterator[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield dict(json.loads(line))
+class BadBackup(Exception):
+    """A rebuild that must not replace the index; the message names the file (and line) at fault."""
+
+
+def _read_backup(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each record of a `newsflow backup` file with its line number. BadBackup at the first line
+    that is not an article, or when the file cannot be read (named .gz but not gzip, truncated)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    yield n, _backup_record(path, n, raw)
+    except gzip.BadGzipFile:
+        raise BadBackup(f"{path} is not gzip-compressed though its name ends in .gz") from None
+    except (OSError, EOFError, zlib.error) as exc:  # EOFError: a gzip file cut short
+        raise BadBackup(f"cannot read {path}: {exc}") from None
+
+
+def _backup_record(path: Path, n: int, raw: bytes) -> dict[str, Any]:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        problem: str | None = "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"it is not JSON ({exc.msg}, column {exc.colno})"
+    else:
+        problem = _article_problem(row)
+    if problem:
+        raise BadBackup(f"{path} line {n} is not a newsflow backup record: {problem}")
+    return dict(row)
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _article_problem(row: Any) -> str | None:
+    """What keeps `row` from being an article as `backup` writes it (the index keys it by its id,
+    the tombstones and `show` by its URL), or None."""
+    from newsflow.urls import looks_like_article_id
+
+    if not isinstance(row, dict):
+        return f"it is a JSON {_JSON_KINDS.get(type(row), 'value')}, not an article object"
+    aid = row.get("id")
+    if not (isinstance(aid, str) and looks_like_article_id(aid)):
+        return f'its "id" {json.dumps(aid)[:80]} is not an article id (32 hex digits)' if "id" in row else 'no "id"'
+    if not (isinstance(row.get("url"), str) and row["url"]):
+        return 'no article "url"'
+    return None
 
 
 @click.command()
@@ -74,54 +119,30 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
 
     Use after a schema change (a newer newsflow says so) or to restore a backup. Tombstoned
     (purged) articles are left out. Stop the index worker first: the rebuild holds the index lock
-    so no article is written to the old index while the new one is built.
+    so no article is written to the old index while the new one is built. The index is replaced
+    only once the rebuild succeeded: a bad backup file (any line not an article) changes nothing.
     """
-    from newsflow.search import IndexUnavailable, iter_sources, open_index, writer_lock
+    from newsflow.search import iter_sources
 
     settings = settings_or_exit()
     _redis_or_fail(settings, "read the tombstones")
     require_current_ids(settings)  # a rebuilt index is marked with this code's id version
-    tombs = _tombstones(settings)
     path = Path(settings.index_dir)
-    old_lock = None
-    if (path / "meta.json").exists():
-        try:  # hold the old index's writer lock for the whole rebuild
-            old_lock = writer_lock(path)
-        except IndexUnavailable as exc:
-            fail(f"the index at {path} is locked by a writer ({exc}): stop the index worker (`newsflow up`) and retry")
-    elif source is None:
-        fail(f"no index at {path} to rebuild from: pass --from BACKUP.jsonl.gz")
-    docs = _read_backup(source) if source else iter_sources(path)
+    old_lock = _lock_for_rebuild(path, source)
+    docs: Iterator[tuple[int, dict[str, Any]]] = _read_backup(source) if source else enumerate(iter_sources(path), 1)
     started = time.monotonic()
     target = path.with_name(f"{path.name}.rebuild-{int(time.time())}")
-    new = open_index(target)
-    written = skipped = 0
-    batch: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        nonlocal written, skipped
-        from newsflow.search.tombstones import takedown_sites
-
-        dead = tombs.dead_among([d["id"] for d in batch], [takedown_sites(d) for d in batch])
-        keep = [d for d in batch if d["id"] not in dead]
-        skipped += len(batch) - len(keep)
-        written += new.upsert_batch(keep, settings.index_writer_heap_bytes)
-        batch.clear()
-
-    with click.progressbar(docs, label="reindex", file=sys.stderr, show_pos=True) as bar:
-        for doc in bar:
-            batch.append(doc)
-            if len(batch) >= REINDEX_BATCH:
-                flush()
-    flush()
-    new.close()
+    try:
+        written, skipped = _rebuild(target, docs, _tombstones(settings), settings, source)
+    except BadBackup as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        fail(f"{exc}; the index at {path} is left as it was (restore a file `newsflow backup` wrote)")
+        return
+    except BaseException:  # a bug, or Ctrl-C: the live index stays, the half-built one goes
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     del old_lock  # release the lock before the directory moves
-    old = path.with_name(f"{path.name}.old-{int(time.time())}")
-    if path.exists():
-        path.rename(old)
-    target.rename(path)
-    if not keep_old and old.exists():
-        shutil.rmtree(old)
+    old = _swap_in(path, target, keep_old)
     out = {"indexed": written, "skipped_tombstoned": skipped, "seconds": round(time.monotonic() - started, 2),
            "path": str(path), "previous": str(old) if keep_old else None}  # fmt: skip
     if as_json:
@@ -130,29 +151,140 @@ def reindex(source: Path | None, keep_old: bool, as_json: bool) -> None:
         click.echo(f"rebuilt {path}: {written} article(s), {skipped} tombstoned left out, {out['seconds']} s")
 
 
+def _lock_for_rebuild(path: Path, source: Path | None) -> object | None:
+    """The old index's writer lock, held for the whole rebuild (None when there is no index)."""
+    from newsflow.search import IndexUnavailable, writer_lock
+
+    if (path / "meta.json").exists():
+        try:
+            return writer_lock(path)
+        except IndexUnavailable as exc:
+            fail(f"the index at {path} is locked by a writer ({exc}): stop the index worker (`newsflow up`) and retry")
+    elif source is None:
+        fail(f"no index at {path} to rebuild from: pass --from BACKUP.jsonl.gz")
+    return None
+
+
+def _rebuild(
+    target: Path, docs: Iterator[tuple[int, dict[str, Any]]], tombs: Any, settings: Settings, source: Path | None
+) -> tuple[int, int]:
+    """Build a new index at target from (line, article) pairs, tombstoned ones left out:
+    (written, skipped). BadBackup when an article is refused or a backup holds none."""
+    from newsflow.search import open_index
+
+    new = open_index(target)
+    written = skipped = 0
+    batch: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with click.progressbar(docs, label="reindex", file=sys.stderr, show_pos=True) as bar:
+            for item in bar:
+                batch.append(item)
+                if len(batch) >= REINDEX_BATCH:
+                    written, skipped = _sum((written, skipped), _flush(new, batch, tombs, settings, source))
+        written, skipped = _sum((written, skipped), _flush(new, batch, tombs, settings, source))
+    finally:
+        new.close()
+    if source is not None and written + skipped == 0:  # an empty file would leave an empty index
+        raise BadBackup(f"{source} holds no article")
+    return written, skipped
+
+
+def _sum(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _flush(
+    new: IndexBackend, batch: list[tuple[int, dict[str, Any]]], tombs: Any, settings: Settings, source: Path | None
+) -> tuple[int, int]:
+    """Index the batch's live articles, then empty it: (written, skipped as tombstoned)."""
+    from newsflow.search.tombstones import takedown_sites
+
+    docs = [doc for _n, doc in batch]
+    dead = tombs.dead_among([d["id"] for d in docs], [takedown_sites(d) for d in docs])
+    keep = [(n, d) for n, d in batch if d["id"] not in dead]
+    rejected: dict[str, str] = {}
+    written = new.upsert_batch([d for _n, d in keep], settings.index_writer_heap_bytes, rejected=rejected)
+    if rejected:  # a restore that left an article out would lose it when the old index goes
+        aid, why = next(iter(rejected.items()))
+        line = next(n for n, d in keep if str(d["id"]) == aid)
+        where = f"{source} line {line}" if source else f"article {aid} of the index"
+        raise BadBackup(f"{where} cannot be indexed: {why}")
+    skipped = len(batch) - len(keep)
+    batch.clear()
+    return written, skipped
+
+
+def _swap_in(path: Path, target: Path, keep_old: bool) -> Path:
+    """Put the rebuilt index at path; the previous one is kept as the returned path, or deleted."""
+    old = path.with_name(f"{path.name}.old-{int(time.time())}")
+    if path.exists():
+        path.rename(old)
+    target.rename(path)
+    if not keep_old and old.exists():
+        shutil.rmtree(old)
+    return old
+
+
 @click.command()
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-def backup(out: Path) -> None:
-    """Write every indexed article (its stored JSON) to OUT as JSON lines (gzip if OUT ends in .gz).
+@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary to stdout (not with OUT '-').")
+def backup(out: str, as_json: bool) -> None:
+    """Write every indexed article (its stored JSON) to OUT as JSON lines (gzip if OUT ends in .gz;
+    '-' for stdout, uncompressed).
 
     Reads one consistent commit, so it is safe while the index worker runs. Restore with
     `newsflow reindex --from OUT`.
     """
-    from newsflow.search import iter_sources
-
     settings = settings_or_exit()
+    if out == "-" and as_json:  # the summary would land in the middle of the backup
+        raise click.UsageError("--json prints to stdout, where OUT '-' writes the backup: drop one of them")
     path = Path(settings.index_dir)
     if not (path / "meta.json").exists():
         fail(f"no index at {path}")
+    n = _backup_to_stdout(path) if out == "-" else _backup_to_file(path, Path(out))
+    if as_json:
+        emit_json({"written": n, "path": out})
+    else:
+        click.echo(f"wrote {n} article(s) to {'stdout' if out == '-' else out}", err=True)
+
+
+def _write_sources(index: Path, write: Any) -> int:
+    """Each stored article as one JSON line (json_line: a lone surrogate cannot break the encoding)."""
+    from newsflow.search import iter_sources
+
+    n = 0
+    for doc in iter_sources(index):
+        write(json_line(doc))
+        n += 1
+    return n
+
+
+def _backup_to_file(index: Path, out: Path) -> int:
+    """The backup written to a .part file first, renamed over OUT only once it is whole."""
     opener = gzip.open if out.suffix == ".gz" else open
     tmp = out.with_name(out.name + ".part")
-    n = 0
-    with opener(tmp, "wt", encoding="utf-8") as f:
-        for doc in iter_sources(path):
-            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
-            n += 1
-    tmp.rename(out)
-    click.echo(f"wrote {n} article(s) to {out}", err=True)
+    try:
+        with opener(tmp, "wt", encoding="utf-8") as f:
+            n = _write_sources(index, f.write)
+        tmp.rename(out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        fix = f"create {out.parent} first" if not out.parent.is_dir() else "pass a path you can write to"
+        fail(f"cannot write the backup to {out}: {exc.strerror or exc}: {fix}")
+        return 0
+    return n
+
+
+def _backup_to_stdout(index: Path) -> int:
+    try:
+        n = _write_sources(index, lambda line: sys.stdout.buffer.write(line.encode("utf-8")))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early: the backup it got is not whole
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        fail("stdout was closed before the backup was written whole")
+        return 0
+    return n
 
 
 @click.command()
@@ -184,11 +316,11 @@ def purge(
         emit_json(tombs.listing()) if as_json else _print_listing(tombs.listing())
         return
     if replay:
-        n = tombs.replay(replay)
-        click.echo(f"re-applied {n} tombstone change(s) from {replay}", err=True)
+        _replay(tombs, replay, as_json)
         return
     if not targets and not sites:
         raise click.UsageError("name at least one URL_OR_ID or --site HOST")
+    _audit_log_or_fail(tombs)
     require_current_ids(settings)  # a URL is tombstoned under the id this code gives it
     entries = _resolve(settings, targets)
     if lift:
@@ -207,6 +339,32 @@ def purge(
         click.echo(f"tombstoned {len(entries)} article(s); the running index worker removes them from the index")
     else:
         click.echo(f"purged {len(entries)} article(s) from the index and tombstoned them")
+
+
+def _replay(tombs: Any, path: Path, as_json: bool) -> None:
+    from newsflow.search.tombstones import BadAuditLog
+
+    try:
+        n = tombs.replay(path)
+    except BadAuditLog as exc:
+        fail(f"{exc}; nothing was re-applied (pass a tombstones.jsonl audit log)")
+        return
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+        return
+    if as_json:
+        emit_json({"replayed": n, "path": str(path)})
+    else:
+        click.echo(f"re-applied {n} tombstone change(s) from {path}", err=True)
+
+
+def _audit_log_or_fail(tombs: Any) -> None:
+    """Before any change: a takedown the audit log misses is lost by the next `purge --replay`."""
+    try:
+        tombs.check_log()
+    except OSError as exc:
+        fail(f"cannot write the tombstone audit log {tombs.log_path} ({exc.strerror or exc}): point "
+             "NEWSFLOW_DATA_DIR at a directory you can write to; nothing was purged or lifted")  # fmt: skip
 
 
 def _site_host(raw: str) -> str:

@@ -109,9 +109,27 @@ def prune_cmd(max_bytes: int | None, max_age_days: float | None, dry_run: bool, 
 
 
 def _read_ids(path: str) -> list[str]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    with stream:
-        return [line.strip() for line in stream if line.strip() and not line.lstrip().startswith("#")]
+    """The ids (or URLs) listed in `path` ('-': stdin). Read as `ingest --file` reads its list: a
+    missing, unreadable or binary file is a usage error (exit 2), not a traceback."""
+    from workers.cli.pipeline import _read_list
+
+    lines = _read_list(path).splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _check_source(settings: Settings, name: str | None) -> None:
+    """Refuse a --source the sources file does not declare, as `crawl` does (exit 2, the declared
+    names listed): an unknown name would select nothing and look like a success."""
+    from newsflow.sources.config import SourcesFileError, load_sources, select, sources_path
+
+    if name is None or not sources_path(settings).exists():
+        return  # nothing asked for, or no sources file to check the name against
+    path = sources_path(settings)
+    try:
+        select(load_sources(path, settings), [name], all_enabled=False)
+    except SourcesFileError as exc:
+        # A source since removed from the file still has its articles: they are selected otherwise.
+        fail(f"--source: {exc} (articles of a source no longer declared: select them with --site or --ids)", 2)
 
 
 @click.command()
@@ -153,6 +171,7 @@ def reprocess(
     settings = settings_or_exit()
     configure(settings.log_level)
     selection = Selection(source=source, site=site, since=_since(since))
+    _check_source(settings, source)
     ids = _read_ids(ids_file) if ids_file else None
     if not Path(settings.index_dir, "meta.json").exists():
         fail(f"no index at {settings.index_dir}: nothing to reprocess", 1)
