@@ -58,7 +58,7 @@ class Settings:
     # Pages larger than this are not parsed at all (reason `too_large`): parsing cost grows with size.
     clean_max_html_bytes: int = 5 * 1024 * 1024
     # Nor are pages of more elements than this (reason `too_large`): extraction time grows faster than
-    # the element count, in long lxml calls no soft limit interrupts. Real pages have < 5,000.
+    # the element count, in long lxml calls no soft limit interrupts. Real pages have < 5,000 (0: no cap).
     clean_max_elements: int = 50_000
     # Extraction slower than this is cut off (reason `extract_timeout`).
     clean_time_limit_s: float = 20.0
@@ -270,7 +270,8 @@ class Settings:
     # Bearer token required by /search and /articles when non-empty. `serve` refuses a non-loopback
     # host without one (unless --no-auth), because the index may hold content meant for insiders.
     api_token: str = ""
-    # Per-client (remote address) token bucket: sustained requests per minute, and the burst allowed.
+    # Per-client (remote address) token bucket: sustained requests per minute (0: no limit), and the
+    # burst allowed.
     api_rate_limit_per_min: int = 600
     api_rate_burst: int = 60
     # Largest page size a client may ask for.

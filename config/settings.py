@@ -7,6 +7,7 @@ field's type. Nothing else in newsflow looks at `os.environ` for settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +32,47 @@ REDIS_URL_FORMS = (
 UNIX_URL_FORM = "unix:///path/to/redis.sock[?db=N]"
 _SCHEMES = ("redis", "rediss", "sentinel")
 SSL_CERT_REQS = ("required", "optional", "none")  # what tasks/celeryconfig.py's broker_ssl takes
+# What the stdlib's logging takes as a level (any case); anything else fails at the first log line.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# The range of each number setting, checked at load: out of range, it fails later and far away (a port
+# past 65535 is an OverflowError at listen or silently another port, a negative batch size a writer that
+# never commits, a nan timeout a wait that never ends). Every int and float setting must be finite and
+# above 0 unless listed here, so a new setting is checked without being added; 0 is taken only where
+# it means something (off, no limit, none, the same: config/defaults.py).
+PORT_RANGE = (1, 65535)
+PORT_SETTINGS = frozenset({"flower_port", "metrics_port", "api_port"})
+ZERO_OR_MORE = frozenset(
+    {
+        "fetch_max_redirects",  # 0: no redirect is followed
+        "clean_max_elements",  # 0: no cap
+        "clean_min_body_chars",
+        "archive_max_bytes",  # 0: no size limit
+        "archive_max_age_days",  # 0: kept forever
+        "archive_max_clean_queue",  # 0: send only while the clean queue is empty
+        "drift_min_window",
+        "drift_min_baseline",
+        "drift_min_z",
+        "max_retries",  # 0: dead-lettered at the first transient error
+        "retry_backoff_base_s",
+        "retry_backoff_max_s",
+        "index_batch_idle_s",  # 0: commit as soon as no document waits
+        "worker_concurrency",  # 0: one per core
+        "worker_nice",  # 0: the same priority as `up`
+        "crawl_max_child_sitemaps",
+        "crawl_max_fetch_queue",
+        "crawl_backpressure_max_wait_s",
+        "polite_max_reserve_s",
+        "polite_inline_wait_s",
+        "polite_robots_memo_s",  # 0: read Redis on every fetch
+        "polite_max_crawl_delay_s",
+        "metrics_flush_s",  # CounterBuffer flushes at most every 50 ms anyway
+        "api_rate_limit_per_min",  # 0: no limit
+        "api_rate_burst",
+    }
+)
+# A gzip level; a share of the articles.
+BOUNDED: dict[str, tuple[float, float]] = {"archive_gzip_level": (0, 9), "drift_min_change": (0, 1)}
 
 
 class SettingsError(ValueError):
@@ -69,10 +111,54 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError(f"{ENV_PREFIX}CPU_POOL={settings.cpu_pool!r}: use one of {', '.join(CPU_POOLS)}")
     if settings.cpu_workers not in CPU_WORKERS:
         raise SettingsError(f"{ENV_PREFIX}CPU_WORKERS={settings.cpu_workers!r}: use one of {', '.join(CPU_WORKERS)}")
+    _check_log_level(settings.log_level)
+    _check_numbers(settings)
     _check_redis_url("redis_url", settings.redis_url)
     if settings.state_redis_url:  # empty: the same as redis_url
         _check_redis_url("state_redis_url", settings.state_redis_url, unix=True)
     return settings
+
+
+def _check_log_level(level: str) -> None:
+    if level.upper() not in LOG_LEVELS:  # logging upper-cases it, and takes nothing else
+        raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}")
+
+
+def _check_numbers(settings: Settings) -> None:
+    """SettingsError naming the variable and the values it takes, for the first number out of range."""
+    for f in dataclasses.fields(Settings):
+        if str(f.type) in ("int", "float"):
+            problem = number_problem(f.name, getattr(settings, f.name))
+            if problem:
+                raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={getattr(settings, f.name)!r}: {problem}")
+
+
+def number_problem(name: str, value: float) -> str:
+    """What is wrong with `value` for the number setting `name`, saying the values it takes; or ""."""
+    low, high, above = allowed_range(name)
+    whole = isinstance(value, int)
+    kind = "a whole number" if whole else "a number"
+    if high is not None:
+        wanted = f"{kind} from {low:g} to {high:g}"
+    elif above:
+        wanted = f"{kind} of {low + 1:g} or more" if whole else f"{kind} above {low:g}"
+    else:
+        wanted = f"{kind} of {low:g} or more"
+    if not math.isfinite(value):
+        return f"not a finite number: use {wanted}"
+    if value < low or (above and value == low) or (high is not None and value > high):
+        return f"out of range: use {wanted}"
+    return ""
+
+
+def allowed_range(name: str) -> tuple[float, float | None, bool]:
+    """(least, most or None, whether the least itself is refused) of a number setting: above 0
+    unless listed."""
+    if name in PORT_SETTINGS:
+        return (*PORT_RANGE, False)
+    if name in BOUNDED:
+        return (*BOUNDED[name], False)
+    return (0, None, name not in ZERO_OR_MORE)
 
 
 def _check_redis_url(name: str, url: str, unix: bool = False) -> None:

@@ -146,7 +146,28 @@ def wire_host(host: str) -> str:
     h = h.lower()
     if not _ASCII_HOST.match(h):
         raise InvalidURL(f"host {h[:100]!r} is not a valid host name")
+    problem = _host_name_problem(h)
+    if problem:
+        raise InvalidURL(f"host {h[:100]!r} is not a valid host name: {problem}")
     return h
+
+
+# DNS limits (RFC 1035 2.3.4): what urllib3 refuses at request time (LocationParseError, an internal
+# error then) and no resolver answers for, so refused at submit as `bad_url`.
+MAX_HOST_CHARS = 253
+MAX_LABEL_CHARS = 63
+
+
+def _host_name_problem(host: str) -> str:
+    """What makes an ASCII host name (IDN labels already punycode) unsendable, or ""."""
+    for label in host.split("."):
+        if len(label) > MAX_LABEL_CHARS:
+            return f"a label of {len(label)} characters, more than {MAX_LABEL_CHARS}"
+        if label.startswith("-") or label.endswith("-"):  # `-a`, and `xn--` with nothing encoded
+            return f"the label {label[:20]!r} starts or ends with '-'"
+    if len(host) > MAX_HOST_CHARS:
+        return f"{len(host)} characters, more than {MAX_HOST_CHARS}"
+    return ""
 
 
 def _escapes(text: str, safe: frozenset[str]) -> str:

@@ -443,7 +443,7 @@ class _CeleryOutbox:
 
     def along(self, to: Stage, message: Message) -> Along | None:
         task = self.task
-        tag = (task.request.delivery_info or {}).get("delivery_tag")
+        tag = delivery_tag(task.request)
         if not tag or not carries(get_settings(), task.app.conf):
             return None
         try:
@@ -453,11 +453,11 @@ class _CeleryOutbox:
             return None
         if len(pushes) != 1:
             return None  # nothing was captured, so nothing was sent: the runner sends it
-        commands = (pushes[0].push_command(), *ack_commands(pushes[0].channel, str(tag)))
+        commands = (pushes[0].push_command(), *ack_commands(pushes[0].channel, tag))
 
         def done() -> None:
             self.carried = message
-            settled.add(str(tag))
+            settled.add(tag)
 
         return Along(commands, done)
 
@@ -485,6 +485,15 @@ class _CeleryOutbox:
             # "Known limits" in docs/reliability.md).
             log.warning("dead_letter_not_written", task_id=str(self.task.request.id or ""), requeued=True)
             raise Reject(exc, requeue=True) from exc
+
+
+def delivery_tag(request: Any) -> str | None:
+    """The broker's tag of the delivery a task runs: kombu's message properties, which Celery hands
+    the task's request whole (its `delivery_info` keeps only exchange, routing key, priority and
+    redelivered). None outside a worker's delivery (a task called directly, a prefork child's copy
+    is still the message's)."""
+    tag = (getattr(request, "properties", None) or {}).get("delivery_tag")
+    return str(tag) if tag else None
 
 
 def carries(settings: Settings, conf: Any) -> bool:

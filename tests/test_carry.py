@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from celery.app.task import Context
+from celery.worker.request import Request
 from kombu import Connection, Consumer, Queue
 
 from newsflow import dispatch
 from newsflow.pipeline import Message, stage
 from newsflow.stores import Stores
-from tasks.base import StageContext, _CeleryOutbox, carries, commit
+from tasks.base import StageContext, _CeleryOutbox, carries, commit, delivery_tag
 from tasks.celeryconfig import celery_config
 from tasks.transport import settled
 from tests.conftest import start_private_redis, suite_settings
@@ -31,6 +33,10 @@ from tests.test_transport_acks import UNACKED, UNACKED_INDEX, hdel_calls
 pytestmark = pytest.mark.integration
 
 CLEAN, ENRICH = stage("clean"), stage("enrich")
+
+
+def _no_op(payload: Any) -> None:
+    """The clean task's stand-in: only its name matters to the request Celery builds."""
 
 
 class Lane:
@@ -57,8 +63,11 @@ class Lane:
         return delivery
 
     def outbox(self, delivery: Any) -> _CeleryOutbox:
-        """The clean task's outbox while it runs `delivery` (what the task's request carries)."""
-        request = SimpleNamespace(delivery_info={"delivery_tag": delivery.delivery_tag}, retries=0, id="t")
+        """The clean task's outbox while it runs `delivery`: its request made by Celery's own worker
+        code from the message (celery.worker.request.Request, then the tracer's Context)."""
+        if CLEAN.task not in self.app.tasks:
+            self.app.task(name=CLEAN.task)(_no_op)
+        request = Context(Request(delivery, app=self.app).request_dict)
         return _CeleryOutbox(SimpleNamespace(app=self.app, request=request, stage=CLEAN.name))  # type: ignore[arg-type]
 
     def ctx(self, outbox: _CeleryOutbox) -> StageContext:
@@ -163,6 +172,15 @@ def test_without_a_carrier_the_forward_is_left_to_the_runner(lane: Lane) -> None
     assert commit(ctx, _cleaned(lane, msg), msg, forward) is forward
     assert lane.r.llen(ENRICH.queue) == 0
     assert lane.r.hexists(UNACKED, delivery.delivery_tag)
+
+
+def test_the_delivery_tag_is_read_from_what_celery_gives_the_task(lane: Lane) -> None:
+    """Celery's request keeps the message's properties whole; its `delivery_info` has no tag."""
+    delivery = lane.delivered(_article(4))
+    request = lane.outbox(delivery).task.request
+    assert "delivery_tag" not in request.delivery_info
+    assert delivery_tag(request) == delivery.delivery_tag
+    assert delivery_tag(Context({})) is None  # a task called directly
 
 
 def test_nothing_is_carried_unless_the_broker_is_the_state_redis() -> None:

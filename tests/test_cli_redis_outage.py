@@ -114,3 +114,6 @@ def test_the_fix_follows_what_redis_said() -> None:
     assert "Start it" in redis_fix("Timeout connecting to server", "redis://h:6379/0")
     assert "Start it" in redis_fix("Error 111 connecting to h:6379. Connection refused", "redis://h:6379/0")
     assert "certificate" in redis_fix("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "rediss://h/0")
+    # A full Redis answers: it refuses writes, and starting another is no fix.
+    full = redis_fix("command not allowed when used memory > 'maxmemory'", "redis://h:6379/0")
+    assert "maxmemory" in full and "Start it" not in full

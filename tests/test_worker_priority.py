@@ -9,8 +9,10 @@ worker's own session. compose.yaml does the same for containers with cpu_shares.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,44 @@ def test_newsflow_worker_lowers_its_own_priority_before_starting_celery(monkeypa
     assert result.exit_code == 0, result.output
     assert [kind for kind, _ in calls] == ["nice", "exec"]  # lowered first, then Celery inherits it
     assert calls[0][1] == Settings().worker_nice
+
+
+# A stand-in for `newsflow up`: spawns one worker as Deployment.start does, prints its pid, waits.
+SUPERVISOR = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from tests.test_worker_priority import spawn
+from tests.conftest import suite_settings
+proc = spawn(suite_settings())
+print(proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_end_when_their_supervisor_is_killed() -> None:
+    """`up` SIGKILLed (the OOM killer, `kill -9`): its workers get SIGTERM from the kernel and end,
+    instead of running on unsupervised beside the next `up`'s set (two index writers)."""
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR.format(root=str(ROOT))], stdout=subprocess.PIPE, cwd=str(ROOT)
+    )
+    assert supervisor.stdout is not None
+    worker = int(supervisor.stdout.readline())
+    try:
+        assert Path(f"/proc/{worker}").exists()
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(worker), "the worker outlived its supervisor"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def wait(
     poll_s: float = 0.2,
 ) -> list[Outcome]:
     """Poll the ledger until every article reached `indexed` or `dead` after it was submitted."""
+    if not math.isfinite(timeout_s) or timeout_s < 0:  # monotonic() + nan is a deadline never reached
+        raise ValueError(f"timeout_s must be a finite number of seconds, 0 or more, not {timeout_s!r}")
     deadline = time.monotonic() + timeout_s
     # One entry per article: several submitted spellings of a URL share it.
     first: dict[str, Submitted] = {}

@@ -7,6 +7,7 @@ them by hand (the commands are logged).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +36,11 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class DeploymentError(RuntimeError):
     """The deployment could not start; the message says how to fix it."""
+
+
+class RedisUnreachable(DeploymentError):
+    """No Redis answers at a URL that is not ours to start one on (a remote host, sentinels): the
+    CLI's exit status 3, as for every command that cannot reach Redis."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,29 @@ def lower_priority(nice: int) -> None:
         os.nice(nice)
     with suppress(OSError), open("/proc/self/autogroup", "w") as group:
         group.write(str(min(19, nice)))
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM (Celery's warm shutdown: running tasks finish) when
+    the process that started it dies, however it dies. Without it a SIGKILLed `newsflow up` left its
+    workers running with no supervisor and no data-dir lock, and the next `up` started a second set
+    beside them: two index writers. Linux only; best effort elsewhere."""
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            return
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def worker_setup(parent: int, nice: int) -> None:
+    """What a worker process does before it runs (Popen's preexec_fn): tie its life to `up`'s, then
+    lower its priority (`lower_priority`)."""
+    die_with_parent(parent)
+    lower_priority(nice)
 
 
 @dataclass(frozen=True)
@@ -241,12 +270,15 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        """Append-only (queued messages survive a restart), noeviction (a full Redis refuses writes)."""
+        """Append-only (queued messages survive a restart), noeviction (a full Redis refuses writes).
+        Absolute paths: redis-server moves into --dir before it opens --logfile, so a relative data
+        dir (the default `./var`) named a log file that was not there, and it would not start."""
+        where = self.data_dir.resolve()
         return [
             find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--dir", str(where), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--maxmemory-policy", "noeviction", "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--logfile", str(where / "redis.log"),
         ]  # fmt: skip
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -289,9 +321,9 @@ class Deployment:
             return
         parts = urlsplit(url)
         if is_sentinel_url(url):  # never start a redis-server of ours on a sentinel's port
-            raise DeploymentError("no Redis master answers through the sentinels of NEWSFLOW_REDIS_URL")
+            raise RedisUnreachable("no Redis master answers through the sentinels of NEWSFLOW_REDIS_URL")
         if parts.hostname not in LOCAL_HOSTS:
-            raise DeploymentError(
+            raise RedisUnreachable(
                 f"no Redis answers at {parts.hostname}:{parts.port or 6379}; start it or set NEWSFLOW_REDIS_URL"
             )
         self.private_redis = PrivateRedis(parts.port or 6379, Path(self.settings.data_dir) / "redis")
@@ -321,7 +353,8 @@ class Deployment:
             stdout=log or sys.stderr,
             stderr=log or sys.stderr,
             start_new_session=True,  # first: the priority below is then the new session's own
-            preexec_fn=partial(lower_priority, self.settings.worker_nice) if self.settings.worker_nice > 0 else None,
+            # The main thread spawns (and respawns) every worker: PR_SET_PDEATHSIG follows the thread.
+            preexec_fn=partial(worker_setup, os.getpid(), self.settings.worker_nice),
         )
 
     def restart_exited(self) -> list[str]:

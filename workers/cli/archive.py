@@ -15,7 +15,7 @@ import click
 
 from config.defaults import Settings
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, settings_or_exit
+from workers.cli.common import SECONDS, Duration, emit_json, fail, read_list, settings_or_exit
 
 EXAMPLES = 5
 
@@ -83,7 +83,7 @@ def stats(verify: bool, as_json: bool) -> None:
 
 @archive.command("prune")
 @click.option("--max-bytes", type=int, default=None, help="Size limit [setting archive_max_bytes].")
-@click.option("--max-age-days", type=float, default=None, help="Age limit [setting archive_max_age_days].")
+@click.option("--max-age-days", type=Duration("days"), default=None, help="Age limit [setting archive_max_age_days].")
 @click.option("--dry-run", is_flag=True, help="Only list the files that would go.")
 @click.option("--json", "as_json", is_flag=True)
 def prune_cmd(max_bytes: int | None, max_age_days: float | None, dry_run: bool, as_json: bool) -> None:
@@ -111,9 +111,7 @@ def prune_cmd(max_bytes: int | None, max_age_days: float | None, dry_run: bool, 
 def _read_ids(path: str) -> list[str]:
     """The ids (or URLs) listed in `path` ('-': stdin). Read as `ingest --file` reads its list: a
     missing, unreadable or binary file is a usage error (exit 2), not a traceback."""
-    from workers.cli.pipeline import _read_list
-
-    lines = _read_list(path).splitlines()
+    lines = read_list(path, "--ids", "article ids or URLs").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -140,7 +138,7 @@ def _check_source(settings: Settings, name: str | None) -> None:
               help="Only these articles: ids (or URLs), one per line ('-' for stdin).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Extract each capture here and report what would change; send nothing.")
 @click.option("--wait", is_flag=True, help="Block until each article sent is indexed or dead-lettered.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--timeout", type=SECONDS, default=600.0, show_default=True, help="Seconds --wait waits at most.")
 @click.option("--examples", type=click.IntRange(0, 1000), default=EXAMPLES, show_default=True,
               help="Changed articles shown by --dry-run.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -357,7 +355,7 @@ def _print_reprocess(report: dict[str, Any]) -> None:
 @click.option("--url-filter", default=None, metavar="REGEX", help="Only records whose URL this matches (re.search).")
 @click.option("--since", default=None, metavar="DATE", help="Only captures on or after DATE (ISO 8601).")
 @click.option("--wait", is_flag=True, help="Block until each page sent is indexed or dead-lettered.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--timeout", type=SECONDS, default=600.0, show_default=True, help="Seconds --wait waits at most.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def backfill(files: tuple[str, ...], url_filter: str | None, since: str | None, wait: bool, timeout: float,
              as_json: bool) -> None:  # fmt: skip

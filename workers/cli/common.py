@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +24,53 @@ def settings_or_exit() -> Settings:
         raise click.UsageError(str(exc)) from None
     use_settings(settings)
     return settings
+
+
+class Duration(click.ParamType[float]):
+    """A duration option (a timeout, an age, an interval): a finite number of `unit`, `least` or more.
+    float() takes "nan" and "inf" (click.FloatRange too), and a deadline of monotonic() + nan never
+    comes (a wait that hangs), Redis refuses a nan score (a traceback), sleep() a nan interval; a
+    negative one is a deadline already past."""
+
+    def __init__(self, unit: str = "seconds", least: float = 0.0) -> None:
+        self.unit, self.least = unit, least
+        self.name = unit  # the metavar click shows: SECONDS
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number < self.least:
+            example = max(30.0, self.least)
+            wanted = f"use a finite number, {self.least:g} or more (e.g. {example:g})"
+            self.fail(f"{value!r} is not a number of {self.unit}: {wanted}", param, ctx)
+        return number
+
+
+SECONDS = Duration("seconds")
+
+
+def read_list(path: str, option: str = "--file", what: str = "URLs") -> str:
+    """The text of a list given as `option PATH` ('-': stdin), one of `what` per line. Files and stdin
+    alike: a byte that is not UTF-8 stays in its line as a lone surrogate (surrogateescape), so that
+    one entry is refused as invalid and the others go through. A file that cannot be read is a usage
+    error (exit 2), not a traceback."""
+    if path == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        try:
+            raw = Path(path).read_bytes()
+        except FileNotFoundError:
+            fail(f"{option} {path}: no such file (pass a file of {what}, one per line, or '-' for stdin)", 2)
+        except IsADirectoryError:
+            fail(f"{option} {path}: is a directory; pass a file of {what}, one per line", 2)
+        except OSError as exc:
+            fail(f"{option} {path}: cannot read it: {exc.strerror or exc}", 2)
+    if b"\x00" in raw[:8192]:  # an executable, an image, a compressed list: not lines of text
+        where = "stdin" if path == "-" else f"{option} {path}"
+        fail(f"{where}: is not text (it holds NUL bytes); pass a file of {what}, one per line", 2)
+    return raw.decode("utf-8-sig", "surrogateescape")  # -sig: a BOM is not part of the first line
 
 
 def require_current_ids(settings: Settings) -> None:
@@ -83,6 +132,8 @@ def unreachable(exc: BaseException) -> None:
     except SettingsError:
         where = "NEWSFLOW_REDIS_URL"
     detail = " ".join(str(exc).split())[:300].rstrip(".")
+    if "maxmemory" in detail.lower():  # it answered: it refuses writes because it is full
+        fail(f"Redis at {where} is full: {detail}. {redis_fix(detail, where)}", EXIT_REDIS_UNREACHABLE)
     fail(f"cannot reach Redis at {where}: {detail}. {redis_fix(detail, where)}", EXIT_REDIS_UNREACHABLE)
 
 
@@ -95,6 +146,11 @@ def redis_fix(detail: str, where: str) -> str:
         return "The password in the URL is wrong or missing (redis://:PASSWORD@host:port/0)"
     if "timeout" in lowered and where.startswith("rediss://"):
         return "rediss:// speaks TLS: if the server does not, use redis://; else check that it is up"
+    if "maxmemory" in lowered:
+        return (
+            "It refuses writes at its maxmemory (noeviction): let the workers drain the queues, or raise "
+            "maxmemory (redis-cli config set maxmemory ...); see `newsflow status`"
+        )
     if "ssl" in lowered or "certificate" in lowered:
         return "The TLS handshake failed: check the server's certificate and ssl_ca_certs in the URL"
     return "Start it (`newsflow up` starts one) or point NEWSFLOW_REDIS_URL at it"

@@ -17,7 +17,7 @@ import click
 
 from config.settings import redact_url
 from newsflow.logs import configure
-from workers.cli.common import emit_json, fail, require_current_ids, settings_or_exit
+from workers.cli.common import SECONDS, emit_json, fail, require_current_ids, settings_or_exit
 
 COUNTERS = ("discovered", "skipped_seen", "enqueued", "indexed", "failed")
 
@@ -65,7 +65,7 @@ class Progress:
     "--refresh", is_flag=True, help="Enqueue every URL again: ignore the seen-set and the feeds' ETag/Last-Modified."
 )
 @click.option("--wait", is_flag=True, help="Block until every enqueued URL is indexed or dead-lettered.")
-@click.option("--timeout", type=float, default=1800.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--timeout", type=SECONDS, default=1800.0, show_default=True, help="Seconds --wait waits at most.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-line JSON summary on stdout.")
 @click.option("--list", "list_only", is_flag=True, help="List the declared sources and their schedules, then exit.")
 def crawl(

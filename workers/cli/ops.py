@@ -9,7 +9,7 @@ import click
 
 from config.defaults import Settings
 from config.settings import redact_url
-from workers.cli.common import emit_json, fail, settings_or_exit, unreachable
+from workers.cli.common import Duration, emit_json, fail, settings_or_exit, unreachable
 
 THROUGHPUT_WINDOW_MIN = 5
 
@@ -201,7 +201,9 @@ def drift_report(settings: Settings, as_json: bool) -> int:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per refresh with --watch).")
 @click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True, help="Refresh period, seconds.")
+@click.option(
+    "--interval", type=Duration("seconds", least=0.5), default=2.0, show_default=True, help="Refresh period, seconds."
+)
 @click.option("--drift", is_flag=True, help="Only the drift watch: sources whose extraction changed (exit 1 if any).")
 def status(as_json: bool, watch: bool, interval: float, drift: bool) -> None:
     """Queues (depth, oldest message, unacked, workers online), article states, dead letters, sources.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 import sys
 import time
@@ -14,11 +15,15 @@ from typing import Any
 
 import click
 
-from config.settings import redact_url
+from config.defaults import Settings
+from config.settings import redact_url, use_settings
 from newsflow.logs import configure
 from workers.cli.common import (
+    EXIT_REDIS_UNREACHABLE,
+    SECONDS,
     emit_json,
     fail,
+    read_list,
     redis_errors,
     require_current_ids,
     settings_or_exit,
@@ -60,7 +65,7 @@ def up(concurrency: int | None) -> None:
     NEWSFLOW_REDIS_URL. If no Redis answers there and it is a local address, a private
     redis-server is started under the data dir and stopped on exit.
     """
-    from workers.runtime import Deployment, DeploymentError, default_layout, redis_answers
+    from workers.runtime import Deployment, DeploymentError, RedisUnreachable, default_layout, redis_answers
 
     settings = settings_or_exit()
     configure(settings.log_level)
@@ -79,7 +84,8 @@ def up(concurrency: int | None) -> None:
         deployment.start()
     except DeploymentError as exc:
         deployment.stop()
-        fail(str(exc))
+        # A Redis we may not start (remote, sentinels) is the unreachable Redis of every command: exit 3.
+        fail(str(exc), EXIT_REDIS_UNREACHABLE if isinstance(exc, RedisUnreachable) else 1)
     require_current_ids(settings)  # the private redis-server `up` may have started holds data too
     where = redact_url(settings.redis_url) + (" (private redis-server)" if deployment.private_redis else "")
     counts = Counter((s.queue, s.pool, s.concurrency) for s in deployment.layout)
@@ -91,10 +97,11 @@ def up(concurrency: int | None) -> None:
     raise SystemExit(0)
 
 
-def hold_data_dir(data_dir: Path) -> int:
-    """Lock `data_dir` for this `newsflow up` (an open file descriptor whose flock the kernel drops
-    when the process ends, however it ends), or exit: a second `up` on the same data dir would start a
-    second index writer on the same index, whose messages could only retry `index_unavailable`."""
+def hold_data_dir(data_dir: Path, command: str = "up") -> int:
+    """Lock `data_dir` for this `newsflow up` (or `demo`: an open file descriptor whose flock the
+    kernel drops when the process ends, however it ends), or exit: a second one on the same data dir
+    would start a second index writer on the same index, whose messages could only retry
+    `index_unavailable`. The lock file says which command holds it, for the other's message."""
     import fcntl
     import os
 
@@ -107,14 +114,14 @@ def hold_data_dir(data_dir: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        pid, _, other = os.pread(fd, 64, 0).decode("ascii", "replace").strip().partition(" ")
         os.close(fd)
         fail(
-            f"another `newsflow up` (pid {other}) runs on the data dir {data_dir}: stop it first, "
-            "or give this one a data dir of its own (NEWSFLOW_DATA_DIR) and its own index"
+            f"another `newsflow {other or 'up'}` (pid {pid or '?'}) runs on the data dir {data_dir}: stop it "
+            "first, or give this one a data dir of its own (NEWSFLOW_DATA_DIR) and its own index"
         )
     os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} {command}".encode(), 0)
     return fd
 
 
@@ -144,30 +151,9 @@ def _supervise(deployment: Any, settings: Any, stop: dict[str, bool]) -> None:
 def _read_urls(urls: tuple[str, ...], from_file: str | None) -> list[str]:
     out = list(urls)
     if from_file:
-        lines = _read_list(from_file).splitlines()
+        lines = read_list(from_file).splitlines()
         out.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     return out
-
-
-def _read_list(path: str) -> str:
-    """The text of a URL list ('-': stdin). Files and stdin alike: a byte that is not UTF-8 stays in
-    its line as a lone surrogate (surrogateescape), so that one URL is refused as invalid and the
-    others go through. A file that cannot be read is a usage error (exit 2), not a traceback."""
-    if path == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            fail(f"--file {path}: no such file (pass a file of URLs, one per line, or '-' for stdin)", 2)
-        except IsADirectoryError:
-            fail(f"--file {path}: is a directory; pass a file of URLs, one per line", 2)
-        except OSError as exc:
-            fail(f"--file {path}: cannot read it: {exc.strerror or exc}", 2)
-    if b"\x00" in raw[:8192]:  # an executable, an image, a compressed list: not lines of URLs
-        where = "stdin" if path == "-" else f"--file {path}"
-        fail(f"{where}: is not text (it holds NUL bytes); pass a file of URLs, one per line", 2)
-    return raw.decode("utf-8-sig", "surrogateescape")  # -sig: a BOM is not part of the first URL
 
 
 @click.command()
@@ -176,7 +162,7 @@ def _read_list(path: str) -> str:
     "--file", "-f", "from_file", metavar="PATH", help="Also read URLs from PATH, one per line ('-' for stdin)."
 )
 @click.option("--wait", is_flag=True, help="Block until each URL is indexed or dead-lettered.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--timeout", type=SECONDS, default=300.0, show_default=True, help="Seconds --wait waits at most.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {url, article_id, state, stage, reason}.")
 def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: float, as_json: bool) -> None:
     """Fetch, clean, enrich and index exactly the URLs given.
@@ -277,53 +263,85 @@ def _shown(text: str) -> str:
     show_default=True,
     help="Folder of .html pages to serve and ingest.",
 )
-@click.option("--timeout", type=float, default=300.0, show_default=True)
+@click.option("--timeout", type=SECONDS, default=300.0, show_default=True, help="Seconds the ingestion waits at most.")
 def demo(query: str, pages: Path, timeout: float) -> None:
     """Run the whole pipeline once on the bundled example pages.
 
-    Starts a temporary deployment (like `up`), serves the pages on 127.0.0.1, ingests them through
-    the real workers, prints a search, and shuts everything down. The index stays in the data dir,
-    so `newsflow search` works afterwards.
+    Starts a temporary deployment (like `up`) on a private redis-server of its own, whatever
+    NEWSFLOW_REDIS_URL says (its workers fetch private addresses, so they must take no one else's
+    queued work), serves the pages on 127.0.0.1, ingests them through the real workers, prints a
+    search, and shuts everything down. The index stays in the data dir, so `newsflow search` works
+    afterwards; like `up`, it refuses a data dir a running `newsflow up` holds (one index writer).
     """
-    from newsflow.stores import Stores
-    from workers import client
-    from workers.app import app
-    from workers.runtime import Deployment, DeploymentError, default_layout
-    from workers.staticserver import StaticServer
+    from workers.runtime import DeploymentError, PrivateRedis, free_port
 
-    settings = dataclasses.replace(settings_or_exit(), fetch_allow_private=True)
+    settings = settings_or_exit()
     configure("WARNING")
     files = sorted(p.name for p in pages.iterdir() if p.suffix == ".html")
     if not files:
         fail(f"no .html pages in {pages}")
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    log_path = Path(settings.data_dir) / "demo-workers.log"
-    click.echo(f"newsflow demo: starting workers (logs: {log_path})", err=True)
+    data_dir = Path(settings.data_dir)
+    held = hold_data_dir(data_dir, "demo")  # noqa: F841 - held until this process exits
+    # A key space of its own: a fresh server each run, under the data dir but apart from `up`'s.
+    # Absolute: redis-server enters its --dir before it opens its --logfile.
+    redis = PrivateRedis(free_port(), data_dir.resolve() / "run" / "demo-redis")
+    shutil.rmtree(redis.data_dir, ignore_errors=True)
+    log_path = data_dir / "demo-workers.log"
+    click.echo(f"newsflow demo: starting a private redis-server and workers (logs: {log_path})", err=True)
     try:
-        with StaticServer(pages) as server:
-            # The per-host politeness limit protects other people's sites, not our own demo origin.
-            origin = server.base_url.split("//", 1)[1]
-            settings = dataclasses.replace(settings, polite_host_rates=f"{origin}=500")
-            deployment = Deployment(settings, default_layout(settings), log_path=log_path)
-            with deployment:
-                urls = [f"{server.base_url}/{name}" for name in files]
-                stores = Stores.from_settings(settings)
-                state = stores.state
-                started = time.monotonic()
-                submitted, _ = client.submit(app, stores, urls)
-                with progress(len(submitted), f"ingesting {len(urls)} pages") as update:
-                    outcomes = client.wait(state, submitted, timeout, update)
-                elapsed = time.monotonic() - started
+        redis.start()
+        outcomes, elapsed = _demo_ingest(_demo_settings(settings, redis.url), pages, files, timeout, log_path)
     except DeploymentError as exc:
-        fail(str(exc))
+        fail(str(exc))  # its directory is kept: the redis.log the message names says why
         return
+    finally:
+        redis.stop()
+    shutil.rmtree(redis.data_dir, ignore_errors=True)
+    _demo_report(settings, outcomes, elapsed, query)
+
+
+def _demo_settings(settings: Settings, redis_url: str) -> Settings:
+    """The demo's settings: its private Redis for broker and state, private addresses fetched (its
+    pages are on 127.0.0.1), no crawl schedule (beat would crawl the sources file's sites into it)."""
+    return dataclasses.replace(
+        settings, redis_url=redis_url, state_redis_url="", fetch_allow_private=True, crawl_beat=False
+    )
+
+
+def _demo_ingest(
+    settings: Settings, pages: Path, files: list[str], timeout: float, log_path: Path
+) -> tuple[list[Any], float]:
+    """Serve `pages`, run the workers, ingest every page; the outcomes and the seconds it took."""
+    from newsflow.stores import Stores
+    from workers import client
+    from workers.app import app
+    from workers.runtime import Deployment, default_layout
+    from workers.staticserver import StaticServer
+
+    with StaticServer(pages) as server:
+        # The per-host politeness limit protects other people's sites, not our own demo origin.
+        origin = server.base_url.split("//", 1)[1]
+        settings = dataclasses.replace(settings, polite_host_rates=f"{origin}=500")
+        use_settings(settings)  # this process's Celery app (it submits) uses the private broker too
+        with Deployment(settings, default_layout(settings), log_path=log_path):
+            urls = [f"{server.base_url}/{name}" for name in files]
+            stores = Stores.from_settings(settings)
+            started = time.monotonic()
+            submitted, _ = client.submit(app, stores, urls)
+            with progress(len(submitted), f"ingesting {len(urls)} pages") as update:
+                outcomes = client.wait(stores.state, submitted, timeout, update)
+            return outcomes, time.monotonic() - started
+
+
+def _demo_report(settings: Settings, outcomes: list[Any], elapsed: float, query: str) -> None:
+    """What the demo did, a search of the index it filled, and its exit status."""
+    from workers.cli.query import print_search
+
     indexed = sum(o.state == "indexed" for o in outcomes)
     click.echo(f"\n{indexed}/{len(outcomes)} pages indexed in {elapsed:.1f} s ({indexed / elapsed:.1f} pages/s)")
     for o in outcomes:
         if o.state != "indexed":
             click.echo(f"  {o.state}: {o.url} ({o.stage}: {o.reason})")
-    from workers.cli.query import print_search
-
     click.echo(f'\nnewsflow search "{query}":')
     print_search(settings, query, limit=5, as_json=False)
     raise SystemExit(0 if indexed == len(outcomes) else 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
@@ -29,6 +30,10 @@ QUERY syntax (terms are ANDed):
   published:2024-05  published:2024-01-01..2024-03-31  since:2024-01  until:2024-06-30
 An empty QUERY ("") lists everything the filters select.
 Near-duplicates are collapsed into one hit per story ("+N similar"); --expand-clusters shows them all.
+
+\b
+A QUERY that starts with '-' goes after `--` (else it reads as options):
+  newsflow search -- "-russia nato"
 """
 
 
@@ -89,8 +94,38 @@ def run_search(settings: Settings, req: SearchRequest, as_json: bool) -> None:
         _print_hits(out)
 
 
+class QueryCommand(click.Command):
+    """`search`, whose QUERY may start with '-' (`-russia nato` excludes a word), which click reads as
+    options (`-r`...): the error then says how to pass it (after `--`) instead of only "No such option"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            term = _dashed_term(given, exc.option_name)
+            if term is None:
+                raise
+            raise click.UsageError(
+                f"No such option: {exc.option_name}. If {term!r} is the QUERY (a word excluded with '-'), "
+                f"put it after `--`: newsflow search [OPTIONS] -- {shlex.quote(term)}",
+                ctx,
+            ) from None
+
+
+def _dashed_term(args: list[str], option_name: str) -> str | None:
+    """The argument click read as the unknown short option `option_name` (`-russia` as `-r`...):
+    perhaps a query term. None for a long option (`--bogus`): a mistyped option, not a query."""
+    for arg in args:
+        if arg == "--":
+            return None
+        if not arg.startswith("--") and arg.startswith(option_name):
+            return arg
+    return None
+
+
 # Option names are SearchRequest.from_params's parameter names: the API's query parameters.
-@click.command(help=QUERY_HELP)
+@click.command(cls=QueryCommand, help=QUERY_HELP)
 @click.argument("q", metavar="QUERY")
 @click.option("--limit", "-n", type=int, default=10, show_default=True, help=f"Hits per page (at most {MAX_LIMIT}).")
 @click.option("--page", "-p", type=int, default=1, show_default=True, help=f"At most {MAX_PAGE}, as the HTTP API.")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import click
 
-from workers.cli.common import emit_json, settings_or_exit
+from workers.cli.common import SECONDS, emit_json, settings_or_exit
 
 
 @click.command()
 @click.option(
     "--older-than",
     "older_than_s",
-    type=float,
+    type=SECONDS,
     default=None,
-    metavar="SECONDS",
     help="Resume articles with no transition for this long (default NEWSFLOW_RECONCILE_AFTER_S).",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be resumed.")
