@@ -280,3 +280,10 @@ def article_id_v1(url: str) -> str:
 
 def looks_like_article_id(value: str) -> bool:
     return len(value) == ID_HEX_CHARS and all(c in "0123456789abcdef" for c in value)
+
+
+def given_article_id(value: str) -> str | None:
+    """The article id a person typed or pasted (`show`, `trace`, the API), in the lower case ids are
+    kept in; None when `value` is no id (then it may be a URL)."""
+    lowered = value.strip().lower()
+    return lowered if looks_like_article_id(lowered) else None

@@ -59,6 +59,7 @@ def test_seed_page_becomes_a_search_hit(seed_ingested: dict[str, Any], seed_expe
 def test_show_gives_clean_body_and_metadata(seed_ingested: dict[str, Any], seed_expected: dict[str, Any]) -> None:
     doc = show(seed_ingested["article_id"])
     assert doc is not None
+    assert show(seed_ingested["article_id"].upper()) == doc  # an id pasted in upper case is the same id
     assert doc["author"] == seed_expected["author"]
     # Served from 127.0.0.1, the page's canonical on kyivindependent.com is only a claim.
     assert doc["canonical_url"] is None

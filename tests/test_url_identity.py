@@ -202,3 +202,11 @@ def test_fetch_requests_exactly_the_url_the_id_was_made_of(
     assert seen == [("/x/%2F/z~?a=2&a=1&b=1&q=a+b%20c", f"xn--fa-hia.test:{port}")]
     assert got.final_url == wire
     assert got.url == url
+
+
+def test_an_id_given_in_any_case_is_the_stored_id() -> None:
+    from newsflow.urls import given_article_id
+
+    aid = article_id("https://news.example/a")
+    assert given_article_id(aid.upper()) == aid and given_article_id(f"  {aid}\n") == aid
+    assert given_article_id("https://news.example/a") is None and given_article_id("g" * 32) is None

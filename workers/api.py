@@ -61,7 +61,7 @@ from newsflow.search.backend import MAX_PAGE, SEARCH_PARAMS, Param
 from newsflow.search.engine import FACETS
 from newsflow.search.query import HELP
 from newsflow.search.service import HIT_FIELDS, result_dict
-from newsflow.urls import looks_like_article_id, normalize_url
+from newsflow.urls import given_article_id, normalize_url
 
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
@@ -276,7 +276,7 @@ class Api:
         if len(key) > 4000:
             raise ApiError(400, "bad_parameter", "the id or URL is too long (at most 4000 characters)")
         try:
-            if not looks_like_article_id(key):
+            if given_article_id(key) is None:
                 normalize_url(key)  # a malformed URL is the client's mistake (400), not a miss (404)
             doc = self.service.index().get(key)
         except ValueError as exc:  # InvalidURL, and urlsplit's own complaints ("Invalid IPv6 URL")

@@ -43,7 +43,7 @@ from newsflow.search.query import (
     Text,
     parse,
 )
-from newsflow.urls import ID_VERSION, InvalidURL, looks_like_article_id, normalize_url
+from newsflow.urls import ID_VERSION, InvalidURL, given_article_id, normalize_url
 
 if TYPE_CHECKING:
     from config.defaults import Settings
@@ -264,8 +264,9 @@ class SearchIndex:
         not the article at that URL. Several documents can share a URL (two links redirecting to
         one page); the one requested at it wins, then the one fetched from it."""
         searcher = self._fresh_searcher()
-        if looks_like_article_id(id_or_url):
-            result = searcher.search(tantivy.Query.term_query(self.schema, "id", id_or_url), limit=1)
+        given = given_article_id(id_or_url)
+        if given is not None:
+            result = searcher.search(tantivy.Query.term_query(self.schema, "id", given), limit=1)
             if not result.hits:
                 return None
             return dict(json.loads(searcher.doc(result.hits[0][1])["source"][0]))

@@ -250,14 +250,16 @@ def status(as_json: bool, watch: bool, interval: float, drift: bool) -> None:
 
 def resolve_article(value: str) -> tuple[str, str | None]:
     """(article id, the URL given or None) for an id or a URL."""
-    from newsflow.urls import InvalidURL, article_id, looks_like_article_id
+    from newsflow.urls import InvalidURL, article_id, given_article_id
 
-    if looks_like_article_id(value):
-        return value, None
+    given = given_article_id(value)
+    if given is not None:
+        return given, None
     try:
         return article_id(value), value
     except InvalidURL as exc:
-        fail(f"{value!r} is neither an article id (32 hex characters) nor a valid URL: {exc}", 2)
+        shown = value if len(value) <= 200 else value[:200] + f"... ({len(value)} characters)"
+        fail(f"{shown!r} is neither an article id (32 hex characters) nor a valid URL: {str(exc)[:300]}", 2)
         raise  # unreachable: fail() exits
 
 
