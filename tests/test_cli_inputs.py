@@ -307,3 +307,13 @@ def test_trace_shows_the_retries_of_an_article(redis_url: str) -> None:
     assert "fetch" in row and "http_429 attempt 1, again in 7.5 s: HTTP 429 Too Many Requests" in row
     report = json.loads(run_cli("trace", aid, "--json").stdout)
     assert [(r["stage"], r["reason"], r["attempt"]) for r in report["retries"]] == [("fetch", "http_429", 1)]
+
+
+def test_ingest_rows_keep_the_order_the_urls_were_given() -> None:
+    from workers.cli.pipeline import _in_input_order
+    from workers.client import Outcome
+
+    given = ["http://a.example/1", "not a url", "http://a.example/2", "ftp://x/"]
+    queued = [Outcome(u, "id", "queued", None, None) for u in (given[0], given[2])]
+    refused = [Outcome(u, None, "dead", "submit", "bad_url") for u in (given[1], given[3])]
+    assert [o.url for o in _in_input_order([*queued, *refused], given)] == given

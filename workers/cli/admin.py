@@ -295,7 +295,7 @@ def _backup_to_stdout(index: Path) -> int:
 @click.option("--list", "listing", is_flag=True, help="List the tombstones.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Re-apply a tombstones.jsonl audit log (e.g. to a new Redis).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result (or the list) as JSON to stdout.")
 def purge(
     targets: tuple[str, ...], sites: tuple[str, ...], reason: str, lift: bool, listing: bool, replay: Path | None,
     as_json: bool,

@@ -85,7 +85,7 @@ def stats(verify: bool, as_json: bool) -> None:
 @click.option("--max-bytes", type=int, default=None, help="Size limit [setting archive_max_bytes].")
 @click.option("--max-age-days", type=Duration("days"), default=None, help="Age limit [setting archive_max_age_days].")
 @click.option("--dry-run", is_flag=True, help="Only list the files that would go.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was (or would be) removed as JSON.")
 def prune_cmd(max_bytes: int | None, max_age_days: float | None, dry_run: bool, as_json: bool) -> None:
     """Remove the oldest files beyond the size and age limits (files still being written stay)."""
     from newsflow.archive.retention import prune

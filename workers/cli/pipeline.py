@@ -190,13 +190,13 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
         return
     if not wait:
         outcomes = [client.Outcome(s.url, s.article_id, "queued", None, None) for s in submitted] + rejected
-        _report(outcomes, as_json)
+        _report(_in_input_order(outcomes, todo), as_json)
         raise SystemExit(1 if rejected else 0)
     if submitted:
         _warn_if_no_workers(settings)
     with progress(len(submitted), "indexing") as update:
         outcomes = client.wait(state, submitted, timeout, update)
-    outcomes += rejected
+    outcomes = _in_input_order([*outcomes, *rejected], todo)
     pending = sum(o.state == "pending" for o in outcomes)
     _report(outcomes, as_json, waited=True)
     if pending:  # else a script sees exit 2 and a user a list of "pending" rows, and neither knows why
@@ -207,6 +207,12 @@ def ingest(urls: tuple[str, ...], from_file: str | None, wait: bool, timeout: fl
         )
     states = {o.state for o in outcomes}
     raise SystemExit(1 if "dead" in states else 2 if "pending" in states else 0)
+
+
+def _in_input_order(outcomes: list[Any], given: list[str]) -> list[Any]:
+    """One row per URL in the order they were given (refused ones were listed last)."""
+    first = {url: i for i, url in reversed(list(enumerate(given)))}
+    return sorted(outcomes, key=lambda o: first.get(o.url, len(given)))
 
 
 # How long `ingest --wait` asks the workers who is online: the remote-control round `newsflow status`
