@@ -128,9 +128,9 @@ PAGES = [
     Page("cp1257_declared_utf8_lang_lt", LT_PAGE.encode("cp1257"), "text/html; charset=utf-8", "ok", "pareiškė"),
     Page("utf8_with_stray_latin1", DE_STRAY, "text/html; charset=utf-8", "ok", "Bürgermeisterin", "BĂĽ"),
     Page("utf16be_no_bom_declared_utf16", RU_PAGE.encode("utf-16-be"), "text/html; charset=utf-16", "ok", RU),
-    # Undeclared (or declared 8-bit) UTF-16 without a BOM is refused as binary, said clearly (its NULs).
-    Page("utf16le_no_bom_undeclared", RU_PAGE.encode("utf-16-le"), "text/html", "not_html"),
-    Page("utf16be_no_bom_declared_latin1", RU_PAGE.encode("utf-16-be"), "text/html; charset=iso-8859-1", "not_html"),
+    # Undeclared (or declared 8-bit) UTF-16 without a BOM is told by its NULs, on one side of every pair.
+    Page("utf16le_no_bom_undeclared", RU_PAGE.encode("utf-16-le"), "text/html", "ok", RU),
+    Page("utf16be_no_bom_declared_latin1", RU_PAGE.encode("utf-16-be"), "text/html; charset=iso-8859-1", "ok", RU),
     Page("utf16be_no_bom_declared_utf16le", RU_PAGE.encode("utf-16-be"), "text/html; charset=utf-16le", "ok", RU),
     Page("meta_utf16_over_utf8", _en("<meta charset='utf-16'>"), "text/html", "ok", EN),
     Page("header_utf16_over_utf8", _en(), "text/html; charset=utf-16", "ok", EN),
