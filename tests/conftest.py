@@ -204,3 +204,12 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
         text=True,
         timeout=timeout,
     )
+
+
+def one_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The single `newsflow: error:` / `Error:` line of a failed CLI run (and no traceback)."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line.lower()]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]

@@ -19,7 +19,7 @@ from config.settings import use_settings
 from newsflow.search import SearchIndex
 from newsflow.search.engine import count_docs
 from newsflow.state import connect
-from tests.conftest import ROOT, TEST_ENV, suite_settings
+from tests.conftest import ROOT, TEST_ENV, one_error, suite_settings
 from tests.test_search import sample_docs
 from workers.cli.admin import purge, reindex
 
@@ -47,15 +47,6 @@ def in_process(data_dir: Path, command: click.Command, *args: str) -> subprocess
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-
-def one_error(proc: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The single error line of a failed run (and no traceback)."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line.lower()]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture
@@ -106,7 +97,7 @@ def test_reindex_refuses_a_file_that_is_not_a_backup_and_keeps_the_index(data_di
     bad = data_dir / name
     bad.write_bytes(content)
     proc = in_process(data_dir, reindex, "--from", str(bad), "--json")
-    line = one_error(proc)
+    line = one_error(proc, code=1)
     assert f"{bad} {says}" in line or (str(bad) in line and says in line), line
     assert "left as it was" in line and proc.stdout == ""
     assert_index_untouched(data_dir)
@@ -116,7 +107,7 @@ def test_reindex_refuses_a_file_that_is_not_a_backup_and_keeps_the_index(data_di
 def test_reindex_from_an_image_through_the_real_command(data_dir: Path) -> None:
     image = data_dir / "photo.png"
     image.write_bytes(PNG)
-    line = one_error(cli(data_dir, "reindex", "--from", str(image)))
+    line = one_error(cli(data_dir, "reindex", "--from", str(image)), code=1)
     assert f"{image} line 1 is not a newsflow backup record: it is not UTF-8 text" in line
     assert_index_untouched(data_dir)
 
@@ -147,7 +138,7 @@ def test_backup_to_stdout_restores_and_refuses_json_with_it(data_dir: Path, tmp_
     [("/nonexistent-dir/x.jsonl", "create /nonexistent-dir first"), ("/proc/version", "pass a path you can write to")],
 )
 def test_backup_to_an_unwritable_path_says_so(indexed: Path, out: str, says: str) -> None:
-    line = one_error(cli(indexed, "backup", out))
+    line = one_error(cli(indexed, "backup", out), code=1)
     assert f"cannot write the backup to {out}" in line and says in line
 
 
@@ -164,7 +155,7 @@ def test_backup_json_summary(indexed: Path, tmp_path: Path) -> None:
 def test_purge_with_an_unwritable_data_dir_changes_nothing(redis_url: str) -> None:
     r = connect(redis_url)
     r.delete(SITES_KEY)
-    line = one_error(cli("/proc/nope", "purge", "--site", "x.example", "--json"))
+    line = one_error(cli("/proc/nope", "purge", "--site", "x.example", "--json"), code=1)
     assert "tombstone audit log /proc/nope/tombstones.jsonl" in line and "NEWSFLOW_DATA_DIR" in line
     assert not r.hexists(SITES_KEY, "x.example")  # no takedown the audit log would miss
 
@@ -188,7 +179,7 @@ def test_purge_replay_refuses_what_is_not_an_audit_log(data_dir: Path, redis_url
     bad = data_dir / "log.jsonl"
     bad.write_bytes(content)
     proc = in_process(data_dir, purge, "--replay", str(bad), "--json")
-    line = one_error(proc)
+    line = one_error(proc, code=1)
     assert f"{bad} {says}" in line and "nothing was re-applied" in line
     assert proc.stdout == ""
     assert not connect(redis_url).hexists(SITES_KEY, "replayed.example")  # checked whole before any is applied

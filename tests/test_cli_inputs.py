@@ -15,21 +15,12 @@ from typing import Any
 import pytest
 
 from newsflow.pipeline import LAST, Message
-from tests.conftest import ROOT, TEST_ENV, run_cli, suite_settings, wait_for
+from tests.conftest import ROOT, TEST_ENV, one_error, run_cli, suite_settings, wait_for
 from workers.cli.common import json_line
 from workers.runtime import free_port
 
 DEAD_REDIS = {"NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # refused before Redis is needed
 PREFIX = "nftest-cli-inputs:"  # dead letters of these tests, apart from everyone else's
-
-
-def one_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    """The single `newsflow: error:` / `Error:` line of a failed run (and no traceback)."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line.lower()]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 def cli_bytes(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:

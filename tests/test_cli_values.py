@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import click
@@ -17,19 +16,10 @@ import pytest
 
 from config.settings import ZERO_OR_MORE, SettingsError, load_settings, number_problem
 from newsflow.urls import InvalidURL, normalize_url
-from tests.conftest import run_cli
+from tests.conftest import one_error, run_cli
 from workers.runtime import free_port
 
 DEAD_REDIS = {"NEWSFLOW_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # refused before Redis is needed
-
-
-def one_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    """The single error line of a failed run (and no traceback)."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line.lower()]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 # --- 1. settings: numbers and the log level are checked where they are loaded ----------------------

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from newsflow.domains import host_of
+from newsflow.jsonlines import record_problem
 from newsflow.search.schema import normalize_site, site_of
 from newsflow.urls import looks_like_article_id
 
@@ -52,14 +53,7 @@ def read_audit_log(path: Path) -> list[dict[str, Any]]:
 
 
 def _audit_row(path: Path, n: int, raw: bytes) -> dict[str, Any]:
-    try:
-        row = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        problem: str | None = "it is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        problem = f"it is not JSON ({exc.msg}, column {exc.colno})"
-    else:
-        problem = _change_problem(row)
+    row, problem = record_problem(raw, _change_problem)
     if problem:
         raise BadAuditLog(f"{path} line {n} is not a tombstone change: {problem}")
     return dict(row)

@@ -23,6 +23,7 @@ import click
 
 from config.defaults import Settings
 from config.settings import redact_url
+from newsflow.jsonlines import record_problem
 from newsflow.search import IndexBackend
 from workers.cli.common import (
     EXIT_REDIS_UNREACHABLE,
@@ -78,14 +79,7 @@ def _read_backup(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _backup_record(path: Path, n: int, raw: bytes) -> dict[str, Any]:
-    try:
-        row = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        problem: str | None = "it is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        problem = f"it is not JSON ({exc.msg}, column {exc.colno})"
-    else:
-        problem = _article_problem(row)
+    row, problem = record_problem(raw, _article_problem)
     if problem:
         raise BadBackup(f"{path} line {n} is not a newsflow backup record: {problem}")
     return dict(row)

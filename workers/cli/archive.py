@@ -120,9 +120,11 @@ def _check_source(settings: Settings, name: str | None) -> None:
     names listed): an unknown name would select nothing and look like a success."""
     from newsflow.sources.config import SourcesFileError, load_sources, select, sources_path
 
-    if name is None or not sources_path(settings).exists():
-        return  # nothing asked for, or no sources file to check the name against
+    if name is None:
+        return
     path = sources_path(settings)
+    if not path.exists():
+        return  # no sources file to check the name against
     try:
         select(load_sources(path, settings), [name], all_enabled=False)
     except SourcesFileError as exc:
