@@ -173,6 +173,29 @@ def sys_s(pid: int) -> float:
     return total
 
 
+def switches(pid: int) -> tuple[int, int]:
+    """Context switches of a process tree's live threads: (voluntary: it blocked, on a socket, a
+    lock, the GIL; involuntary: the scheduler took the core from it). Threads that already ended
+    are not counted (Celery's pools keep theirs)."""
+    vol = invol = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                lines = Path(f"/proc/{p}/task/{t}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
 def rss_bytes(pid: int) -> int:
     f = _stat_fields(pid)
     return int(f[21]) * PAGE_SIZE if f else 0

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -52,6 +53,7 @@ from _common import (  # noqa: E402
     load_sources,
     loadavg,
     private_env,
+    switches,
     sys_s,
     tree_anon,
     tree_cpu_s,
@@ -227,6 +229,7 @@ def _limit_child(
 
     barrier.wait()
     cpu0, t0, sys0 = time.process_time(), time.time(), os.times().system
+    use0 = resource.getrusage(resource.RUSAGE_SELF)
     for url in urls:
         aid = article_id(url)
         try:
@@ -262,10 +265,16 @@ def _limit_child(
             "t1": time.time(),
             "cpu_s": time.process_time() - cpu0,
             "sys_s": os.times().system - sys0,
+            "switches": _switches_since(use0),
             "events": events,
             "spent": dict(spent),
         }
     )
+
+
+def _switches_since(before: Any) -> tuple[int, int]:  # pragma: no cover - runs in a child process
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return now.ru_nvcsw - before.ru_nvcsw, now.ru_nivcsw - before.ru_nivcsw
 
 
 def run_limit(urls: list[str], procs: int, work: Path, batch_size: int, redis_pid: int) -> dict[str, Any]:
@@ -300,6 +309,7 @@ def run_limit(urls: list[str], procs: int, work: Path, batch_size: int, redis_pi
         "rate": ok / (t1 - t0),
         "cpu_s": sum(p["cpu_s"] for p in parts),
         "sys_s": sum(p["sys_s"] for p in parts),
+        "switches": [sum(p["switches"][i] for p in parts) for i in (0, 1)],
         "redis_cpu_s": redis_cpu,
         "stage_ms": {k: 1000 * v / max(1, ok) for k, v in spent.items()},
         "events": [(stage, t - started) for stage, t in events],
@@ -391,6 +401,7 @@ class PipelineRun:
             roots = [p.pid for p in self.dep.procs]
             cpu_each0 = [tree_cpu_s(p) for p in roots]
             sys0 = sum(sys_s(p) for p in roots)
+            switches0 = [switches(p) for p in roots]
             redis_cpu0 = cpu_s(self.redis_pid)
             self.r.config_resetstat()  # INFO commandstats from here on: commands per article
             spies = self.profilers(profile)
@@ -413,6 +424,8 @@ class PipelineRun:
             cpu_each = [tree_cpu_s(p) - c0 for p, c0 in zip(roots, cpu_each0, strict=True)]
             cpu = sum(cpu_each)
             system = sum(sys_s(p) for p in roots) - sys0
+            after = [switches(p) for p in roots]
+            switched = [[now[i] - was[i] for i in (0, 1)] for now, was in zip(after, switches0, strict=True)]
             cpu_by_worker = dict(zip(self.names(), cpu_each, strict=True))
             redis_cpu = cpu_s(self.redis_pid) - redis_cpu0
             # Socket reads by the server: about one per request (a pipeline or a MULTI block sent at
@@ -440,6 +453,8 @@ class PipelineRun:
             "cpu_s": cpu,
             "redis_cpu_s": redis_cpu,
             "sys_s": system,
+            "switches": [sum(x[i] for x in switched) for i in (0, 1)],
+            "switches_by_worker": dict(zip(self.names(), switched, strict=True)),
             "cpu_by_worker": cpu_by_worker,
             "redis_commands": commands,
             "redis_command_us": command_us,
@@ -621,6 +636,18 @@ def summarize(res: dict[str, Any], sources: list[str], cores: int) -> str:
         ),
     ]
     rows.append(("  CPU by process", ", ".join(f"{k} {v:.1f}" for k, v in by_process_ms(pipe).items()) + " ms/article"))
+    if "switches" in pipe and "switches" in lim:
+        n_lim, n_pipe = max(1, lim["ok"]), max(1, pipe["indexed"])
+        by = ", ".join(
+            f"{name} {v / n_pipe:.0f}+{i / n_pipe:.0f}" for name, (v, i) in pipe.get("switches_by_worker", {}).items()
+        )
+        rows.append(
+            (
+                "  context switches",
+                f"limit {lim['switches'][0] / n_lim:.0f} voluntary + {lim['switches'][1] / n_lim:.0f} involuntary "
+                f"per article, workers {pipe['switches'][0] / n_pipe:.0f} + {pipe['switches'][1] / n_pipe:.0f} ({by})",
+            )
+        )
     if "sys_s" in pipe and "sys_s" in lim:
         rows.append(
             (
