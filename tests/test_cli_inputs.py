@@ -296,6 +296,8 @@ def test_trace_shows_the_retries_of_an_article(redis_url: str) -> None:
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if " retry " in line)
     assert "fetch" in row and "http_429 attempt 1, again in 7.5 s: HTTP 429 Too Many Requests" in row
+    now = next(line for line in proc.stdout.splitlines() if line.startswith("now: "))
+    assert now.startswith("now: discovered at submit") and "; retrying at fetch (http_429, attempt 1" in now
     report = json.loads(run_cli("trace", aid, "--json").stdout)
     assert [(r["stage"], r["reason"], r["attempt"]) for r in report["retries"]] == [("fetch", "http_429", 1)]
 
@@ -308,3 +310,14 @@ def test_ingest_rows_keep_the_order_the_urls_were_given() -> None:
     queued = [Outcome(u, "id", "queued", None, None) for u in (given[0], given[2])]
     refused = [Outcome(u, None, "dead", "submit", "bad_url") for u in (given[1], given[3])]
     assert [o.url for o in _in_input_order([*queued, *refused], given)] == given
+
+
+def test_the_trace_summary_says_retrying_only_after_the_last_transition() -> None:
+    from workers.cli.ops import _retrying
+
+    retry = {"t": 200.0, "stage": "clean", "reason": "redis", "detail": "", "attempt": 2, "countdown_s": 4}
+    ledger = {"state": "fetched", "stage": "fetch", "updated_at": 100.0}
+    assert _retrying({"ledger": ledger, "retries": [retry]}) == "; retrying at clean (redis, attempt 2, again in 4 s)"
+    assert _retrying({"ledger": {**ledger, "updated_at": 300.0}, "retries": [retry]}) == ""  # it moved on since
+    assert _retrying({"ledger": {**ledger, "state": "dead"}, "retries": [retry]}) == ""  # settled
+    assert _retrying({"ledger": ledger, "retries": []}) == ""

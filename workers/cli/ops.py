@@ -300,7 +300,7 @@ def print_trace(tr: dict[str, Any], given_url: str | None) -> None:
         return
     echo(f"article {tr['article_id']}  {led['url']}")
     why = f" ({led['reason']})" if led["reason"] else ""
-    echo(f"now: {led['state']} at {led['stage']}{why}, {_age(time.time() - led['updated_at'])} ago\n")
+    echo(f"now: {led['state']} at {led['stage']}{why}, {_age(time.time() - led['updated_at'])} ago{_retrying(tr)}\n")
     echo(f"{'TIME (UTC)':23}  {'STATE':10} {'STAGE':8} {'WORKER':28} REASON / DETAIL")
     # Retries are no transitions; they are shown among them, by time, as "retry".
     retries = [{**r, "state": "retry", "detail": _retry_detail(r)} for r in tr.get("retries") or []]
@@ -319,6 +319,20 @@ def print_trace(tr: dict[str, Any], given_url: str | None) -> None:
             f"(oldest {_age(w['oldest_age_s'])}), {w['unacked']} unacked ({w['scheduled']} waiting to retry){workers}"
         )
         echo("if that queue has no worker online, `newsflow status` shows it (WORKERS: NONE ONLINE)")
+
+
+def _retrying(tr: dict[str, Any]) -> str:
+    """The summary's note when the article's last step was a retry, not a transition: the ledger
+    still shows the state it had before, which alone reads as if it were stuck there."""
+    from newsflow.pipeline import TERMINAL_STATES
+
+    led, retries = tr["ledger"], tr.get("retries") or []
+    if not retries or led["state"] in TERMINAL_STATES:
+        return ""
+    last = max(retries, key=lambda r: float(r["t"]))
+    if float(last["t"]) < float(led["updated_at"]):
+        return ""
+    return f"; retrying at {last['stage']} ({last.get('reason') or 'transient'}, {_retry_detail(last)})"
 
 
 def _retry_detail(r: dict[str, Any]) -> str:
