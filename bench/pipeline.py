@@ -202,6 +202,7 @@ def _limit_child(
     from config.settings import get_settings
     from newsflow.enrich import assign_cluster, enrich_article, warm_up
     from newsflow.errors import PermanentError, TransientError
+    from newsflow.extract.warm import WARM_UP_HTML, warm_caches
     from newsflow.fetcher import fetch_page, make_session
     from newsflow.pipeline import Message
     from newsflow.search import SearchIndex
@@ -213,7 +214,8 @@ def _limit_child(
     session, r, index = make_session(s), connect(s.state_url), SearchIndex(index_dir)
     warm_up()
     warm = Message.new("http://127.0.0.1/w", "w")
-    build_doc(warm, "<html><body><p>" + "warm up " * 50 + "</p></body></html>", 1 << 20, 0)
+    build_doc(warm, WARM_UP_HTML, 1 << 20, 0)  # as a clean worker warms up (tasks/clean.py)
+    warm_caches()
     events: list[tuple[str, float]] = []
     spent: dict[str, float] = defaultdict(float)
     ok = dead = 0

@@ -16,6 +16,7 @@ from newsflow.extract import extract_article
 from newsflow.extract.article import MAX_ELEMENTS
 from newsflow.extract.body import PREFERRED as PREFERRED_BODY
 from newsflow.extract.options import DEFAULT_OPTIONS, ExtractOptions
+from newsflow.extract.warm import WARM_UP_HTML, warm_caches
 from newsflow.pipeline import Message, beyond
 from newsflow.search.tombstones import site_of_url
 from tasks.app import app
@@ -122,24 +123,6 @@ def clean_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)
 
 
-# A page with what a news page has (metadata, navigation, teasers, a dated article) so the warm-up
-# walks the same paths as a real one.
-_WARM_UP_HTML = (
-    '<html lang="en"><head><title>Warm-up | Example News</title><meta charset="utf-8">'
-    '<meta property="og:title" content="Warm-up"><meta name="author" content="A. Writer">'
-    '<meta property="article:published_time" content="2026-01-02T03:04:05Z">'
-    '<link rel="canonical" href="https://warm-up.invalid/a"></head><body>'
-    '<header><nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a></li></ul></nav></header>'
-    '<main><article><h1>Warm-up</h1><time datetime="2026-01-02">2 January 2026</time>'
-    + "<p>The extractor loads its rules and caches on its first page, in every language it meets, "
-    "and the first article of every worker would pay for it.</p>"
-    * 12
-    + "<h2>More</h2><ul><li>One point made.</li><li>Another point made.</li></ul></article>"
-    '<aside><h3>Related</h3><a href="/b">Other story</a></aside></main>'
-    "<footer><p>Copyright 2026 Example News</p></footer></body></html>"
-)
-
-
 @signals.celeryd_after_setup.connect
 def _warm_up_extractor(sender: str, instance: Any, **_: Any) -> None:
     """Extract one page in the clean worker's main process before its pool starts: the first page
@@ -148,6 +131,7 @@ def _warm_up_extractor(sender: str, instance: Any, **_: Any) -> None:
     if "clean" in instance.app.amqp.queues.consume_from:
         warm = Message.new("https://warm-up.invalid/", "0" * 32).forward(blob="-", fetch={"status": 200})
         with contextlib.suppress(Exception):  # a warm-up must never keep the worker from starting
-            build_doc(warm, _WARM_UP_HTML, 1 << 20, 0)
+            build_doc(warm, WARM_UP_HTML, 1 << 20, 0)
+            warm_caches()  # what the page does not reach: month names of every locale
             trusted_canonical("https://www.example.com/a", "https://news.example.org/a")  # loads the suffix list
             importlib.import_module("newsflow.archive.claim")  # reads archived pages' claim checks (warcio)

@@ -8,6 +8,8 @@ from typing import Any
 from newsflow.enrich.entities import extract_entities
 from newsflow.enrich.keywords import extract_keywords
 from newsflow.enrich.language import SAMPLE_CHARS, detect_language
+from newsflow.enrich.minhash import shingle_hashes, signature
+from newsflow.enrich.stopwords import load_all
 from newsflow.enrich.summary import summarize
 from newsflow.enrich.text import reading_time_min, word_count
 
@@ -44,8 +46,13 @@ def enrich_article(article: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def warm_up() -> None:
-    """Load the language model, gazetteer and stop words now (≈1 s) instead of on the first article.
+    """Load the language model, gazetteer, stop words and hashing tables now (≈1 s) instead of on the
+    first articles.
 
     Meant for a worker's process-init hook: each prefork child has its own caches.
     """
     enrich_article({"body": "Warm-up text for the enrichment caches, in English.", "title": ""})
+    # What that text does not reach: numpy.ma and numpy.random (the near-duplicate signature's first
+    # call), and the stop words of other languages.
+    signature(shingle_hashes("the near-duplicate hashing loads numpy modules on its first call"))
+    load_all()

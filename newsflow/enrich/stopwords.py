@@ -51,3 +51,12 @@ def stop_words(language: str | None) -> frozenset[str]:
     except StopWordError:
         return _ENGLISH
     return frozenset(w.lower() for w in words) | _NEWS_NOISE
+
+
+def load_all() -> None:
+    """Every list the package has (30+ languages, ~20 ms of CPU): a worker's warm-up loads them once,
+    before its pool forks, instead of each process on its first article in each language."""
+    from stop_words import LANGUAGE_MAPPING
+
+    for code in LANGUAGE_MAPPING:
+        stop_words(code)
