@@ -128,13 +128,21 @@ def backoff_s(attempt: int, settings: Settings, retry_after_s: float | None = No
 
 
 def run_stage(
-    ctx: StageContext, payload: Any, handler: Handler, attempt: int, outbox: Outbox, started: float | None = None
+    ctx: StageContext,
+    payload: Any,
+    handler: Handler,
+    attempt: int,
+    outbox: Outbox,
+    started: float | None = None,
+    cpu_before_s: float = 0.0,
 ) -> str:
     """Run one message through `handler` and give it its fate; returns the outcome for metrics:
     ok, skipped, refetch, dead, superseded (or raises Celery's Retry). `started` (perf_counter) is
-    when the message's work began, for its logged duration (a batched stage: when it was received)."""
+    when the message's work began, for its logged duration (a batched stage: when it was received);
+    `cpu_before_s`, CPU this thread already spent on it (a batched stage: its share of the batch's commit)."""
     started = time.perf_counter() if started is None else started
-    cpu_started = time.thread_time()
+    cpu_started = time.thread_time() - cpu_before_s
+    clock = _Clock(started, cpu_started)
     raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
     raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
     bound = log.bind(article_id=raw_id, url=raw_url, stage=ctx.stage.name, task_id=ctx.task_id)
@@ -150,7 +158,7 @@ def run_stage(
         if nxt is not None and after is not None:
             outbox.send(after, nxt)
         outcome = "ok" if nxt is not None or ctx.stage == LAST else "skipped"
-        bound.info("stage_done", outcome=outcome, duration_ms=_ms(started))
+        bound.info("stage_done", outcome=outcome, **clock.spent())
         return outcome
     except Retry:
         raise
@@ -161,21 +169,21 @@ def run_stage(
             # Redis went away (or filled up) meanwhile: retry
             why = "redis_full" if isinstance(err, redis.exceptions.OutOfMemoryError) else "redis_unavailable"
             unavailable = TransientError(why, str(err))
-            return _transient(ctx, payload, unavailable, attempt, outbox, bound, started)
-        bound.info("stage_done", outcome=outcome, reason=exc.reason, duration_ms=_ms(started))
+            return _transient(ctx, payload, unavailable, attempt, outbox, bound, clock)
+        bound.info("stage_done", outcome=outcome, reason=exc.reason, **clock.spent())
         return outcome
     except TransientError as exc:
-        return _transient(ctx, payload, exc, attempt, outbox, bound, started)
+        return _transient(ctx, payload, exc, attempt, outbox, bound, clock)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _transient(ctx, payload, TransientError("redis_unavailable", str(exc)), attempt, outbox, bound, started)
+        return _transient(ctx, payload, TransientError("redis_unavailable", str(exc)), attempt, outbox, bound, clock)
     except redis.exceptions.OutOfMemoryError as exc:  # maxmemory with noeviction: wait for room
-        return _transient(ctx, payload, TransientError("redis_full", str(exc)), attempt, outbox, bound, started)
+        return _transient(ctx, payload, TransientError("redis_full", str(exc)), attempt, outbox, bound, clock)
     except OperationalError as exc:  # kombu's wrapping of a publish that failed (Redis full or gone)
         reason = "redis_full" if redis_full(exc) else "redis_unavailable"
-        return _transient(ctx, payload, TransientError(reason, str(exc)), attempt, outbox, bound, started)
+        return _transient(ctx, payload, TransientError(reason, str(exc)), attempt, outbox, bound, clock)
     except PermanentError as exc:
         outcome = _dead(ctx, payload, exc.reason, exc.detail, attempt, outbox)
-        bound.warning("stage_done", outcome=outcome, reason=exc.reason, detail=exc.detail, duration_ms=_ms(started))
+        bound.warning("stage_done", outcome=outcome, reason=exc.reason, detail=exc.detail, **clock.spent())
         return outcome
     except SoftTimeLimitExceeded:
         # Raised from a signal handler, maybe between two replies of a pipeline: a connection
@@ -184,13 +192,13 @@ def run_stage(
         waited, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
         if ctx.stage.input is not Input.NONE and stalled(waited, cpu):  # not waiting on an origin
             detail = f"past its soft time limit after {waited:.1f} s, {cpu:.1f} s of it CPU: it waited"
-            return _transient(ctx, payload, TransientError("stalled", detail), attempt, outbox, bound, started)
+            return _transient(ctx, payload, TransientError("stalled", detail), attempt, outbox, bound, clock)
         outcome = _dead(ctx, payload, "time_limit", "the stage ran past its soft time limit", attempt, outbox)
-        bound.warning("stage_done", outcome=outcome, reason="time_limit", duration_ms=_ms(started))
+        bound.warning("stage_done", outcome=outcome, reason="time_limit", **clock.spent())
         return outcome
     except Exception as exc:
         outcome = _dead(ctx, payload, "internal_error", f"{type(exc).__name__}: {exc}", attempt, outbox)
-        bound.exception("stage_done", outcome=outcome, reason="internal_error", duration_ms=_ms(started))
+        bound.exception("stage_done", outcome=outcome, reason="internal_error", **clock.spent())
         return outcome
 
 
@@ -243,13 +251,13 @@ def _waits_left(payload: Any) -> int | None:
 
 
 def _transient(
-    ctx: StageContext, payload: Any, exc: TransientError, attempt: int, outbox: Outbox, bound: Any, started: float
+    ctx: StageContext, payload: Any, exc: TransientError, attempt: int, outbox: Outbox, bound: Any, clock: _Clock
 ) -> str:
     waits = _waits_left(payload) if exc.reason in INFRA_REASONS else None
     if waits is None and attempt >= ctx.settings.max_retries:
         detail = f"gave up after {attempt + 1} attempts: {exc.detail}"
         outcome = _dead(ctx, payload, exc.reason, detail, attempt, outbox)
-        bound.warning("stage_done", outcome=outcome, reason=exc.reason, attempts=attempt + 1, duration_ms=_ms(started))
+        bound.warning("stage_done", outcome=outcome, reason=exc.reason, attempts=attempt + 1, **clock.spent())
         return outcome
     if waits is None:  # one more of the article's retries
         countdown, shown, again, extra = backoff_s(attempt, ctx.settings, exc.retry_after_s), attempt + 1, payload, {}
@@ -265,7 +273,7 @@ def _transient(
         attempt=shown,
         **extra,
         countdown_s=round(countdown, 2),
-        duration_ms=_ms(started),
+        **clock.spent(),
     )
     outbox.retry(again, countdown, counted=waits is None)
 
@@ -537,3 +545,16 @@ def _quietly(fn: Callable[..., Any], *args: Any) -> None:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """When a message's work began, in wall time and in this thread's CPU time."""
+
+    started: float
+    cpu_started: float
+
+    def spent(self) -> dict[str, float]:
+        """The `stage_done` line's duration_ms and cpu_ms: CPU beside wall time shows where a stage
+        waits (Redis, an origin) and what its pure function costs in the worker (bench/pipeline.py)."""
+        return {"duration_ms": _ms(self.started), "cpu_ms": round((time.thread_time() - self.cpu_started) * 1000, 2)}

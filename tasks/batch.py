@@ -60,6 +60,7 @@ class Delivery(Item):
     message: Message | None = None
     events: TaskEvents | None = None
     delivery_tag: str = ""
+    cpu_s: float = 0.0  # its share of its batch's commit, in this thread's CPU time (the log's cpu_ms)
 
 
 class TaskEvents:
@@ -139,6 +140,10 @@ class BatchStage:
                 exc = _past_limit(time.perf_counter() - started, time.thread_time() - cpu_started)
             for d in wanted:
                 d.error = d.error or exc
+        finally:
+            share = (time.thread_time() - cpu_started) / len(wanted)
+            for d in wanted:
+                d.cpu_s = share
 
     def _attempt(self, d: Delivery) -> int:
         return attempt_of(self.stage.name, d.payload, d.retries, d.redelivered)
@@ -153,7 +158,9 @@ class BatchStage:
 
         outcome = "retry"
         try:
-            outcome = run_stage(ctx, d.payload, reported, d.attempt, _Outbox(self, d), started=d.received)
+            outcome = run_stage(
+                ctx, d.payload, reported, d.attempt, _Outbox(self, d), started=d.received, cpu_before_s=d.cpu_s
+            )
             _settle_with(d.ack, d)
             if d.events is not None:  # as Celery reports a task that returned: its result is the outcome
                 d.events.send("task-succeeded", d.task_id, result=repr(outcome), runtime=_since(d.received))

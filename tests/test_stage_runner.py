@@ -6,6 +6,7 @@ workers against a real Redis.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -374,3 +375,20 @@ def test_lost_input_while_redis_goes_away_is_retried_not_lost() -> None:
 
     with pytest.raises(Retried):
         _run("enrich", gone_and_down, stores=stores)
+
+
+def test_the_stage_done_line_says_the_cpu_the_handler_took_beside_its_wall_time() -> None:
+    from structlog.testing import capture_logs
+
+    def busy(ctx: Any, m: Message) -> Message:
+        end = time.thread_time() + 0.03
+        while time.thread_time() < end:  # 30 ms of CPU
+            pass
+        time.sleep(0.05)  # and 50 ms of waiting, which is not CPU
+        return m.forward()
+
+    with capture_logs() as logs:
+        assert _run("enrich", busy)[0] == "ok"
+    done = [e for e in logs if e["event"] == "stage_done"]
+    assert len(done) == 1
+    assert 30 <= done[0]["cpu_ms"] < 60 and done[0]["duration_ms"] >= 80
