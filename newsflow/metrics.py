@@ -8,7 +8,8 @@ survive worker restarts and stay monotonic, as Prometheus counters must.
 
 Keys (under the state prefix, all bounded by stages x outcomes/reasons x buckets, so no TTL):
 - `metrics:stage:{stage}`  hash: `n|{outcome}` tasks run per outcome (ok, skipped, retry, dead),
-                           `dur_sum`, `dur_count`, `dur|{le}` duration histogram (non-cumulative)
+                           `dur_sum`, `dur_count`, `dur|{le}` duration histogram (non-cumulative),
+                           `cpu_sum`: CPU seconds its tasks took in their worker thread
 - `metrics:failed`         hash: `{stage}|{reason}` -> dead letters written
 - `metrics:retried`        hash: `{stage}|{reason}` -> retries scheduled
 - `metrics:lag`            hash: `sum`, `count`, `b|{le}`: submit-to-indexed seconds
@@ -123,10 +124,13 @@ class CounterBuffer:
                 self.flush()
 
 
-def observe_stage(sink: CounterSink, prefix: str, stage: str, outcome: str, duration_s: float) -> None:
+def observe_stage(
+    sink: CounterSink, prefix: str, stage: str, outcome: str, duration_s: float, cpu_s: float = 0.0
+) -> None:
     key = f"{prefix}metrics:stage:{stage}"
     sink.hincrby(key, f"n|{outcome}", 1)
     sink.hincrbyfloat(key, "dur_sum", duration_s)
+    sink.hincrbyfloat(key, "cpu_sum", cpu_s)
     sink.hincrby(key, "dur_count", 1)
     sink.hincrby(key, f"dur|{_le(duration_s, DURATION_BUCKETS_S)}", 1)
 
@@ -158,6 +162,19 @@ def stage_counts(r: redis.Redis, prefix: str, stages: Sequence[str]) -> dict[str
     for stage in stages:
         h = _hash(r, f"{prefix}metrics:stage:{stage}")
         out[stage] = {o: int(h.get(f"n|{o}", 0)) for o in OUTCOMES}
+    return out
+
+
+def stage_costs(r: redis.Redis, prefix: str, stages: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Mean wall and CPU milliseconds per task run, per stage, since the counters began (None: no runs)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for stage in stages:
+        h = _hash(r, f"{prefix}metrics:stage:{stage}")
+        n = h.get("dur_count", 0.0)
+        out[stage] = {
+            "ms_per_task": round(1000 * h.get("dur_sum", 0.0) / n, 2) if n else None,
+            "cpu_ms_per_task": round(1000 * h.get("cpu_sum", 0.0) / n, 2) if n else None,
+        }
     return out
 
 
@@ -214,13 +231,20 @@ class PipelineCollector(Collector):
             labels=["stage", "outcome"],
         )
         duration = HistogramMetricFamily("newsflow_stage_duration_seconds", "Stage task run time", labels=["stage"])
+        cpu = CounterMetricFamily(
+            "newsflow_stage_cpu_seconds",
+            "CPU time of the stage's tasks in their worker thread (per article: divide by processed)",
+            labels=["stage"],
+        )
         for stage in self.stages:
             h = _hash(self.state, f"{p}metrics:stage:{stage}")
             for outcome in OUTCOMES:
                 processed.add_metric([stage, outcome], h.get(f"n|{outcome}", 0.0))
             duration.add_metric([stage], _buckets(h, "dur", DURATION_BUCKETS_S), h.get("dur_sum", 0.0))
+            cpu.add_metric([stage], h.get("cpu_sum", 0.0))
         yield processed
         yield duration
+        yield cpu
         failed = CounterMetricFamily(
             "newsflow_stage_failed", "Articles dead-lettered, by stage and reason", labels=["stage", "reason"]
         )

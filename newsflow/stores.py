@@ -81,6 +81,9 @@ class Stores:
     def stage_counts(self, stages: Sequence[str]) -> dict[str, dict[str, int]]:
         return metrics.stage_counts(self._r, self.settings.key_prefix, stages)
 
+    def stage_costs(self, stages: Sequence[str]) -> dict[str, dict[str, float | None]]:
+        return metrics.stage_costs(self._r, self.settings.key_prefix, stages)
+
     def reset_connections(self) -> None:
         """Drop idle pooled connections (one interrupted mid-pipeline may hold unread replies).
         Connections other threads are using are left alone: a threads pool shares the pool."""

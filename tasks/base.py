@@ -351,7 +351,7 @@ class StageTask(Task):  # type: ignore[misc]
         )
 
     def run_stage(self, payload: Any, handler: Handler) -> str:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         outcome = "retry"  # the only thing `run_stage` lets escape is Celery's Retry
         outbox = _CeleryOutbox(self)
         ctx = self.context(outbox)
@@ -367,14 +367,14 @@ class StageTask(Task):  # type: ignore[misc]
             outcome = _dead(ctx, payload, "time_limit", detail, 0, outbox)
             return outcome
         finally:
-            self._observe(payload, outcome, started)
+            self._observe(payload, outcome, started, time.thread_time() - cpu_started)
 
     def _attempt(self, payload: Any) -> int:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         return attempt_of(self.stage, payload, int(self.request.retries or 0), redelivered)
 
-    def _observe(self, payload: Any, outcome: str, started: float) -> None:
-        observe(process_stores(), self.stage, payload, outcome, started, int(self.request.retries or 0))
+    def _observe(self, payload: Any, outcome: str, started: float, cpu_s: float) -> None:
+        observe(process_stores(), self.stage, payload, outcome, started, int(self.request.retries or 0), cpu_s)
 
 
 def attempt_of(stage_name: str, payload: Any, retries: int, redelivered: bool) -> int:
@@ -389,13 +389,16 @@ def attempt_of(stage_name: str, payload: Any, retries: int, redelivered: bool) -
     return retries
 
 
-def observe(stores: Stores, stage_name: str, payload: Any, outcome: str, started: float, retries: int) -> None:
+def observe(
+    stores: Stores, stage_name: str, payload: Any, outcome: str, started: float, retries: int, cpu_s: float = 0.0
+) -> None:
     """Metrics and per-source counters of one message (newsflow/metrics.py); never changes its fate.
+    `cpu_s`: the CPU its task took in this thread.
 
     They are summed in this process and written about once a second (`metrics_flush_s`).
     """
     state, sink, prefix = stores.state, stores.counters, stores.settings.key_prefix
-    metrics.observe_stage(sink, prefix, stage_name, outcome, time.perf_counter() - started)
+    metrics.observe_stage(sink, prefix, stage_name, outcome, time.perf_counter() - started, cpu_s)
     body = payload if isinstance(payload, dict) else {}
     source = body.get("source") if isinstance(body.get("source"), str) else ""
     if stage_name == FIRST.name and not retries and source:

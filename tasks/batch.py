@@ -174,7 +174,7 @@ class BatchStage:
             log.exception("batch_settle_failed", task_id=d.task_id)
             _settle_with(d.reject, d, requeue=True)
         finally:
-            observe(stores, self.stage.name, d.payload, outcome, d.received, d.retries)
+            observe(stores, self.stage.name, d.payload, outcome, d.received, d.retries, d.cpu_s)
 
 
 def _past_limit(waited_s: float, cpu_s: float) -> Exception:

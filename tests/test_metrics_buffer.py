@@ -20,7 +20,7 @@ def client(redis_url: str) -> redis.Redis:
 def test_counts_are_summed_and_written_once(client: redis.Redis) -> None:
     buf = CounterBuffer(client, flush_every_s=60)  # the timer will not fire during the test
     for _ in range(5):
-        observe_stage(buf, "t:", "clean", "ok", 0.02)
+        observe_stage(buf, "t:", "clean", "ok", 0.02, 0.015)
     assert client.hgetall("t:metrics:stage:clean") == {}  # nothing written yet
     buf.maybe_flush()  # not due
     assert client.hgetall("t:metrics:stage:clean") == {}
@@ -28,6 +28,7 @@ def test_counts_are_summed_and_written_once(client: redis.Redis) -> None:
     got = {k.decode(): float(v) for k, v in client.hgetall("t:metrics:stage:clean").items()}
     assert got["n|ok"] == 5 and got["dur_count"] == 5
     assert got["dur_sum"] == pytest.approx(0.1)
+    assert got["cpu_sum"] == pytest.approx(0.075)
     assert got["dur|0.025"] == 5
 
 

@@ -187,8 +187,10 @@ def test_status_after_a_run(ran: dict[str, Any]) -> None:
     pairs = {(d["stage"], d["reason"]) for d in st["dead_letters"]["by_stage_reason"]}
     assert {("fetch", "http_404"), ("clean", "no_article")} <= pairs
     assert st["stage_runs"]["index"]["ok"] >= 3
+    clean = st["stage_costs"]["clean"]
+    assert clean["cpu_ms_per_task"] > 0 and clean["ms_per_task"] >= clean["cpu_ms_per_task"]
     human = cli("status")
-    assert human.returncode == 0 and "DEAD LETTERS on file" in human.stdout
+    assert human.returncode == 0 and "DEAD LETTERS on file" in human.stdout and "CPU ms/task" in human.stdout
 
 
 def test_trace_shows_the_path_through_every_stage(ran: dict[str, Any]) -> None:
@@ -328,6 +330,7 @@ def test_metrics_endpoint(ran: dict[str, Any]) -> None:
     assert value(r'newsflow_stage_failed_total\{reason="http_404",stage="fetch"\}') >= 1
     assert value(r"newsflow_publish_to_indexed_seconds_count") >= 3
     assert value(r'newsflow_stage_duration_seconds_count\{stage="clean"\}') >= 3
+    assert value(r'newsflow_stage_cpu_seconds_total\{stage="clean"\}') > 0  # extraction takes CPU
     for q in ("fetch", "clean", "enrich", "index"):
         assert value(rf'newsflow_queue_depth\{{queue="{q}"\}}') == 0
         value(rf'newsflow_queue_oldest_age_seconds\{{queue="{q}"\}}')

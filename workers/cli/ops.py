@@ -90,6 +90,8 @@ def collect_status(settings: Settings, inspect_timeout_s: float = 1.0) -> dict[s
             **{s: round(n / THROUGHPUT_WINDOW_MIN, 2) for s, n in recent.items()},
         },
         "stage_runs": stores.stage_counts(ORDER),
+        # Mean wall and CPU time per task: a stage's CPU per task times its rate is the cores it needs.
+        "stage_costs": stores.stage_costs(ORDER),
         "dead_letters": {"total": sum(d["count"] for d in dead), "by_stage_reason": dead},
         # Queue entries that were not messages, set aside by the workers (tasks/transport.py).
         "quarantined": int(broker.llen(quarantine_key(settings.key_prefix))),
@@ -125,6 +127,10 @@ def _id_versions(settings: Settings, stores: Any) -> dict[str, Any]:
     return {"stored_version": stored, "code_version": ID_VERSION, "migrate_needed": stored not in (None, ID_VERSION)}
 
 
+def _per_task(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f}"
+
+
 def print_status(st: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"newsflow status  {_iso(st['time'])[:19]} UTC  broker {st['broker']}\n")
@@ -151,9 +157,17 @@ def print_status(st: dict[str, Any]) -> None:
     echo(f"\n{'ARTICLES':12} {'last hour':>10} {'last day':>10} {'per min (' + str(tp['window_min']) + 'm)':>14}")
     for state in hour:
         echo(f"{state:12} {hour[state]:>10} {day[state]:>10} {tp[state]:>14}")
-    echo(f"\n{'STAGE RUNS':10} {'ok':>8} {'skipped':>8} {'retry':>8} {'dead':>8}   (since counters began)")
+    echo(
+        f"\n{'STAGE RUNS':10} {'ok':>8} {'skipped':>8} {'retry':>8} {'dead':>8} {'ms/task':>9} {'CPU ms/task':>12}"
+        "   (since counters began)"
+    )
+    costs = st.get("stage_costs") or {}
     for stage, counts in st["stage_runs"].items():
-        echo(f"{stage:10} {counts['ok']:>8} {counts['skipped']:>8} {counts['retry']:>8} {counts['dead']:>8}")
+        cost = costs.get(stage) or {}
+        echo(
+            f"{stage:10} {counts['ok']:>8} {counts['skipped']:>8} {counts['retry']:>8} {counts['dead']:>8}"
+            f" {_per_task(cost.get('ms_per_task')):>9} {_per_task(cost.get('cpu_ms_per_task')):>12}"
+        )
     dl = st["dead_letters"]
     echo(f"\nDEAD LETTERS on file: {dl['total']}" + ("  (newsflow deadletters list / replay)" if dl["total"] else ""))
     for d in dl["by_stage_reason"]:
