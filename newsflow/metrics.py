@@ -173,7 +173,8 @@ def stage_costs(r: redis.Redis, prefix: str, stages: Sequence[str]) -> dict[str,
         n = h.get("dur_count", 0.0)
         out[stage] = {
             "ms_per_task": round(1000 * h.get("dur_sum", 0.0) / n, 2) if n else None,
-            "cpu_ms_per_task": round(1000 * h.get("cpu_sum", 0.0) / n, 2) if n else None,
+            # None where only workers older than the CPU counter ran (their runs have no CPU figure).
+            "cpu_ms_per_task": round(1000 * h["cpu_sum"] / n, 2) if n and "cpu_sum" in h else None,
         }
     return out
 

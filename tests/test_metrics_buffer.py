@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from newsflow.metrics import CounterBuffer, observe_stage
+from newsflow.metrics import CounterBuffer, observe_stage, stage_costs
 
 
 @pytest.fixture
@@ -54,3 +54,15 @@ def test_a_failed_flush_keeps_the_counts(client: redis.Redis) -> None:
     buf.flush()
     assert int(client.hget("t:h", "a") or 0) == 4
     assert float(client.hget("t:h", "b") or 0) == 1.5
+
+
+def test_stage_costs_are_means_per_task_and_none_without_runs(client: redis.Redis) -> None:
+    buf = CounterBuffer(client, flush_every_s=60)
+    for _ in range(4):
+        observe_stage(buf, "t:", "clean", "ok", 0.05, 0.02)
+    buf.flush()
+    client.hset("t:metrics:stage:fetch", mapping={"n|ok": 2, "dur_sum": 0.2, "dur_count": 2})  # older workers
+    costs = stage_costs(client, "t:", ["fetch", "clean", "index"])
+    assert costs["clean"] == {"ms_per_task": 50.0, "cpu_ms_per_task": 20.0}
+    assert costs["fetch"] == {"ms_per_task": 100.0, "cpu_ms_per_task": None}
+    assert costs["index"] == {"ms_per_task": None, "cpu_ms_per_task": None}
