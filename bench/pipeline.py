@@ -200,22 +200,21 @@ def _limit_child(
     urls: list[str], index_dir: str, barrier: Any, out: Any, batch_size: int
 ) -> None:  # pragma: no cover - runs in a child process
     from config.settings import get_settings
-    from newsflow.enrich import assign_cluster, enrich_article, warm_up
+    from newsflow.enrich import assign_cluster, enrich_article
+    from newsflow.enrich import warm_up as warm_up_enrich
     from newsflow.errors import PermanentError, TransientError
-    from newsflow.extract.warm import WARM_UP_HTML, warm_caches
     from newsflow.fetcher import fetch_page, make_session
     from newsflow.pipeline import Message
     from newsflow.search import SearchIndex
     from newsflow.state import connect
     from newsflow.urls import article_id
     from tasks.clean import build_doc
+    from tasks.clean import warm_up as warm_up_clean
 
     s = get_settings()
     session, r, index = make_session(s), connect(s.state_url), SearchIndex(index_dir)
-    warm_up()
-    warm = Message.new("http://127.0.0.1/w", "w")
-    build_doc(warm, WARM_UP_HTML, 1 << 20, 0)  # as a clean worker warms up (tasks/clean.py)
-    warm_caches()
+    warm_up_clean()  # as the workers warm up before their first message
+    warm_up_enrich()
     events: list[tuple[str, float]] = []
     spent: dict[str, float] = defaultdict(float)
     ok = dead = 0
@@ -442,6 +441,7 @@ class PipelineRun:
             self.dep.stop()
         ids = [s.article_id for s in submitted]
         events, outcomes = self.traces(ids)
+        handler_ms, handler_cpu_ms = handler_times(log_path, ("duration_ms", "cpu_ms"))
         return {
             "label": self.label,
             "layout": workers,
@@ -465,8 +465,8 @@ class PipelineRun:
             "samples": self.samples,
             "msg_sizes": {q: v for q, v in self.msg_sizes.items() if v},
             "doc_bytes": self.doc_sizes(ids),
-            "handler_ms": handler_times(log_path, self.t0),
-            "handler_cpu_ms": handler_times(log_path, self.t0, "cpu_ms"),
+            "handler_ms": handler_ms,
+            "handler_cpu_ms": handler_cpu_ms,
             "events": [(st, t - self.t0) for st, t in events],
         }
 
@@ -488,9 +488,10 @@ class PipelineRun:
         return [n for n in pipe.execute() if n]
 
 
-def handler_times(log_path: Path, since: float, field: str = "duration_ms") -> dict[str, list[float]]:
-    """`field` (duration_ms, cpu_ms) of every `stage_done` line in the workers' JSON log, by stage."""
-    out: dict[str, list[float]] = defaultdict(list)
+def handler_times(log_path: Path, fields: tuple[str, ...]) -> list[dict[str, list[float]]]:
+    """Each of `fields` (duration_ms, cpu_ms) of every `stage_done` line in the workers' JSON log,
+    by stage: one read of the log for all of them."""
+    out: list[dict[str, list[float]]] = [defaultdict(list) for _ in fields]
     if not log_path.exists():
         return out
     for line in log_path.read_text(errors="replace").splitlines():
@@ -500,8 +501,9 @@ def handler_times(log_path: Path, since: float, field: str = "duration_ms") -> d
             rec = json.loads(line)
         except ValueError:
             continue
-        if field in rec:
-            out[rec.get("stage", "?")].append(float(rec[field]))
+        for by_stage, name in zip(out, fields, strict=True):
+            if name in rec:
+                by_stage[rec.get("stage", "?")].append(float(rec[name]))
     return out
 
 

@@ -141,8 +141,7 @@ def run_stage(
     when the message's work began, for its logged duration (a batched stage: when it was received);
     `cpu_before_s`, CPU this thread already spent on it (a batched stage: its share of the batch's commit)."""
     started = time.perf_counter() if started is None else started
-    cpu_started = time.thread_time() - cpu_before_s
-    clock = _Clock(started, cpu_started)
+    clock = _Clock(started, time.thread_time() - cpu_before_s)
     raw_id = payload.get("id", "") if isinstance(payload, dict) else ""
     raw_url = payload.get("url", "") if isinstance(payload, dict) else ""
     bound = log.bind(article_id=raw_id, url=raw_url, stage=ctx.stage.name, task_id=ctx.task_id)
@@ -189,7 +188,7 @@ def run_stage(
         # Raised from a signal handler, maybe between two replies of a pipeline: a connection
         # put back with unread replies would hand them to the next command. Start afresh.
         ctx.stores.reset_connections()
-        waited, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+        waited, cpu = clock.waited_s(), clock.cpu_s()
         if ctx.stage.input is not Input.NONE and stalled(waited, cpu):  # not waiting on an origin
             detail = f"past its soft time limit after {waited:.1f} s, {cpu:.1f} s of it CPU: it waited"
             return _transient(ctx, payload, TransientError("stalled", detail), attempt, outbox, bound, clock)
@@ -546,10 +545,6 @@ def _quietly(fn: Callable[..., Any], *args: Any) -> None:
         log.warning("metrics_not_recorded", error=str(exc), what=getattr(fn, "__name__", "?"))
 
 
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
-
-
 @dataclass(frozen=True)
 class _Clock:
     """When a message's work began, in wall time and in this thread's CPU time."""
@@ -557,7 +552,13 @@ class _Clock:
     started: float
     cpu_started: float
 
+    def waited_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def cpu_s(self) -> float:
+        return time.thread_time() - self.cpu_started
+
     def spent(self) -> dict[str, float]:
         """The `stage_done` line's duration_ms and cpu_ms: CPU beside wall time shows where a stage
         waits (Redis, an origin) and what its pure function costs in the worker (bench/pipeline.py)."""
-        return {"duration_ms": _ms(self.started), "cpu_ms": round((time.thread_time() - self.cpu_started) * 1000, 2)}
+        return {"duration_ms": round(self.waited_s() * 1000, 2), "cpu_ms": round(self.cpu_s() * 1000, 2)}

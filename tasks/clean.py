@@ -123,15 +123,22 @@ def clean_task(self: StageTask, payload: Any) -> str:
     return self.run_stage(payload, handle)
 
 
+def warm_up() -> None:
+    """Everything the clean stage builds on first use: one page extracted into a document (rules
+    compiled, the public suffix list parsed), the caches that page does not reach, the claim-check
+    reader. The worker runs it at start; bench/pipeline.py's loop runs it too, to warm up alike."""
+    warm = Message.new("https://warm-up.invalid/", "0" * 32).forward(blob="-", fetch={"status": 200})
+    build_doc(warm, WARM_UP_HTML, 1 << 20, 0)
+    warm_caches()  # what the page does not reach: month names of every locale
+    trusted_canonical("https://www.example.com/a", "https://news.example.org/a")  # loads the suffix list
+    importlib.import_module("newsflow.archive.claim")  # reads archived pages' claim checks (warcio)
+
+
 @signals.celeryd_after_setup.connect
 def _warm_up_extractor(sender: str, instance: Any, **_: Any) -> None:
-    """Extract one page in the clean worker's main process before its pool starts: the first page
-    costs some 100-400 ms more (the public suffix list is parsed on first use, expressions compiled),
-    paid once here and shared by the prefork children instead of by each child's first article."""
+    """Warm up in the clean worker's main process before its pool starts: the first page costs some
+    100-500 ms more otherwise, paid once here and shared by the prefork children instead of by each
+    child's first articles."""
     if "clean" in instance.app.amqp.queues.consume_from:
-        warm = Message.new("https://warm-up.invalid/", "0" * 32).forward(blob="-", fetch={"status": 200})
         with contextlib.suppress(Exception):  # a warm-up must never keep the worker from starting
-            build_doc(warm, WARM_UP_HTML, 1 << 20, 0)
-            warm_caches()  # what the page does not reach: month names of every locale
-            trusted_canonical("https://www.example.com/a", "https://news.example.org/a")  # loads the suffix list
-            importlib.import_module("newsflow.archive.claim")  # reads archived pages' claim checks (warcio)
+            warm_up()

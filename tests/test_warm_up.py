@@ -22,7 +22,7 @@ _CHECK = textwrap.dedent(
     from types import SimpleNamespace
     from htmldate.extractors import month_words
     import tasks.clean, tasks.enrich
-    from newsflow.enrich import assign_cluster, enrich_article
+    from newsflow.enrich import enrich_article
     from newsflow.enrich.minhash import shingle_hashes, signature
     from newsflow.extract.evaluate import load_benchmark
 

@@ -1,6 +1,6 @@
 """Warm-up: what extraction loads or compiles on first use, paid before a worker takes its first page.
 
-A clean worker extracts WARM_UP_HTML and calls `warm_caches()` once at start (tasks/clean.py, in the
+A clean worker extracts WARM_UP_HTML and calls `warm_caches()` once at start (`tasks.clean.warm_up`, in the
 main process before its pool forks); without it the first pages of every worker cost some 100-500 ms
 more CPU each, and a benchmark of a few hundred pages counts that as per-article cost.
 """
